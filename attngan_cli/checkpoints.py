@@ -1,0 +1,140 @@
+"""Self-describing checkpoints, written atomically and read without executing pickled code.
+
+A checkpoint is one ``torch.save`` dict::
+
+    {"format": "attngan", "format_version": 1, "package_version": "0.1.0",
+     "kind": "damsm" | "generator" | "gan" | ...,   # what it holds
+     "config": {...},                               # the resolved job config (to_dict)
+     "vocab": ["<end>", ...] | None, "vocab_sha256": "...",
+     "state": {"text_encoder": state_dict, ...},    # model weights
+     "optim": {"g": optimizer state, ...},          # optional
+     "step": int, "epoch": int, "rng": {...}, "extra": {...}}
+
+so ``sample`` rebuilds the model from the file alone (nanoGPT style).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .config import check_matches
+from .errors import CheckpointError
+from .io import atomic_path
+
+FORMAT = "attngan"
+FORMAT_VERSION = 1
+
+
+def vocab_sha256(words: list[str] | None) -> str | None:
+    if words is None:
+        return None
+    return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Checkpoint:
+    kind: str
+    config: dict[str, Any]
+    state: dict[str, dict[str, Any]]
+    vocab: list[str] | None = None
+    optim: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+    epoch: int = 0
+    rng: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    package_version: str = __version__
+    format_version: int = FORMAT_VERSION
+    path: Path | None = None
+
+    @property
+    def vocab_sha256(self) -> str | None:
+        return vocab_sha256(self.vocab)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "package_version": self.package_version,
+            "kind": self.kind,
+            "config": self.config,
+            "vocab": self.vocab,
+            "vocab_sha256": self.vocab_sha256,
+            "state": self.state,
+            "optim": self.optim,
+            "step": self.step,
+            "epoch": self.epoch,
+            "rng": self.rng,
+            "extra": self.extra,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str]) -> Path:
+    """Write ``ckpt`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt.to_payload(), tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, kind: str | tuple[str, ...] | None = None,
+                    map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint of this project; ``kind`` (one or several) is checked with a clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; pass a checkpoint file (or a run directory where a command accepts one)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable attngan checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        hint = ""
+        if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+            hint = " It looks like a bare state dict (an official AttnGAN file?): convert it with `attngan import official`."
+        raise CheckpointError(f"{path} is not an attngan checkpoint.{hint}")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this attngan ({__version__}) reads up to "
+            f"version {FORMAT_VERSION}: upgrade attngan"
+        )
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds and payload["kind"] not in kinds:
+        raise CheckpointError(
+            f"{path} is a {payload['kind']!r} checkpoint, but a {' or '.join(repr(k) for k in kinds)} checkpoint is needed here"
+        )
+    return Checkpoint(
+        kind=payload["kind"], config=payload["config"], state=payload["state"], vocab=payload.get("vocab"),
+        optim=payload.get("optim") or {}, step=payload.get("step", 0), epoch=payload.get("epoch", 0),
+        rng=payload.get("rng"), extra=payload.get("extra") or {}, package_version=payload.get("package_version", "?"),
+        format_version=version, path=path,
+    )
+
+
+def check_checkpoint_config(ckpt: Checkpoint, requested: dict[str, Any], fields: list[str]) -> None:
+    """Fail naming the first of the dotted ``fields`` whose value in ``ckpt.config`` differs from ``requested``."""
+    check_matches(ckpt.config, requested, fields, f"checkpoint {ckpt.path}")
+
+
+def check_vocab(ckpt: Checkpoint, words: list[str], what: str = "the dataset") -> None:
+    if ckpt.vocab is None:
+        return
+    if vocab_sha256(ckpt.vocab) != vocab_sha256(words):
+        from .errors import ConfigMismatchError
+
+        detail = f"{len(ckpt.vocab)} words there, {len(words)} in {what}"
+        if len(ckpt.vocab) == len(words):
+            first = next(i for i, (a, b) in enumerate(zip(ckpt.vocab, words, strict=True)) if a != b)
+            detail = f"first difference at index {first}: {ckpt.vocab[first]!r} vs {words[first]!r}"
+        raise ConfigMismatchError(f"the vocabulary of checkpoint {ckpt.path} does not match {what} ({detail})")

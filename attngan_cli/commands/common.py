@@ -1,0 +1,49 @@
+"""Plumbing shared by the commands: error handling, quiet mode, progress construction."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from ..console import RichProgress, console, set_quiet, setup_logging
+from ..errors import AttnGANError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("attngan")
+
+
+def command(fn: F) -> F:
+    """Wrap a command body: set up logging, turn :class:`AttnGANError` into a one-line error and exit 1,
+    and Ctrl-C into exit 130 (loops save their checkpoint before the KeyboardInterrupt reaches here)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("quiet"):
+            set_quiet(True)
+        setup_logging()
+        try:
+            return fn(*args, **kwargs)
+        except AttnGANError as e:
+            console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def not_implemented(name: str, issue: str) -> None:
+    console.print(
+        f"[bold yellow]attngan {name}: not implemented yet[/] ({issue}). Nothing was done.", highlight=False
+    )
+    raise typer.Exit(2)
+
+
+def progress() -> RichProgress:
+    return RichProgress()

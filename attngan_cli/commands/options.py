@@ -1,0 +1,26 @@
+"""Shared CLI options as ``Annotated`` aliases, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (python, numpy, torch).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info messages; errors still show.")]
+Preset = Annotated[str, typer.Option("--preset", help="Official settings to start from: bird, coco or shapes.")]
+Precision = Annotated[str, typer.Option("--precision", help="fp32, bf16 (fast on CPUs with AVX-512 BF16) or fp16 (CUDA only).")]
+Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes (0 = load in the main process).")]
+RunsRoot = Annotated[Path, typer.Option("--runs", help="Where run directories NNNNN-<dataset>-<command>/ are created.")]
+Resume = Annotated[
+    Path | None, typer.Option("--resume", help="Continue from a run directory or a checkpoint file.")
+]
+Checkpoint = Annotated[Path, typer.Option("--checkpoint", "-c", help="A generator checkpoint file or a train run directory.")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
+InceptionWeights = Annotated[
+    Path | None,
+    typer.Option("--inception-weights", help="Local Inception-v3 weights file (nothing is downloaded)."),
+]

@@ -1,0 +1,331 @@
+"""Configuration as plain dataclasses, presets with the official values, and strict (de)serialisation.
+
+There is no global mutable config: every function receives the config object it needs. A config is
+built from a preset plus overrides (the CLI flags), written as ``config.json`` into the run directory
+and stored inside every checkpoint, so a model can be rebuilt from its checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import AttnGANError, ConfigMismatchError
+
+T = TypeVar("T")
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+# --------------------------------------------------------------------------------------------------
+# Model configs
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class TextEncoderConfig:
+    vocab_size: int = 0  # filled from the dataset's vocabulary
+    word_dim: int = 300  # word embedding size
+    embedding_dim: int = 256  # word/sentence feature size (bidirectional: 128 per direction)
+    dropout: float = 0.5
+    words: int = 18  # caption length used in training (longer captions are subsampled)
+
+
+@dataclass
+class ImageEncoderConfig:
+    backbone: str = "inception-v3"  # "inception-v3" (paper) or "compact" (CPU-sized, trained from scratch)
+    embedding_dim: int = 256
+    image_size: int = 299  # input size of the backbone
+    width: int = 64  # channel width of the compact backbone (ignored by inception-v3)
+
+
+@dataclass
+class DAMSMConfig:
+    gamma1: float = 4.0  # word-to-region attention sharpness
+    gamma2: float = 5.0  # region-context aggregation
+    gamma3: float = 10.0  # posterior smoothing over the batch
+
+
+@dataclass
+class GeneratorConfig:
+    stages: int = 3  # 1..4; images of base_size * 2**i for i < stages
+    base_size: int = 64
+    ngf: int = 32
+    r_num: int = 2  # residual blocks per attentional stage
+    z_dim: int = 100
+    condition_dim: int = 100
+    embedding_dim: int = 256
+
+    @property
+    def image_sizes(self) -> list[int]:
+        return [self.base_size * 2**i for i in range(self.stages)]
+
+
+@dataclass
+class DiscriminatorConfig:
+    ndf: int = 64
+    embedding_dim: int = 256
+
+
+# --------------------------------------------------------------------------------------------------
+# Job configs
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class PretrainConfig:
+    preset: str = "bird"
+    dataset: str = ""
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    damsm: DAMSMConfig = field(default_factory=DAMSMConfig)
+    batch_size: int = 48
+    epochs: int = 600
+    lr: float = 0.002
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_decay: float = 0.98  # multiplied in once per epoch ...
+    min_lr_fraction: float = 0.1  # ... down to lr * this
+    grad_clip: float = 0.25  # gradient-norm clip on the text encoder
+    snapshot_every: int = 50  # epochs
+    cache_features: bool = False  # cache frozen Inception features for fixed augmented views
+    precision: str = "fp32"
+    workers: int = 0
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "bird"
+    dataset: str = ""
+    encoders: str = ""  # DAMSM checkpoint (file or pretrain run directory)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    damsm: DAMSMConfig = field(default_factory=DAMSMConfig)
+    words: int = 18
+    lambda_damsm: float = 5.0
+    kl_weight: float = 1.0
+    mismatch: bool = True  # the official extra D term on (real image, wrong sentence)
+    batch_size: int = 20
+    epochs: int = 600
+    max_steps: int = 0  # 0 = no limit; otherwise stop after this many generator steps
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    ema_decay: float = 0.999
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    workers: int = 0
+    snapshot_every: int = 50  # epochs
+    sample_every: int = 500  # steps
+    keep_last: int = 3
+    seed: int = 0
+    device: str = "auto"
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets: the official values (AttnGAN code/cfg/*.yml) plus a CPU-sized one for the built-in data.
+# --------------------------------------------------------------------------------------------------
+PRESETS: dict[str, dict[str, Any]] = {
+    "bird": {
+        "dataset_kind": "cub",
+        "captions_per_image": 10,
+        "generator": {"stages": 3, "base_size": 64, "ngf": 32, "r_num": 2},
+        "discriminator": {"ndf": 64},
+        "words": 18,
+        "damsm": {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0},
+        "lambda_damsm": 5.0,
+        "batch_size": 20,
+        "epochs": 600,
+        "pretrain": {"batch_size": 48, "epochs": 600, "image": {"backbone": "inception-v3", "image_size": 299}},
+    },
+    "coco": {
+        "dataset_kind": "coco",
+        "captions_per_image": 5,
+        "generator": {"stages": 3, "base_size": 64, "ngf": 48, "r_num": 3},
+        "discriminator": {"ndf": 96},
+        "words": 12,
+        "damsm": {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0},
+        "lambda_damsm": 50.0,
+        "batch_size": 14,
+        "epochs": 120,
+        "pretrain": {"batch_size": 48, "epochs": 600, "image": {"backbone": "inception-v3", "image_size": 299}},
+    },
+    "shapes": {
+        "dataset_kind": "shapes",
+        "captions_per_image": 5,
+        "generator": {"stages": 3, "base_size": 16, "ngf": 16, "r_num": 1},
+        "discriminator": {"ndf": 16},
+        "words": 12,
+        "damsm": {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0},
+        "lambda_damsm": 5.0,
+        "batch_size": 32,
+        "epochs": 20,
+        "snapshot_every": 5,
+        "sample_every": 200,
+        "pretrain": {
+            "batch_size": 48, "epochs": 10, "snapshot_every": 5,
+            "image": {"backbone": "compact", "image_size": 64, "width": 32},
+        },
+    },
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def _preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise AttnGANError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])
+
+
+def make_pretrain_config(preset: str = "bird", overrides: dict[str, Any] | None = None) -> PretrainConfig:
+    """The DAMSM pretraining config of ``preset`` with dotted-key ``overrides`` (e.g. ``{"text.words": 12}``)."""
+    p = _preset(preset)
+    values: dict[str, Any] = dict(p.get("pretrain", {}))
+    values["preset"] = preset
+    values["damsm"] = p["damsm"]
+    values.setdefault("text", {})["words"] = p["words"]
+    cfg = from_dict(PretrainConfig, values)
+    return apply_overrides(cfg, overrides or {})
+
+
+def make_train_config(preset: str = "bird", overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The GAN training config of ``preset`` with dotted-key ``overrides`` (e.g. ``{"generator.ngf": 64}``)."""
+    p = _preset(preset)
+    keep = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in p.items() if k in keep}
+    values["preset"] = preset
+    cfg = from_dict(TrainConfig, values)
+    return apply_overrides(cfg, overrides or {})
+
+
+def preset_value(preset: str, key: str) -> Any:
+    """A top-level preset value that is not part of a job config (``dataset_kind``, ``captions_per_image``)."""
+    return _preset(preset)[key]
+
+
+# --------------------------------------------------------------------------------------------------
+# (De)serialisation
+# --------------------------------------------------------------------------------------------------
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return _jsonable(dataclasses.asdict(cfg))
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
+    """Build ``cls`` from a dict strictly: an unknown field is an error naming it; missing fields default."""
+    if not isinstance(data, dict):
+        raise ConfigMismatchError(f"config {where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigMismatchError(
+            f"unknown config field {prefix}{unknown[0]} (known fields of {cls.__name__}: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return from_dict(tp, value, where=where)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
+        if tp is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigMismatchError(f"config field {where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: T, overrides: dict[str, Any]) -> T:
+    """A copy of ``cfg`` with dotted keys replaced; ``None`` values are ignored (unset CLI flags)."""
+    cfg = copy.deepcopy(cfg)
+    hints_cache: dict[type, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        obj: Any = cfg
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not hasattr(obj, part) or not dataclasses.is_dataclass(getattr(obj, part)):
+                raise ConfigMismatchError(f"unknown config section {part!r} in override {key!r}")
+            obj = getattr(obj, part)
+        last = parts[-1]
+        names = {f.name for f in dataclasses.fields(obj)}
+        if last not in names:
+            raise ConfigMismatchError(f"unknown config field {key!r}")
+        hints = hints_cache.setdefault(type(obj), typing.get_type_hints(type(obj)))
+        setattr(obj, last, _coerce(hints[last], value, key))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Any) -> None:
+    """Range checks shared by all job configs; raises an error naming the field."""
+    gen = getattr(cfg, "generator", None)
+    if gen is not None:
+        if not 1 <= gen.stages <= 4:
+            raise AttnGANError(f"generator.stages must be 1, 2, 3 or 4, got {gen.stages}")
+        if gen.base_size < 8 or gen.base_size & (gen.base_size - 1):
+            raise AttnGANError(f"generator.base_size must be a power of two >= 8, got {gen.base_size}")
+    prec = getattr(cfg, "precision", None)
+    if prec is not None and prec not in PRECISIONS:
+        raise AttnGANError(f"precision must be one of {', '.join(PRECISIONS)}, got {prec!r}")
+    for name in ("batch_size", "epochs"):
+        v = getattr(cfg, name, None)
+        if v is not None and v < 1:
+            raise AttnGANError(f"{name} must be >= 1, got {v}")
+
+
+def diff(saved: dict[str, Any], requested: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Fields whose values differ between two config dicts, as (dotted name, saved, requested)."""
+    out: list[tuple[str, Any, Any]] = []
+    for key in sorted(set(saved) | set(requested)):
+        a, b = saved.get(key, "<absent>"), requested.get(key, "<absent>")
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(diff(a, b, name + "."))
+        elif a != b:
+            out.append((name, a, b))
+    return out
+
+
+def check_matches(saved: dict[str, Any], requested: dict[str, Any], fields: list[str], what: str) -> None:
+    """Fail with a message naming the first of ``fields`` (dotted) whose values differ."""
+    for f in fields:
+        a, b = _get_dotted(saved, f), _get_dotted(requested, f)
+        if a != b:
+            raise ConfigMismatchError(f"{what}: {f} is {a!r} there but {b!r} was requested")
+
+
+def _get_dotted(d: dict[str, Any], key: str) -> Any:
+    cur: Any = d
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return "<absent>"
+        cur = cur[part]
+    return cur

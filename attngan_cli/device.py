@@ -1,0 +1,90 @@
+"""Device selection, seeding and mixed precision as settings (never hard-coded in models or loops)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+
+import numpy as np
+import torch
+
+from .errors import AttnGANError, DeviceError
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; clear error otherwise."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    m = re.fullmatch(r"cuda(?::(\d+))?", spec)
+    if m:
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {spec}: CUDA is not available on this machine (use --device cpu or auto)")
+        if m.group(1) is not None:
+            idx = int(m.group(1))
+            n = torch.cuda.device_count()
+            if idx >= n:
+                raise DeviceError(f"--device {spec}: this machine has {n} CUDA device(s), numbered 0..{n - 1}")
+        return torch.device(spec)
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError("--device mps: Apple MPS is not available on this machine (use --device cpu or auto)")
+        return torch.device("mps")
+    raise DeviceError(f"--device {spec!r} is not understood; use auto, cpu, cuda, cuda:N or mps")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, precision: str):
+    """A context manager for ``precision`` in fp32|bf16|fp16 on ``device`` (fp32: no autocast)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise AttnGANError("--precision fp16 needs a CUDA device; on a CPU use bf16")
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    raise AttnGANError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+
+
+def rng_state() -> dict:
+    """RNG states of python, numpy and torch as plain containers (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": _to_lists(random.getstate()),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_to_tuples(state["python"]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(x):
+    if isinstance(x, tuple):
+        return [_to_lists(v) for v in x]
+    return x
+
+
+def _to_tuples(x):
+    if isinstance(x, list):
+        return tuple(_to_tuples(v) for v in x)
+    return x

@@ -1,0 +1,34 @@
+"""User-facing errors.
+
+Everything the user can fix (a bad path, a wrong flag, a checkpoint of the wrong kind) is raised as an
+:class:`AttnGANError` with a message that names the file, the field or the value and what was expected.
+The CLI prints these without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class AttnGANError(Exception):
+    """An error the user can act on. ``str(err)`` is the whole message shown to them."""
+
+    exit_code = 1
+
+
+class InputError(AttnGANError):
+    """Bad input data: a missing file, a malformed line, an unknown word."""
+
+
+class ConfigMismatchError(AttnGANError):
+    """A checkpoint, vocabulary or dataset does not match what was asked for."""
+
+
+class CheckpointError(AttnGANError):
+    """A checkpoint file cannot be read or is of the wrong kind or format version."""
+
+
+class DeviceError(AttnGANError):
+    """The requested device is not available."""
+
+
+class TrainingAborted(AttnGANError):
+    """Training stopped on a non-finite loss or a user abort; the last good checkpoint is intact."""
