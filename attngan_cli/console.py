@@ -27,9 +27,14 @@ stdout = Console()  # machine output (paths, --json) goes to stdout
 _state = {"quiet": False}
 
 
+# Core modules log to "attngan.*" or to their module name "attngan_cli.*": both reach the console.
+LOGGERS = ("attngan", "attngan_cli")
+
+
 def set_quiet(quiet: bool) -> None:
     _state["quiet"] = quiet
-    logging.getLogger("attngan").setLevel(logging.WARNING if quiet else logging.INFO)
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def is_quiet() -> bool:
@@ -37,14 +42,15 @@ def is_quiet() -> bool:
 
 
 def setup_logging() -> None:
-    log = logging.getLogger("attngan")
-    if not any(isinstance(h, RichHandler) for h in log.handlers):
-        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
-                              rich_tracebacks=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.propagate = False
-    log.setLevel(logging.WARNING if is_quiet() else logging.INFO)
+    """Route the core's log records to the Rich console on stderr (once; records still propagate)."""
+    for name in LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(h, RichHandler) for h in log.handlers):
+            handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
+                                  rich_tracebacks=False)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(handler)
+        log.setLevel(logging.WARNING if is_quiet() else logging.INFO)
 
 
 def _fmt(v: Any) -> str:

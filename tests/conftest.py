@@ -35,3 +35,34 @@ def official_reference(shared_dir: Path) -> Path:
     if not root.is_dir():
         pytest.skip(f"{root} is absent")
     return root
+
+
+@pytest.fixture(scope="session")
+def shapes_h5(tmp_path_factory) -> Path:
+    """A tiny built-in shapes dataset (64 train + 32 test images stored at 76 px, 5 captions each)."""
+    from attngan_cli.data.shapes import make_shapes
+
+    path = tmp_path_factory.mktemp("shapes") / "shapes.h5"
+    return make_shapes(path, n_train=64, n_test=32, image_size=76, seed=0)
+
+
+@pytest.fixture(scope="session")
+def cub_records(cub_root):
+    """Records (key, captions, split, crop) of the whole real CUB folder, read once (~10 s)."""
+    from attngan_cli.data.cub import cub_records as read
+
+    return read(cub_root)
+
+
+@pytest.fixture()
+def attngan_caplog(caplog):
+    """``caplog`` at INFO for the ``attngan`` loggers (a CLI run may have set them to WARNING with --quiet)."""
+    import logging
+
+    logs = [logging.getLogger(n) for n in ("attngan", "attngan_cli")]
+    old = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.INFO)
+    yield caplog
+    for log, level in zip(logs, old, strict=True):
+        log.setLevel(level)

@@ -1,26 +1,88 @@
-"""`attngan eval` (not implemented yet: issue 7)."""
+"""`attngan eval`: R-precision, Inception Score, FID and (shapes) attribute accuracy (issue 7)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import command, not_implemented
-from .options import Quiet
+from .common import command, progress
+from .options import Checkpoint, Device, InceptionWeights, Json, Quiet, Seed, Workers
 
 
 @command
 def evaluate(
+    checkpoint: Checkpoint,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Prepared HDF5 dataset; its test split is used.")],
+    metric: Annotated[list[str], typer.Option(
+        "--metric", "-m", help="Metrics, comma-separated or repeated: rprecision, is, fid, attributes (shapes).")],
+    encoders: Annotated[Path | None, typer.Option(
+        "--encoders", "-e", help="DAMSM checkpoint or pretrain run for R-precision (default: the one the "
+        "generator was trained with).")] = None,
+    num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="Images to generate (the papers: 30000).")] = 30000,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per generation batch.")] = 50,
+    inception_weights: InceptionWeights = None,
+    save_images: Annotated[Path | None, typer.Option(
+        "--save-images", help="Also write the generated images as PNG files (+ index.jsonl) to this folder.")] = None,
+    no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw generator weights, not the EMA ones.")] = False,
+    json_: Json = False,
+    workers: Workers = 0,
+    seed: Seed = 0,
+    device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:
-    """Evaluate a generator: R-precision, Inception Score, FID.
+    """Evaluate a generator on the test captions: R-precision, Inception Score, FID, attribute accuracy.
+
+    Generates --num-samples images (the test split's captions, one random caption per image, the split
+    repeated as needed) in batches and scores them as the papers do: R-precision with the DAMSM encoders
+    (true caption vs 99 captions of other classes, 10 folds), IS (10 splits) and FID (against the real
+    test images, statistics cached beside DATA) with the TF Inception weights
+    pt_inception-2015-12-05-6726825d.pth given by --inception-weights (nothing is downloaded). The
+    results go to a table on stderr, --json on stdout, and a line of the run's metrics.jsonl.
 
     Examples:
 
       attngan eval --metric rprecision -c runs/00002-cub-train --data data/cub.h5
 
-      attngan eval --metric is,fid -c G.pt --data data/cub.h5 --inception-weights pt_inception.pth --json
+      attngan eval --metric is,fid -c G.pt --data data/cub.h5 --inception-weights pt_inception-2015-12-05-6726825d.pth --json
+
+      attngan eval -m attributes,rprecision -c runs/00003-shapes-train --data data/shapes.h5 -n 2000
     """
-    not_implemented("eval", "issue 7")
+    from ..metrics.evaluate import EvalOptions, evaluate as run_eval
+    from ..metrics.registry import parse_metric_names
+
+    names = parse_metric_names(metric)
+    options = EvalOptions(metrics=names, num_samples=num_samples, batch_size=batch_size,
+                          inception_weights=inception_weights, encoders=encoders, save_images=save_images,
+                          seed=seed, device=device, workers=workers, ema=not no_ema)
+    with progress() as bar:
+        result = run_eval(checkpoint, data, options, progress=bar)
+    _print_table(result)
+    if json_:
+        typer.echo(json.dumps(result.record(), indent=2))
+    elif result.metrics_file is not None:
+        typer.echo(str(result.metrics_file))
+
+
+def _print_table(result) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    from ..console import console
+
+    table = Table(title=f"{result.checkpoint} on {result.data} ({result.num_samples} samples, {result.image_size} px, "
+                  f"seed {result.seed}, {result.seconds:.0f} s)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, values in result.metrics.items():
+        if "mean" in values and "std" in values:
+            table.add_row(name, f"{values['mean']:.4f} ± {values['std']:.4f}")
+        elif name == "fid":
+            table.add_row(name, f"{values['fid']:.3f} (vs {int(values.get('real_images', 0))} real)")
+        else:
+            for k, v in values.items():
+                table.add_row(f"{name}: {k}", f"{v:.4f}")
+    console.print(table)
+    if result.metrics_file is not None:
+        console.print(f"appended to {result.metrics_file}", highlight=False)

@@ -1,4 +1,4 @@
-"""`attngan pretrain` (not implemented yet: issue 4)."""
+"""`attngan pretrain`: train the DAMSM text and image encoders (paper section 3.2)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,71 @@ from typing import Annotated
 
 import typer
 
-from .common import command, not_implemented
-from .options import Quiet
+from .common import command, progress
+from .options import Device, InceptionWeights, Precision, Quiet, Resume, RunsRoot, Seed, Workers
 
 
 @command
 def pretrain(
-    data: Annotated[Path | None, typer.Argument(help="Prepared HDF5 dataset (from `attngan prep`).")] = None,
+    data: Annotated[Path, typer.Argument(help="Prepared HDF5 dataset (from `attngan prep`).")],
+    preset: Annotated[str, typer.Option("--preset", help="Settings to start from: bird, coco or shapes "
+                                        "(default: from the dataset: shapes for shapes data, else bird).")] = "",
+    image_encoder: Annotated[str | None, typer.Option(
+        "--image-encoder", help="Image backbone: inception-v3 (the paper; needs --inception-weights) or compact "
+        "(small CNN trained from scratch, for CPUs and small images).")] = None,
+    inception_weights: InceptionWeights = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Number of epochs (total, also when resuming).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Pairs per batch (also the number of "
+                                                   "candidates in the matching loss).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate (decays x0.98 per epoch to a tenth).")] = None,
+    snapshot_every: Annotated[int | None, typer.Option("--snapshot-every", help="Save a checkpoint and an "
+                                                       "attention-map image every N epochs.")] = None,
+    precision: Precision = "fp32",
+    cache_features: Annotated[bool, typer.Option("--cache-features", help="Compute the frozen Inception "
+                                                 "features of 2 fixed augmented views once and train on them.")] = False,
+    resume: Resume = None,
+    runs: RunsRoot = Path("runs"),
+    device: Device = "auto",
+    seed: Seed = 0,
+    workers: Workers = 0,
     quiet: Quiet = False,
 ) -> None:
     """Pretrain the DAMSM text and image encoders (paper section 3.2).
 
+    Writes runs/NNNNN-<dataset>-pretrain/ with config.json, stats.jsonl (losses, retrieval accuracy and
+    R-precision per epoch), checkpoint-<epoch>.pt, final.pt and attention-map images, and prints the
+    final checkpoint's path.
+
     Examples:
 
-      attngan pretrain data/cub.h5 --preset bird --inception-weights inception_v3_google.pth
+      attngan pretrain data/cub.h5 --preset bird --inception-weights inception_v3_google-0cc3c7bd.pth
 
       attngan pretrain data/shapes.h5 --preset shapes --image-encoder compact --epochs 5
+
+      attngan pretrain data/cub.h5 --resume runs/00003-cub-pretrain
     """
-    not_implemented("pretrain", "issue 4")
+    from ..config import make_pretrain_config
+    from ..console import is_quiet, stdout
+    from ..data.h5 import read_info
+    from ..progress import NullProgress
+    from ..rundir import RunDir
+    from ..train.pretrain import pretrain as run_pretrain
+
+    info = read_info(data)
+    if not preset:
+        preset = "shapes" if info.source == "shapes" else ("coco" if info.source == "coco" else "bird")
+    overrides = {
+        "dataset": str(data), "image.backbone": image_encoder, "epochs": epochs, "batch_size": batch_size,
+        "lr": lr, "snapshot_every": snapshot_every, "precision": precision, "cache_features": cache_features,
+        "device": device, "seed": seed, "workers": workers, "text.vocab_size": len(info.vocab),
+    }
+    preset_backbone = make_pretrain_config(preset).image.backbone
+    if image_encoder == "inception-v3" and preset_backbone != "inception-v3":
+        overrides["image.image_size"] = 299
+    elif image_encoder == "compact" and preset_backbone != "compact":
+        overrides["image.image_size"] = 64
+    cfg = make_pretrain_config(preset, overrides)
+    run = RunDir.create(runs, data.stem, "pretrain")
+    final = run_pretrain(cfg, run, progress=NullProgress() if is_quiet() else progress(), resume=resume,
+                         inception_weights=inception_weights)
+    stdout.print(str(final), highlight=False, soft_wrap=True)

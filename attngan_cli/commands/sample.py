@@ -1,27 +1,59 @@
-"""`attngan sample` (not implemented yet: issue 6)."""
+"""`attngan sample`: images from any text with a trained (EMA) generator."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import command, not_implemented
-from .options import Quiet
+from .common import command, progress
+from .options import Checkpoint, Device, Precision, Quiet, Seed
+
+log = logging.getLogger("attngan")
 
 
 @command
 def sample(
     captions: Annotated[list[str] | None, typer.Argument(help="Caption(s) to draw.")] = None,
+    checkpoint: Checkpoint = ...,  # type: ignore[assignment]
+    captions_file: Annotated[
+        Path | None, typer.Option("--captions-file", "-f", help="A text file with one caption per line (blank lines skipped).")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", "-n", help="Images per caption.")] = 1,
+    seed: Seed = 0,
+    stage: Annotated[str, typer.Option("--stage", help="all: every stage's image (64, 128, 256, ...); last: only the final one.")] = "all",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("samples"),
+    grid: Annotated[bool, typer.Option("--grid", help="Also write one grid per caption (samples x stages).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images generated at once.")] = 16,
+    device: Device = "auto",
+    precision: Precision = "fp32",
     quiet: Quiet = False,
 ) -> None:
     """Generate images from captions with a trained (EMA) generator.
+
+    The model, vocabulary and settings come from the checkpoint alone. Images are named c<caption>-s<sample>-<size>.png (e.g. c00000-s00-256.png) and their paths are printed as they are written; captions.jsonl beside them lists each caption's index, source line and the words used.
+
+    The same seed gives the same images, whatever the batch size (each image's noise is seeded by the seed, its caption index and its sample index). Captions are streamed: files with thousands of lines are fine.
 
     Examples:
 
       attngan sample "this bird is red with white and has a very short beak" -c runs/00002-cub-train
 
       attngan sample --captions-file examples/bird_captions.txt -c G.pt --n 4 --grid
+
+      attngan sample "a red square on a blue background" -c runs/00001-shapes-train --stage last -o out/
     """
-    not_implemented("sample", "issue 6")
+    from ..device import resolve_device
+    from ..sample import CaptionSource, SampleSettings, load_bundle, sample_to_dir
+
+    settings = SampleSettings(n=n, seed=seed, stage=stage, grid=grid, batch_size=batch_size, precision=precision)
+    settings.validate()
+    source = CaptionSource(captions or [], captions_file)
+    bundle = load_bundle(checkpoint, resolve_device(device))
+    count = 0
+    for path in sample_to_dir(bundle, source, out, settings, progress=None if quiet else progress()):
+        typer.echo(str(path))
+        count += 1
+    log.info("wrote %d files to %s", count, out)

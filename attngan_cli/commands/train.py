@@ -1,27 +1,95 @@
-"""`attngan train` (not implemented yet: issue 5)."""
+"""`attngan train`: train the attentional generator and its discriminators (issue 5)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from .common import command, not_implemented
-from .options import Quiet
+from ..config import TrainConfig, apply_overrides, from_dict, make_train_config
+from ..errors import InputError
+from .common import command, progress
+from .options import Device, Precision, Preset, Quiet, Resume, RunsRoot, Seed, Workers
+
+
+def _overrides(**kw: Any) -> dict[str, Any]:
+    names = {"stages": "generator.stages", "ngf": "generator.ngf", "ndf": "discriminator.ndf",
+             "lambda_": "lambda_damsm"}
+    return {names.get(k, k): v for k, v in kw.items() if v is not None}
 
 
 @command
 def train(
-    data: Annotated[Path | None, typer.Argument(help="Prepared HDF5 dataset (from `attngan prep`).")] = None,
+    data: Annotated[Path | None, typer.Argument(help="Prepared HDF5 dataset (from `attngan prep`); "
+                                                     "optional with --resume.")] = None,
+    encoders: Annotated[Path | None, typer.Option("--encoders", "-e", help="Pretrained DAMSM: a pretrain run "
+                                                  "directory or its checkpoint (optional with --resume).")] = None,
+    preset: Preset = "bird",
+    stages: Annotated[int | None, typer.Option("--stages", help="Generator stages 1-4 (64, 128, 256, 512 px with base 64).")] = None,
+    lambda_: Annotated[float | None, typer.Option("--lambda", help="DAMSM loss weight (0 = no DAMSM, the paper's ablation).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Images per step.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs to train (in total, also when resuming).")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps (0 = no limit).")] = None,
+    lr_g: Annotated[float | None, typer.Option("--lr-g", help="Generator learning rate (Adam).")] = None,
+    lr_d: Annotated[float | None, typer.Option("--lr-d", help="Discriminator learning rate (Adam).")] = None,
+    ngf: Annotated[int | None, typer.Option("--ngf", help="Generator width.")] = None,
+    ndf: Annotated[int | None, typer.Option("--ndf", help="Discriminator width.")] = None,
+    words: Annotated[int | None, typer.Option("--words", help="Caption length used in training.")] = None,
+    workers: Annotated[int | None, Workers.__metadata__[0]] = None,  # type: ignore[attr-defined]
+    precision: Annotated[str | None, Precision.__metadata__[0]] = None,  # type: ignore[attr-defined]
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Use the channels-last memory layout.")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile G and the Ds.")] = False,
+    no_mismatch: Annotated[bool, typer.Option("--no-mismatch", help="Drop the official (real image, wrong sentence) "
+                                              "D term: the paper's equation 5 alone.")] = False,
+    sample_every: Annotated[int | None, typer.Option("--sample-every", help="Steps between grids of EMA samples.")] = None,
+    snapshot_every: Annotated[int | None, typer.Option("--snapshot-every", help="Epochs between checkpoints.")] = None,
+    keep_last: Annotated[int | None, typer.Option("--keep-last", help="Periodic checkpoints kept (plus final.pt).")] = None,
+    resume: Resume = None,
+    runs: RunsRoot = Path("runs"),
+    device: Annotated[str | None, Device.__metadata__[0]] = None,  # type: ignore[attr-defined]
+    seed: Annotated[int | None, Seed.__metadata__[0]] = None,  # type: ignore[attr-defined]
     quiet: Quiet = False,
 ) -> None:
-    """Train the attentional generator and its discriminators.
+    """Train the attentional generator and its discriminators (paper section 3.1).
+
+    Writes a run directory with config.json, stats.jsonl, samples-<step>.png (EMA samples for fixed test
+    captions), checkpoint-<epoch>.pt and final.pt; prints the final checkpoint's path. Ctrl-C saves
+    interrupted.pt; --resume RUN continues exactly where it stopped.
 
     Examples:
 
       attngan train data/cub.h5 --encoders runs/00000-cub-pretrain --stages 3 --lambda 5
 
       attngan train data/shapes.h5 --preset shapes --encoders runs/00001-shapes-pretrain --precision bf16
+
+      attngan train --resume runs/00002-shapes-train --epochs 40
     """
-    not_implemented("train", "issue 5")
+    from ..checkpoints import load_checkpoint
+    from ..rundir import RunDir
+    from ..train.gan import KIND, resolve_checkpoint, train_gan
+
+    overrides = _overrides(
+        stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, lr_g=lr_g,
+        lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
+        channels_last=channels_last or None, compile=compile_ or None, mismatch=False if no_mismatch else None,
+        sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
+        dataset=str(data) if data is not None else None, encoders=str(encoders) if encoders is not None else None,
+    )
+    resume_path = None
+    if resume is not None:
+        resume_path = resolve_checkpoint(resume, for_resume=True)
+        ckpt = load_checkpoint(resume_path, kind=KIND)
+        cfg = apply_overrides(from_dict(TrainConfig, ckpt.config, where="checkpoint config"), overrides)
+    else:
+        if data is None:
+            raise InputError("give the prepared dataset (DATA.h5) to train on, or --resume a run")
+        if encoders is None:
+            raise InputError("give the pretrained DAMSM encoders with --encoders PRETRAIN_RUN_OR_CHECKPOINT")
+        cfg = make_train_config(preset, overrides)
+    if not Path(cfg.dataset).is_file():
+        raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
+    run = RunDir.create(runs, Path(cfg.dataset).stem, "train")
+    with progress() as bar:
+        final = train_gan(cfg, run, progress=bar, resume=resume_path)
+    typer.echo(str(final))

@@ -1,0 +1,240 @@
+"""Shared preparation pipeline for the image sources (CUB, COCO, folder): records -> one HDF5 file.
+
+A source module turns its layout into :class:`Record` s (key, image path, tokenized captions, class id,
+split, optional crop box); :func:`write_records` then checks for missing files, builds or applies the
+vocabulary, encodes the captions, loads / crops / resizes every image and writes the file atomically.
+Everything dropped or repaired along the way is reported through the ``attngan`` logger, never silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import AttnGANError, InputError
+from ..progress import NullProgress, Progress
+from .h5 import DEFAULT_COMPRESSION, TEST, TRAIN, check_output, write_dataset
+from .vocab import Vocabulary
+
+log = logging.getLogger("attngan.data")
+
+DEFAULT_IMAGE_SIZE = 304  # 256 * 76 / 64: the official random-crop input for 256 px training
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+@dataclass
+class Record:
+    key: str
+    image_path: Path
+    captions: list[list[str]]  # token lists (official tokenization)
+    class_id: int
+    split: int  # TRAIN or TEST
+    crop: Callable[[int, int], tuple[int, int, int, int]] | None = None  # (width, height) -> box
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PrepResult:
+    path: Path
+    n_images: int
+    n_train: int
+    n_test: int
+    n_missing: int = 0
+    n_corrupt: int = 0
+    vocab_size: int = 0
+    seconds: float = 0.0
+
+
+def few(items: Sequence[Any], n: int = 5) -> str:
+    """``a, b, c`` (+ ``and N more``) for messages."""
+    items = [str(i) for i in items]
+    s = ", ".join(items[:n])
+    return s + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def resize_square(img: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to ``size`` (bilinear, as torchvision ``Resize(size)`` on PIL) and crop
+    the centre square (torchvision ``CenterCrop``): the aspect ratio is kept, never squashed."""
+    w, h = img.size
+    if w == h:
+        return img if w == size else img.resize((size, size), Image.BILINEAR)
+    if w < h:
+        nw, nh = size, int(size * h / w)
+    else:
+        nw, nh = int(size * w / h), size
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left = int(round((nw - size) / 2.0))
+    top = int(round((nh - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def load_image(path: Path, size: int, crop: Callable[[int, int], tuple[int, int, int, int]] | None = None
+               ) -> np.ndarray:
+    """Decode ``path`` as RGB, apply ``crop`` (a box from the image size), resize to (size, size, 3) uint8."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    if crop is not None:
+        im = im.crop(crop(*im.size))
+    return np.asarray(resize_square(im, size), dtype=np.uint8)
+
+
+def _load_job(job: tuple[Path, int, Any]) -> tuple[np.ndarray | None, str | None]:
+    path, size, crop = job
+    try:
+        return load_image(path, size, crop), None
+    except Exception as e:  # noqa: BLE001 - any decoding failure is reported per file
+        return None, f"{type(e).__name__}: {e}"
+
+
+def split_missing(records: list[Record], allow_missing: bool, layout_hint: str) -> tuple[list[Record], int]:
+    """Drop records whose image file is absent (``allow_missing``) or fail naming the count and first few."""
+    missing = [r for r in records if not r.image_path.is_file()]
+    if not missing:
+        return records, 0
+    present = len(records) - len(missing)
+    if not allow_missing:
+        paths = [str(r.image_path) for r in missing[:1000]]
+        base = os.path.commonpath(paths) if len(paths) > 1 else str(Path(paths[0]).parent)
+        shown = ", ".join(os.path.relpath(p, base) for p in paths[:3])
+        if len(missing) > 3:
+            shown += f" and {len(missing) - 3} more"
+        raise InputError(
+            f"{len(missing)} of {len(records)} listed images are missing from {base} (e.g. {shown}). "
+            f"A partial download? Pass --allow-missing to prepare the {present} present images."
+            if present else
+            f"none of the {len(records)} listed images is present under {base} (e.g. {shown}). {layout_hint}"
+        )
+    if present == 0:
+        raise InputError(f"none of the {len(records)} listed images is present (e.g. {missing[0].image_path}). "
+                         f"{layout_hint}")
+    log.warning("--allow-missing: skipping %d of %d images that are absent (e.g. %s); %d present",
+                len(missing), len(records), few([r.key for r in missing], 3), present)
+    missing_ids = {id(r) for r in missing}
+    return [r for r in records if id(r) not in missing_ids], len(missing)
+
+
+def fit_captions(records: list[Record], captions_per_image: int, what: str = "image") -> list[Record]:
+    """Keep the first ``captions_per_image`` captions of each record; pad shorter lists by repeating their
+    captions (reported); drop records without any caption (reported)."""
+    empty = [r for r in records if not r.captions]
+    short = [r for r in records if 0 < len(r.captions) < captions_per_image]
+    if empty:
+        log.warning("skipping %d %ss without any usable caption: %s", len(empty), what, few([r.key for r in empty]))
+    if short:
+        log.warning("%d %ss have fewer than %d captions; their captions are repeated to fill (e.g. %s)",
+                    len(short), what, captions_per_image, few([f"{r.key} ({len(r.captions)})" for r in short], 3))
+    out = []
+    for r in records:
+        if not r.captions:
+            continue
+        caps = r.captions[:captions_per_image]
+        k = 0
+        while len(caps) < captions_per_image:
+            caps.append(caps[k % len(r.captions)])
+            k += 1
+        r.captions = caps
+        out.append(r)
+    return out
+
+
+def encode_records(records: list[Record], vocab: Vocabulary) -> tuple[list[list[list[int]]], list[Record]]:
+    """Word ids of every caption. Words outside ``vocab`` are dropped (reported); a caption left with no
+    word is replaced by another caption of the same image (reported); an image left with none is skipped."""
+    unknown: dict[str, int] = {}
+    emptied = 0
+    out_ids, out_records = [], []
+    dropped_images = []
+    for r in records:
+        caps = []
+        for toks in r.captions:
+            ids, unk = vocab.encode_tokens(toks)
+            for u in unk:
+                unknown[u] = unknown.get(u, 0) + 1
+            caps.append(ids)
+        good = [c for c in caps if c]
+        if not good:
+            dropped_images.append(r.key)
+            continue
+        if len(good) < len(caps):
+            emptied += len(caps) - len(good)
+            caps = [c if c else good[k % len(good)] for k, c in enumerate(caps)]
+        out_ids.append(caps)
+        out_records.append(r)
+    if unknown:
+        top = sorted(unknown, key=lambda w: -unknown[w])
+        log.warning("%d distinct caption words are not in the vocabulary and were dropped (%d occurrences): %s",
+                    len(unknown), sum(unknown.values()), few(top, 10))
+    if emptied:
+        log.warning("%d captions had no known word left and were replaced by another caption of the same image",
+                    emptied)
+    if dropped_images:
+        log.warning("skipping %d images none of whose captions has a known word: %s", len(dropped_images),
+                    few(dropped_images))
+    return out_ids, out_records
+
+
+def write_records(records: list[Record], out: str | os.PathLike[str], *, source: str,
+                  captions_per_image: int, vocab: Vocabulary | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
+                  allow_missing: bool = False, overwrite: bool = False, prep_options: dict[str, Any] | None = None,
+                  layout_hint: str = "", progress: Progress | None = None, abort: Callable[[], bool] | None = None,
+                  workers: int = 0, compression: str = DEFAULT_COMPRESSION) -> PrepResult:
+    """Write ``records`` (train and test, in order) to ``out``. See the module docstring."""
+    import time
+
+    t0 = time.perf_counter()
+    check_output(out, overwrite)
+    if not 8 <= image_size <= 2048:
+        raise InputError(f"--image-size must be between 8 and 2048, got {image_size}")
+    if not records:
+        raise InputError(f"no images found. {layout_hint}")
+    if vocab is None:
+        # Built from every caption (train then test), present images or not, as the official code does.
+        ordered = [r for r in records if r.split == TRAIN] + [r for r in records if r.split == TEST]
+        vocab = Vocabulary.build(t for r in ordered for t in r.captions[:captions_per_image])
+        log.info("built a vocabulary of %d words from the captions", len(vocab))
+    records, n_missing = split_missing(records, allow_missing, layout_hint)
+    records = fit_captions(records, captions_per_image)
+    ids, records = encode_records(records, vocab)
+    if not records:
+        raise InputError("no image has a usable caption; nothing to write")
+    max_len = max(len(c) for caps in ids for c in caps)
+    options = dict(prep_options or {})
+    options.update({"image_size": image_size, "captions_per_image": captions_per_image})
+    n_corrupt: list[str] = []
+    jobs = [(r.image_path, image_size, r.crop) for r in records]
+    counts = {TRAIN: 0, TEST: 0}
+    progress = progress or NullProgress()
+    pool = ProcessPoolExecutor(workers) if workers > 0 else None
+    try:
+        results = pool.map(_load_job, jobs, chunksize=8) if pool else map(_load_job, jobs)
+        with write_dataset(out, overwrite=overwrite, source=source, image_size=image_size,
+                           captions_per_image=captions_per_image, max_len=max_len, vocab=vocab,
+                           prep_options=options, capacity=len(records), compression=compression) as w, \
+                progress.task(f"writing {source} images", total=len(records), unit="img") as task:
+            for r, caps, (img, err) in zip(records, ids, results, strict=False):
+                if abort is not None and abort():
+                    raise AttnGANError("prep interrupted; no file was written")
+                if img is None:
+                    n_corrupt.append(f"{r.image_path} ({err})")
+                else:
+                    w.add(img, caps, r.class_id, r.key, r.split)
+                    counts[r.split] += 1
+                task.advance(1)
+            if n_corrupt:
+                log.warning("skipped %d unreadable or corrupt images: %s", len(n_corrupt), few(n_corrupt, 3))
+            if counts[TRAIN] + counts[TEST] == 0:
+                raise InputError(f"none of the {len(records)} images could be read (e.g. {n_corrupt[0]})")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return PrepResult(path=Path(out), n_images=counts[TRAIN] + counts[TEST], n_train=counts[TRAIN],
+                      n_test=counts[TEST], n_missing=n_missing, n_corrupt=len(n_corrupt), vocab_size=len(vocab),
+                      seconds=time.perf_counter() - t0)

@@ -1,0 +1,134 @@
+"""The official AttnGAN tokenization, as a spaCy blank English pipeline with our own tokenizer.
+
+The official code (``datasets.py``, ``load_captions``) does, per caption line::
+
+    skip the line if it is empty
+    replace "\\ufffd\\ufffd" with " "        (mojibake in the CUB caption files)
+    lowercase, then take the runs of \\w (Unicode word characters), NLTK RegexpTokenizer(r"\\w+")
+    skip the caption if there are no runs
+    drop the non-ASCII characters of each run, and runs that become empty
+
+and keeps the first 10 such captions of each file. :func:`tokenize` reproduces the per-caption rules
+exactly; :func:`read_caption_file` the per-file ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import InputError
+
+log = logging.getLogger("attngan.data")
+
+# NLTK's RegexpTokenizer compiles with UNICODE | MULTILINE | DOTALL; on a Python 3 str \w is Unicode anyway.
+_WORD_RUN = re.compile(r"\w+", re.UNICODE | re.MULTILINE | re.DOTALL)
+_MOJIBAKE = "\ufffd\ufffd"
+
+
+def _raw_runs(text: str) -> list[str]:
+    """Word runs before the ASCII filter (what the official code tests for an empty caption)."""
+    return _WORD_RUN.findall(text.replace(_MOJIBAKE, " ").lower())
+
+
+def _ascii_only(runs: Iterable[str]) -> list[str]:
+    out = []
+    for r in runs:
+        if not r.isascii():
+            r = r.encode("ascii", "ignore").decode("ascii")
+        if r:
+            out.append(r)
+    return out
+
+
+class AttnGANTokenizer:
+    """A spaCy tokenizer (``nlp.tokenizer``) that makes one token per official AttnGAN word.
+
+    Token texts are already normalised (lowercase ASCII), so ``[t.text for t in nlp(text)]`` is the
+    official token list.
+    """
+
+    def __init__(self, vocab) -> None:  # spacy.vocab.Vocab
+        self.vocab = vocab
+
+    def __call__(self, text: str):
+        from spacy.tokens import Doc
+
+        words = _ascii_only(_raw_runs(text))
+        return Doc(self.vocab, words=words, spaces=[True] * len(words))
+
+    # spaCy calls these when a pipeline is saved/loaded; this tokenizer has no state to serialise.
+    def to_bytes(self, **kwargs) -> bytes:
+        return b""
+
+    def from_bytes(self, data: bytes, **kwargs) -> AttnGANTokenizer:
+        return self
+
+    def to_disk(self, path, **kwargs) -> None:
+        return None
+
+    def from_disk(self, path, **kwargs) -> AttnGANTokenizer:
+        return self
+
+
+@lru_cache(maxsize=1)
+def nlp():
+    """The shared blank English pipeline with :class:`AttnGANTokenizer` (created on first use)."""
+    import spacy
+
+    pipeline = spacy.blank("en")
+    pipeline.tokenizer = AttnGANTokenizer(pipeline.vocab)
+    return pipeline
+
+
+def tokenize(text: str) -> list[str]:
+    """Official AttnGAN tokens of one caption: lowercase ASCII word runs (``\\w+``), non-ASCII dropped."""
+    return [t.text for t in nlp().tokenizer(text)]
+
+
+def tokenize_many(texts: Iterable[str]) -> list[list[str]]:
+    """:func:`tokenize` for many captions (through ``nlp.pipe``)."""
+    return [[t.text for t in doc] for doc in nlp().pipe(texts)]
+
+
+def split_caption_lines(text: str, max_captions: int | None = 10) -> tuple[list[list[str]], list[str]]:
+    """The official per-file rules on the text of one caption file.
+
+    Returns ``(captions, skipped)``: the token lists of the first ``max_captions`` usable lines (all when
+    None), and the non-empty lines that were skipped because they hold no word (the official code prints
+    them). Empty lines are skipped silently, as officially.
+    """
+    captions: list[list[str]] = []
+    skipped: list[str] = []
+    tok = nlp().tokenizer
+    for line in text.split("\n"):
+        if len(line) == 0:
+            continue
+        if not _raw_runs(line):
+            skipped.append(line)
+            continue
+        captions.append([t.text for t in tok(line)])
+        if max_captions is not None and len(captions) == max_captions:
+            break
+    return captions, skipped
+
+
+def read_caption_file(path: str | Path, max_captions: int | None = 10) -> tuple[list[list[str]], list[str]]:
+    """Read a caption file (one caption per line, UTF-8 as the official code reads it under Python 3).
+
+    Undecodable bytes become U+FFFD (as the CUB files already contain). Raises :class:`InputError` when
+    the file is missing or unreadable.
+    """
+    path = Path(path)
+    try:
+        # newline=None: universal newlines, like the official open(path, "r").
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise InputError(f"caption file {path} does not exist") from None
+    except OSError as e:
+        raise InputError(f"cannot read caption file {path}: {e.strerror or e}") from None
+    return split_caption_lines(text, max_captions)

@@ -1,0 +1,1 @@
+"""Neural network modules: the DAMSM encoders and the AttnGAN generator/discriminators."""

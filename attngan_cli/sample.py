@@ -1,0 +1,395 @@
+"""Images from any text with a trained generator, and the paper's attention figure.
+
+The model, vocabulary and settings all come from one checkpoint (a ``gan`` training checkpoint, whose
+EMA generator is used, or an imported ``generator`` checkpoint), loaded by
+:func:`attngan_cli.train.gan.load_generator`.
+
+Sampling streams: captions are read lazily (a first pass only validates them, so a bad line is reported
+before anything is generated), generated ``batch_size`` images at a time, and written while the next
+batch is computed. Every image's noise (z and the conditioning-augmentation epsilon) comes from its own
+random generator seeded by (seed, caption index, sample index), so an image does not depend on the
+batch size, on the device's random state or on the other captions: the same seed gives the same images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .device import autocast
+from .errors import AttnGANError, InputError
+from .io import append_jsonl, atomic_write_json
+from .progress import NullProgress, Progress
+from .viz.grid import make_grid, save_png, to_uint8, upsample, wrap
+
+log = logging.getLogger("attngan.sample")  # a child of "attngan", which the CLI routes to the console
+
+STAGE_CHOICES = ("all", "last")
+CAPTIONS_INDEX = "captions.jsonl"  # written beside the images: one JSON line per caption
+
+
+# --------------------------------------------------------------------------------------------------
+# Captions
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Caption:
+    """One caption, encoded with the checkpoint's vocabulary."""
+
+    index: int  # position among all captions given (arguments first, then the file's non-blank lines)
+    text: str
+    where: str  # "caption 2" (command-line argument) or "captions.txt:17"
+    ids: list[int]
+    words: list[str]  # the vocabulary words of ``ids``
+    unknown: list[str] = field(default_factory=list)  # dropped words
+
+    def to_record(self) -> dict[str, Any]:
+        return {"index": self.index, "where": self.where, "text": self.text, "words": self.words,
+                "unknown": self.unknown}
+
+
+class CaptionSource:
+    """Captions from arguments and/or a text file (one per line, blank lines skipped), re-readable:
+    each iteration reads the file again, so thousands of captions are never held in memory."""
+
+    def __init__(self, captions: Sequence[str] = (), captions_file: str | os.PathLike[str] | None = None) -> None:
+        self.captions = list(captions or [])
+        self.captions_file = Path(captions_file) if captions_file is not None else None
+        if self.captions_file is not None and not self.captions_file.is_file():
+            raise InputError(f"--captions-file {self.captions_file} does not exist or is not a file")
+        if not self.captions and self.captions_file is None:
+            raise InputError("no caption given: pass one or more captions, or --captions-file FILE")
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """(where, text) pairs."""
+        for i, text in enumerate(self.captions):
+            yield f"caption {i + 1}", text
+        if self.captions_file is not None:
+            try:
+                with open(self.captions_file, encoding="utf-8") as f:
+                    for n, line in enumerate(f, start=1):
+                        text = line.strip()
+                        if text:
+                            yield f"{self.captions_file}:{n}", text
+            except UnicodeDecodeError as e:
+                raise InputError(f"{self.captions_file} is not UTF-8 text ({e})") from None
+
+
+def encode_caption(vocab: Any, text: str, where: str, index: int = 0, max_words: int | None = None,
+                   warn: bool = True) -> Caption:
+    """Encode one caption; :class:`InputError` naming ``where`` for an empty / punctuation-only caption
+    or one whose words are all unknown. Unknown words are dropped (a warning lists them when ``warn``);
+    a caption longer than ``max_words`` is used whole (a warning says so)."""
+    ids, unknown = vocab.encode(text)
+    if not ids:
+        if not unknown:
+            raise InputError(f"{where}: {text!r} has no words (it is empty or only punctuation)")
+        raise InputError(
+            f"{where}: none of the words of {text!r} is in the model's vocabulary "
+            f"(unknown: {', '.join(unknown)}); the vocabulary has {len(vocab)} words"
+        )
+    if warn and unknown:
+        log.warning("%s: dropped words not in the model's vocabulary: %s", where, ", ".join(unknown))
+    if warn and max_words and len(ids) > max_words:
+        log.warning(
+            "%s: %d words, more than the %d the model was trained with; all %d are used "
+            "(the attention handles any length, as the official sampler)", where, len(ids), max_words, len(ids),
+        )
+    return Caption(index, text, where, ids, [vocab.words[i] for i in ids], unknown)
+
+
+def iter_encoded(source: Iterable[tuple[str, str]], vocab: Any, max_words: int | None = None,
+                 warn: bool = False) -> Iterator[Caption]:
+    for index, (where, text) in enumerate(source):
+        yield encode_caption(vocab, text, where, index, max_words, warn)
+
+
+def check_captions(source: Iterable[tuple[str, str]], vocab: Any, max_words: int | None = None,
+                   max_errors: int = 10) -> int:
+    """Validate every caption (warnings for dropped / extra words); raise one :class:`InputError` listing
+    up to ``max_errors`` bad captions. Returns the number of captions."""
+    errors: list[str] = []
+    n = dropped = longer = 0
+    for where, text in source:
+        try:
+            cap = encode_caption(vocab, text, where, n, max_words, warn=dropped < max_errors and longer < max_errors)
+        except InputError as e:
+            errors.append(str(e))
+        else:
+            dropped += bool(cap.unknown)
+            longer += bool(max_words and len(cap.ids) > max_words)
+        n += 1
+    if dropped > max_errors or longer > max_errors:  # the first ones were warned about one by one
+        parts = []
+        if dropped:
+            parts.append(f"{dropped} had words outside the vocabulary (dropped; listed under 'unknown' in "
+                         f"{CAPTIONS_INDEX})")
+        if longer:
+            parts.append(f"{longer} are longer than the model's {max_words} words (all words used)")
+        log.warning("in all, of %d captions: %s", n, "; ".join(parts))
+    if errors:
+        more = f"\n  ... and {len(errors) - max_errors} more" if len(errors) > max_errors else ""
+        head = "bad caption" if len(errors) == 1 else f"{len(errors)} bad captions"
+        raise InputError(f"{head}:\n  " + "\n  ".join(errors[:max_errors]) + more)
+    if n == 0:
+        raise InputError("no caption given (the captions file has no non-blank line)")
+    return n
+
+
+# --------------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------------
+def load_bundle(checkpoint: str | os.PathLike[str], device: torch.device | str = "cpu", ema: bool = True):
+    """The generator bundle (generator, text encoder, vocab, config) of a checkpoint or run directory."""
+    from .errors import CheckpointError
+    from .train.gan import load_generator
+
+    bundle = load_generator(checkpoint, device=device, ema=ema)
+    if getattr(bundle, "vocab", None) is None:
+        raise CheckpointError(f"checkpoint {bundle.path or checkpoint} holds no vocabulary; captions cannot be encoded")
+    return bundle
+
+
+def item_noise(seed: int, caption_index: int, sample_index: int, z_dim: int, c_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The noise of one image: z (z_dim,) and the conditioning-augmentation epsilon (c_dim,), drawn on the
+    CPU from a generator seeded by (seed, caption index, sample index)."""
+    state = np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32 & 0xFFFFFFFF, caption_index, sample_index])
+    g = torch.Generator().manual_seed(int(state.generate_state(1, np.uint64)[0] >> 1))
+    z = torch.randn(z_dim, generator=g)
+    eps = torch.randn(c_dim, generator=g)
+    return z, eps
+
+
+@contextlib.contextmanager
+def _ca_epsilon(generator: torch.nn.Module, eps: torch.Tensor) -> Iterator[bool]:
+    """Make the generator's conditioning augmentation use ``eps`` (B, c_dim): c = mu + exp(logvar/2) eps.
+
+    Yields True when hooked (call the generator with ``ca_noise=False``); False when the generator has no
+    ``ca_net`` (then its own noise is used)."""
+    ca = getattr(generator, "ca_net", None)
+    if ca is None:
+        yield False
+        return
+
+    def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> Any:
+        _c, mu, logvar = output
+        return mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype), mu, logvar
+
+    handle = ca.register_forward_hook(hook)
+    try:
+        yield True
+    finally:
+        handle.remove()
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def generate(bundle: Any, captions: Sequence[Caption], z: torch.Tensor, eps: torch.Tensor | None = None,
+             precision: str = "fp32") -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Run the text encoder and generator on a batch.
+
+    z (B, z_dim) and eps (B, c_dim) on the CPU (eps None: the generator's own random CA noise).
+    Returns (images: per stage (B, 3, s, s) float32 in [-1, 1], attn: per attention model (B, T, h, w)
+    float32), on the model's device.
+    """
+    gen, enc = bundle.generator, bundle.text_encoder
+    device = _device_of(gen)
+    T = max(len(c.ids) for c in captions)
+    ids = torch.zeros(len(captions), T, dtype=torch.long)  # (B, T), 0-padded
+    for b, c in enumerate(captions):
+        ids[b, : len(c.ids)] = torch.tensor(c.ids, dtype=torch.long)
+    lengths = torch.tensor([len(c.ids) for c in captions], dtype=torch.long)  # (B,)
+    ids, z = ids.to(device), z.to(device)
+    words_emb, sent_emb = enc(ids, lengths.to(device))  # (B, D, T), (B, D): fp32 (the LSTM is cheap)
+    mask = ids == 0  # (B, T), True = padding
+    hooked = contextlib.nullcontext(False) if eps is None else _ca_epsilon(gen, eps.to(device))
+    with hooked as use_eps, autocast(device, precision):
+        out = gen(z, sent_emb, words_emb, mask, ca_noise=not use_eps)
+    return [im.float() for im in out.images], [a.float() for a in out.attn]
+
+
+@dataclass
+class SampleSettings:
+    n: int = 1  # images per caption
+    seed: int = 0
+    stage: str = "all"  # all: every stage's image; last: only the final one
+    grid: bool = False  # also one grid PNG per caption
+    batch_size: int = 16
+    precision: str = "fp32"
+
+    def validate(self) -> None:
+        if self.n < 1:
+            raise AttnGANError(f"--n must be >= 1, got {self.n}")
+        if self.batch_size < 1:
+            raise AttnGANError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.stage not in STAGE_CHOICES:
+            raise AttnGANError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {self.stage!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise AttnGANError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
+
+
+def image_name(caption_index: int, sample_index: int, size: int) -> str:
+    """``c00012-s03-256.png``: caption 12, sample 3, the 256 px stage."""
+    return f"c{caption_index:05d}-s{sample_index:02d}-{size}.png"
+
+
+def grid_name(caption_index: int) -> str:
+    return f"c{caption_index:05d}-grid.png"
+
+
+
+def sample_to_dir(bundle: Any, source: Iterable[tuple[str, str]], out_dir: str | os.PathLike[str],
+                  settings: SampleSettings, progress: Progress | None = None,
+                  abort: Callable[[], bool] | None = None) -> Iterator[Path]:
+    """Generate ``settings.n`` images per caption of ``source`` into ``out_dir``, yielding each written
+    path (in order) as soon as it is on disk. Also writes ``captions.jsonl`` (index, source line, text,
+    words used, words dropped). All captions are validated before the first image is generated."""
+    settings.validate()
+    out = Path(out_dir)
+    cfg = bundle.config
+    max_words = getattr(cfg, "words", None)
+    total = check_captions(source, bundle.vocab, max_words)
+    sizes = cfg.generator.image_sizes
+    keep = list(range(len(sizes))) if settings.stage == "all" else [len(sizes) - 1]
+    z_dim, c_dim = cfg.generator.z_dim, cfg.generator.condition_dim
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / CAPTIONS_INDEX
+    index_path.write_text("", encoding="utf-8")  # this run's index (streamed: one line per caption)
+
+    def jobs() -> Iterator[tuple[Caption, int]]:
+        for cap in iter_encoded(source, bundle.vocab, max_words):
+            append_jsonl(index_path, cap.to_record())
+            for s in range(settings.n):
+                yield cap, s
+
+    def batches() -> Iterator[list[tuple[Caption, int]]]:
+        buf: list[tuple[Caption, int]] = []
+        for job in jobs():
+            buf.append(job)
+            if len(buf) == settings.batch_size:
+                yield buf
+                buf = []
+        if buf:
+            yield buf
+
+    grid_tiles: dict[int, list[list[np.ndarray]]] = {}
+    with (progress or NullProgress()).task("sampling", total=total * settings.n, unit="img") as task, \
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="attngan-png") as pool:
+        pending: list[Future[Path]] = []
+        for batch in batches():
+            if abort is not None and abort():
+                log.warning("sampling stopped early; the images written so far are complete")
+                break
+            noise = [item_noise(settings.seed, c.index, s, z_dim, c_dim) for c, s in batch]
+            z = torch.stack([a for a, _ in noise])  # (B, z_dim)
+            eps = torch.stack([b for _, b in noise])  # (B, c_dim)
+            images, _attn = generate(bundle, [c for c, _ in batch], z, eps, settings.precision)
+            arrays = {i: to_uint8(images[i]) for i in keep}  # stage -> (B, s, s, 3) uint8 on the CPU
+            last = images[-1].shape[-1]
+            grid_arrays = ({i: to_uint8(upsample(images[i], last)) for i in keep} if settings.grid else {})
+            current: list[Future[Path]] = []
+            for b, (cap, s) in enumerate(batch):
+                for i in keep:
+                    path = out / image_name(cap.index, s, sizes[i])
+                    current.append(pool.submit(save_png, arrays[i][b], path))
+                if settings.grid:
+                    grid_tiles.setdefault(cap.index, []).append([grid_arrays[i][b] for i in keep])
+                    if len(grid_tiles[cap.index]) == settings.n:
+                        rows = grid_tiles.pop(cap.index)
+                        if len(keep) == 1:  # only the last stage: the samples in a near-square grid
+                            rows = wrap([r[0] for r in rows])
+                        current.append(pool.submit(save_png, make_grid(rows), out / grid_name(cap.index)))
+            for f in pending:  # the previous batch's files, written while this batch was generated
+                yield f.result()
+            pending = current
+            task.advance(len(batch))
+        for f in pending:
+            yield f.result()
+
+
+# --------------------------------------------------------------------------------------------------
+# The attention figure
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class AttendResult:
+    figure: Path
+    json: Path
+    word_maps: list[Path]
+    caption: Caption
+    rankings: list[list[dict[str, Any]]]  # per attention model, every word ranked
+
+
+def attend(bundle: Any, text: str, out: str | os.PathLike[str], top: int = 5, seed: int = 0,
+           precision: str = "fp32", word_maps: bool = False, sample_index: int = 0) -> AttendResult:
+    """Generate one image for ``text`` and draw the paper's Figure 1 into ``out`` (PNG), with
+    ``<out>.json`` (ranked words and scores per attention model) and, with ``word_maps``, every word's
+    map under ``<out stem>_maps/`` (grey PNGs at the image size, and the raw maps in ``maps.npz``)."""
+    from .viz.attention import all_word_maps, attention_figure
+
+    if top < 1:
+        raise AttnGANError(f"--top must be >= 1, got {top}")
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out {out}: the figure is a PNG; give a path ending in .png")
+    cfg = bundle.config
+    if cfg.generator.stages < 2:
+        raise InputError(
+            f"checkpoint {getattr(bundle, 'path', '')}: a {cfg.generator.stages}-stage generator has no word "
+            "attention (attention models sit at stages 2 and above); use `attngan sample` for its images"
+        )
+    cap = encode_caption(bundle.vocab, text, "caption", 0, getattr(cfg, "words", None))
+    z, eps = item_noise(seed, 0, sample_index, cfg.generator.z_dim, cfg.generator.condition_dim)
+    images, attn = generate(bundle, [cap], z[None], eps[None], precision)
+    stage_images = [im[0].cpu() for im in images]  # per stage (3, s, s)
+    maps = [a[0, : len(cap.ids)].cpu() for a in attn]  # per attention model (T, h, w)
+    fig = attention_figure(stage_images, maps, cap.words, top=top, caption=" ".join(cap.words))
+    save_png(fig.image, out)
+    rankings = [[w.to_dict() for w in r] for r in fig.rankings]
+    record = {
+        "caption": text,
+        "words": cap.words,
+        "unknown": cap.unknown,
+        "seed": seed,
+        "checkpoint": str(getattr(bundle, "path", "")),
+        "threshold": f"weights below 1/T set to 0 (equation 15), T = {len(cap.ids)} words",
+        "attention": [
+            {"model": k + 1, "stage": k + 2, "regions": [int(maps[k].shape[-2]), int(maps[k].shape[-1])],
+             "top": [w.to_dict() for w in fig.top[k]], "ranked": rankings[k]}
+            for k in range(len(maps))
+        ],
+        "figure": out.name,
+    }
+    json_path = out.with_suffix(".json")
+    atomic_write_json(json_path, record)
+    written: list[Path] = []
+    if word_maps:
+        mdir = out.with_name(out.stem + "_maps")
+        size = int(stage_images[-1].shape[-1])
+        for k, m in enumerate(maps):
+            for i, gray in enumerate(all_word_maps(m, cap.words, size)):
+                name = f"attn{k + 1}-w{i:02d}-{_safe(cap.words[i])}.png"
+                written.append(save_png((gray * 255).round().astype(np.uint8), mdir / name))
+        npz = mdir / "maps.npz"
+        from .io import atomic_path
+
+        with atomic_path(npz, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, words=np.array(cap.words), **{f"attn{k + 1}": m.numpy() for k, m in enumerate(maps)})
+        written.append(npz)
+    return AttendResult(out, json_path, written, cap, rankings)
+
+
+def _safe(word: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in word)[:40] or "word"

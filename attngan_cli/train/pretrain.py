@@ -1,0 +1,430 @@
+"""DAMSM pretraining (paper section 3.2; official ``pretrain_DAMSM.py``).
+
+Trains the text encoder and the image encoder's projections (plus the whole ``compact`` backbone) with
+the four DAMSM terms on real (image, caption) pairs. Per epoch it logs train/test losses, top-1
+retrieval in batches of 100 and R-precision (1 true vs up to 99 captions of other classes) to
+``stats.jsonl``; every ``snapshot_every`` epochs and at the end it saves a self-describing ``damsm``
+checkpoint and an attention-map image into the run directory.
+
+With the frozen Inception-v3 backbone, ``cache_features`` computes the Inception features of a fixed set
+of augmented views once (a float16 memory-mapped file in the run directory, deleted at the end) and trains
+the projections and the text encoder on those.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint, save_checkpoint
+from ..config import PretrainConfig, to_dict
+from ..device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
+from ..errors import AttnGANError, TrainingAborted
+from ..io import atomic_path
+from ..losses import DAMSMLoss, DAMSMTerms
+from ..metrics.retrieval import r_precision, r_precision_hits, top1_retrieval
+from ..models.damsm import FINAL_NAME, KIND, resolve_damsm_path
+from ..models.image_encoder import ImageEncoder, load_inception_weights
+from ..models.text_encoder import TextEncoder
+from ..progress import NullProgress, Progress
+from ..rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+CACHE_VIEWS = 2  # augmented views per training image kept in the Inception feature cache
+RETRIEVAL_BATCH = 100  # top-1 retrieval is measured within batches of this many pairs
+RPREC_WRONG = 99  # mismatched captions per image for R-precision
+EVAL_MAX_ITEMS = 3000  # cap on test items evaluated per epoch
+RESUME_FIELDS = ["text.vocab_size", "text.word_dim", "text.embedding_dim", "image.backbone",
+                 "image.image_size", "image.width", "image.embedding_dim"]
+
+
+def load_size(cfg: PretrainConfig) -> int:
+    """Image size the data loader produces: the official 256 (then resized to 299) for Inception,
+    the backbone's own size for compact."""
+    return 256 if cfg.image.backbone == "inception-v3" else cfg.image.image_size
+
+
+def lr_at(cfg: PretrainConfig, epoch: int) -> float:
+    """lr * decay**epoch, not below lr * min_lr_fraction (official: x0.98 per epoch down to a tenth)."""
+    return cfg.lr * max(cfg.lr_decay ** epoch, cfg.min_lr_fraction)
+
+
+def open_datasets(cfg: PretrainConfig):
+    from ..data.dataset import TextImageDataset
+
+    size = load_size(cfg)
+    train = TextImageDataset(cfg.dataset, split="train", image_sizes=(size,), words=cfg.text.words, augment=True)
+    if train.info.source == "shapes":
+        # captions name positions (left/right/top...): crops and flips would contradict them
+        train = TextImageDataset(cfg.dataset, split="train", image_sizes=(size,), words=cfg.text.words, augment=False)
+    test = None
+    if train.info.n_test > 0:
+        test = TextImageDataset(cfg.dataset, split="test", image_sizes=(size,), words=cfg.text.words,
+                                augment=False, caption_index=0)
+    else:
+        log.warning("%s has no test split: test losses and retrieval accuracy are not measured", cfg.dataset)
+    return train, test
+
+
+def vocab_words(ds: Any) -> list[str]:
+    return list(ds.vocab.words)
+
+
+# --------------------------------------------------------------------------------------------------
+def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None, resume: str | os.PathLike[str] | None = None,
+             abort: Callable[[], bool] | None = None, inception_weights: str | os.PathLike[str] | None = None,
+             datasets: tuple[Any, Any] | None = None) -> Path:
+    """Pretrain the DAMSM encoders; returns the final checkpoint path (``run/final.pt``).
+
+    ``datasets`` (train, test) replaces the HDF5 datasets named by ``cfg.dataset`` (for tests).
+    """
+    progress = progress or NullProgress()
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    train_ds, test_ds = datasets if datasets is not None else open_datasets(cfg)
+    words = vocab_words(train_ds)
+    if cfg.text.vocab_size in (0, len(words)):
+        cfg.text.vocab_size = len(words)
+    else:
+        raise AttnGANError(f"text.vocab_size is {cfg.text.vocab_size} but the dataset's vocabulary has {len(words)} words")
+    if len(train_ds) < 2:
+        raise AttnGANError(f"{cfg.dataset}: the train split has {len(train_ds)} images; DAMSM needs at least 2")
+
+    text_enc = TextEncoder(cfg.text).to(device)
+    img_enc = ImageEncoder(cfg.image)
+    start_epoch = 0
+    ckpt: Checkpoint | None = None
+    if resume is not None:
+        ckpt = load_checkpoint(resolve_damsm_path(resume), kind=KIND)
+        check_checkpoint_config(ckpt, to_dict(cfg), RESUME_FIELDS)
+        check_vocab(ckpt, words, f"dataset {cfg.dataset}")
+        text_enc.load_state_dict(ckpt.state["text_encoder"])
+        img_enc.load_state_dict(ckpt.state["image_encoder"])
+        start_epoch = ckpt.epoch
+        log.info("resuming from %s (epoch %d)", ckpt.path, start_epoch)
+    elif img_enc.frozen_backbone:
+        load_inception_weights(img_enc, inception_weights)
+    img_enc.to(device)
+
+    params = list(text_enc.parameters()) + [p for p in img_enc.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr_at(cfg, start_epoch), betas=tuple(cfg.betas))
+    if ckpt is not None:
+        if "adam" in ckpt.optim:
+            opt.load_state_dict(ckpt.optim["adam"])
+        if ckpt.rng is not None:
+            set_rng_state(ckpt.rng)
+    loss_fn = DAMSMLoss(cfg.damsm)
+    run.write_config(to_dict(cfg))
+
+    batch = min(cfg.batch_size, len(train_ds))
+    cache = None
+    if cfg.cache_features:
+        if not img_enc.frozen_backbone:
+            log.warning("--cache-features only applies to the frozen inception-v3 backbone; ignored for %s",
+                        cfg.image.backbone)
+        else:
+            cache = FeatureCache.build(img_enc, train_ds, cfg, device, run.file("feature-cache.npy"), progress, abort)
+    steps = len(train_ds) // batch
+    state = {"epoch": start_epoch}
+
+    def snapshot(name: str, epoch: int) -> Path:
+        c = Checkpoint(kind=KIND, config=to_dict(cfg), vocab=words,
+                       state={"text_encoder": _cpu_state(text_enc), "image_encoder": _cpu_state(img_enc)},
+                       optim={"adam": opt.state_dict()}, epoch=epoch, step=epoch * steps, rng=rng_state(),
+                       extra={"dataset": str(cfg.dataset)})
+        return save_checkpoint(c, run.file(name))
+
+    try:
+        with progress.task("pretrain DAMSM", total=(cfg.epochs - start_epoch) * steps, unit="batch") as bar:
+            for epoch in range(start_epoch, cfg.epochs):
+                lr = lr_at(cfg, epoch)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                t0 = time.perf_counter()
+                text_enc.train()
+                img_enc.train()
+                sums = {"w1": 0.0, "w2": 0.0, "s1": 0.0, "s2": 0.0}
+                n_batches = 0
+                batches = cache.batches(batch, epoch, train_ds, cfg) if cache is not None else _loader(train_ds, batch, cfg, shuffle=True)
+                for b in batches:
+                    if abort is not None and abort():
+                        raise KeyboardInterrupt
+                    terms = _step(b, text_enc, img_enc, loss_fn, cfg, device, cache is not None)
+                    loss = terms.total
+                    if not torch.isfinite(loss):
+                        raise TrainingAborted(f"non-finite DAMSM loss at epoch {epoch + 1}; the last good checkpoint "
+                                              f"in {run.path} is intact (try a lower --lr)")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(text_enc.parameters(), cfg.grad_clip)
+                    opt.step()
+                    for k, v in terms.items().items():
+                        sums[k] += v
+                    n_batches += 1
+                    bar.advance(1, epoch=epoch + 1, loss=float(loss.detach()))
+                train_time = time.perf_counter() - t0
+                record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
+                record.update({f"train_{k}": v / max(1, n_batches) for k, v in sums.items()})
+                record["train_images_per_s"] = n_batches * batch / max(train_time, 1e-9)
+                ev = evaluate(text_enc, img_enc, test_ds, cfg, device, loss_fn)
+                record.update(ev.pop("stats"))
+                record["time_s"] = time.perf_counter() - t0
+                run.log_stats(record)
+                state["epoch"] = epoch + 1
+                shown = {k: record[k] for k in ("rprec", "i2t_top1") if record.get(k) is not None}
+                bar.update(**shown)
+                log.info("epoch %d/%d  train %.3f  test %s  R-prec %s", epoch + 1, cfg.epochs,
+                         sum(record[f"train_{k}"] for k in sums), _fmt(record.get("test_loss")), _fmt(record.get("rprec")))
+                last = epoch + 1 == cfg.epochs
+                if (epoch + 1) % max(1, cfg.snapshot_every) == 0 and not last:
+                    snapshot(f"checkpoint-{epoch + 1}.pt", epoch + 1)
+                    write_attention_image(ev, run.file(f"attention-{epoch + 1}.png"), train_ds)
+                if last:
+                    write_attention_image(ev, run.file("attention.png"), train_ds)
+    except KeyboardInterrupt:
+        if state["epoch"] > start_epoch:
+            p = snapshot(f"checkpoint-{state['epoch']}.pt", state["epoch"])
+            log.warning("stopped; saved %s (resume with --resume %s)", p, run.path)
+        if abort is not None and abort():
+            raise TrainingAborted(f"pretraining stopped at epoch {state['epoch']}; resume with --resume {run.path}") from None
+        raise
+    finally:
+        if cache is not None:
+            cache.close()
+    return snapshot(FINAL_NAME, state["epoch"])
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _cpu_state(m: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu") for k, v in m.state_dict().items()}
+
+
+def _loader(ds: Any, batch: int, cfg: PretrainConfig, shuffle: bool, drop_last: bool = True) -> DataLoader:
+    return DataLoader(ds, batch_size=batch, shuffle=shuffle, drop_last=drop_last, num_workers=cfg.workers,
+                      persistent_workers=False)
+
+
+def _step(b: dict[str, Any], text_enc: TextEncoder, img_enc: ImageEncoder, loss_fn: DAMSMLoss,
+          cfg: PretrainConfig, device: torch.device, cached: bool) -> DAMSMTerms:
+    caps = b["caption"].to(device)
+    lens = torch.as_tensor(b["length"])
+    cls = torch.as_tensor(b["class_id"]).to(device)
+    with autocast(device, cfg.precision):
+        if cached:
+            regions, glob = img_enc.project(b["local"].to(device).float(), b["pooled"].to(device).float())
+        else:
+            regions, glob = img_enc(b["images"][0].to(device))
+        words_emb, sent_emb = text_enc(caps, lens)
+    return loss_fn(regions.float(), glob.float(), words_emb.float(), sent_emb.float(), lens.to(device), cls)
+
+
+# --------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def encode_split(text_enc: TextEncoder, img_enc: ImageEncoder, ds: Any, cfg: PretrainConfig, device: torch.device,
+                 loss_fn: DAMSMLoss | None = None, max_items: int = EVAL_MAX_ITEMS) -> dict[str, Any]:
+    """Global image and sentence features of (up to ``max_items``) items of ``ds`` in eval mode, the mean
+    test loss terms per batch, and the first batch (for the attention figure)."""
+    text_enc.eval()
+    img_enc.eval()
+    n = min(len(ds), max_items)
+    sub = torch.utils.data.Subset(ds, range(n)) if n < len(ds) else ds
+    batch = max(2, min(cfg.batch_size, n))
+    imgs, sents, classes = [], [], []
+    sums = {"w1": 0.0, "w2": 0.0, "s1": 0.0, "s2": 0.0}
+    nb = 0
+    first = None
+    for b in _loader(sub, batch, cfg, shuffle=False, drop_last=False):
+        caps, lens = b["caption"].to(device), torch.as_tensor(b["length"])
+        cls = torch.as_tensor(b["class_id"])
+        with autocast(device, cfg.precision):
+            regions, glob = img_enc(b["images"][0].to(device))
+            words_emb, sent_emb = text_enc(caps, lens)
+        imgs.append(glob.float().cpu())
+        sents.append(sent_emb.float().cpu())
+        classes.append(cls)
+        if loss_fn is not None and caps.shape[0] >= 2:
+            terms = loss_fn(regions.float(), glob.float(), words_emb.float(), sent_emb.float(), lens.to(device), cls.to(device))
+            for k, v in terms.items().items():
+                sums[k] += v
+            nb += 1
+            if first is None:
+                first = {"images": b["images"][0][:8].cpu(), "caption": b["caption"][:8], "length": lens[:8],
+                         "maps": [m.float().cpu() for m in terms.attn_maps[:8]]}
+    out: dict[str, Any] = {"img": torch.cat(imgs) if imgs else torch.zeros(0, cfg.image.embedding_dim),
+                           "txt": torch.cat(sents) if sents else torch.zeros(0, cfg.text.embedding_dim),
+                           "class_ids": torch.cat(classes) if classes else torch.zeros(0, dtype=torch.long),
+                           "first": first}
+    out["losses"] = {k: v / nb for k, v in sums.items()} if nb else None
+    return out
+
+
+def retrieval_stats(img: torch.Tensor, txt: torch.Tensor, class_ids: torch.Tensor, seed: int = 0) -> dict[str, Any]:
+    """Top-1 retrieval in batches of 100 and R-precision with up to 99 captions of other classes."""
+    n = img.shape[0]
+    stats: dict[str, Any] = {"i2t_top1": None, "t2i_top1": None, "rprec": None, "rprec_std": None, "rprec_k": 0}
+    if n < 2:
+        return stats
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=g)
+    chunks = [order[i:i + RETRIEVAL_BATCH] for i in range(0, n, RETRIEVAL_BATCH)]
+    full = [c for c in chunks if len(c) == RETRIEVAL_BATCH] or [order]
+    accs = [top1_retrieval(img[c], txt[c]) for c in full]
+    stats["i2t_top1"] = float(np.mean([a[0] for a in accs]))
+    stats["t2i_top1"] = float(np.mean([a[1] for a in accs]))
+    others = class_ids[None, :] != class_ids[:, None]  # (n, n) candidates of other classes
+    k = int(min(RPREC_WRONG, int(others.sum(1).min())))
+    if k < 1:
+        return stats
+    # choose k distinct other-class captions per image: random scores, masked, top-k
+    r = torch.rand(n, n, generator=g).masked_fill(~others, -1.0)
+    wrong_idx = r.topk(k, dim=1).indices  # (n, k)
+    hits = r_precision_hits(img, txt, txt[wrong_idx])
+    mean, std = r_precision(hits, folds=10)
+    stats.update(rprec=mean, rprec_std=std, rprec_k=k)
+    return stats
+
+
+def evaluate(text_enc: TextEncoder, img_enc: ImageEncoder, ds: Any, cfg: PretrainConfig, device: torch.device,
+             loss_fn: DAMSMLoss) -> dict[str, Any]:
+    """Test losses and retrieval metrics; returns {"stats": {...}, "first": figure batch or None}."""
+    stats: dict[str, Any] = {}
+    if ds is None or len(ds) == 0:
+        return {"stats": stats, "first": None}
+    enc = encode_split(text_enc, img_enc, ds, cfg, device, loss_fn)
+    if enc["losses"] is not None:
+        stats.update({f"test_{k}": v for k, v in enc["losses"].items()})
+        stats["test_loss"] = sum(enc["losses"].values())
+    stats.update(retrieval_stats(enc["img"], enc["txt"], enc["class_ids"], seed=cfg.seed))
+    return {"stats": stats, "first": enc["first"]}
+
+
+def write_attention_image(ev: dict[str, Any], path: Path, ds: Any) -> Path | None:
+    first = ev.get("first")
+    if first is None:
+        return None
+    from ..viz.damsm_maps import damsm_attention_image
+
+    vocab = list(ds.vocab.words)
+    words = []
+    for cap, n in zip(first["caption"], first["length"], strict=True):
+        words.append([vocab[int(t)] if int(t) < len(vocab) else "?" for t in cap[: int(n)]])
+    img = damsm_attention_image(first["images"], words, first["maps"])
+    with atomic_path(path, suffix=".png") as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+def sample_caption(caps: list[tuple[torch.Tensor, int]], words: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+    """One random caption of an item, 0-padded to ``words``; longer ones keep a random ordered subset
+    of ``words`` tokens (as the official dataset)."""
+    ids, n = caps[int(rng.integers(len(caps)))]
+    ids = torch.as_tensor(ids)[: int(n)]
+    if ids.numel() > words:
+        keep = np.sort(rng.choice(ids.numel(), size=words, replace=False))
+        ids = ids[torch.from_numpy(keep)]
+    out = torch.zeros(words, dtype=torch.long)
+    out[: ids.numel()] = ids
+    return out, max(1, int(ids.numel()))
+
+
+class FeatureCache:
+    """Frozen Inception features (Mixed_6e (768, 17, 17) and pooled Mixed_7c (2048,) at 299 px) of
+    ``CACHE_VIEWS`` fixed augmented views (random crop + flip, as the official augmentation) of every
+    training image, in a float16 memory-mapped ``.npy`` file."""
+
+    def __init__(self, path: Path, data: np.ndarray, views: int, local_shape: tuple[int, int, int]) -> None:
+        self.path, self.data, self.views, self.local_shape = path, data, views, local_shape
+        self.n_local = int(np.prod(local_shape))
+
+    @classmethod
+    def build(cls, enc: ImageEncoder, ds: Any, cfg: PretrainConfig, device: torch.device, path: Path,
+              progress: Progress, abort: Callable[[], bool] | None, views: int = CACHE_VIEWS) -> FeatureCache:
+        try:
+            from ..data.dataset import TextImageDataset
+        except ImportError:  # pragma: no cover
+            TextImageDataset = None  # noqa: N806
+        n = len(ds)
+        size = load_size(cfg)
+        augment = bool(getattr(ds, "augment", True))
+        if not augment:  # the training images are not augmented (shapes): one plain view is all there is
+            views = 1
+        big = size * 76 // 64 if augment else size
+        plain = (TextImageDataset(cfg.dataset, split="train", image_sizes=(big,), words=cfg.text.words,
+                                  augment=False, caption_index=0)
+                 if TextImageDataset is not None and isinstance(ds, TextImageDataset) else ds)
+        enc.eval()
+        batch = max(1, min(cfg.batch_size, n))
+        data = None
+        local_shape: tuple[int, int, int] = (0, 0, 0)
+        with progress.task("caching Inception features", total=views * math.ceil(n / batch), unit="batch") as bar:
+            for v in range(views):
+                g = torch.Generator().manual_seed(cfg.seed * 1000 + v)
+                start = 0
+                for b in _loader(plain, batch, cfg, shuffle=False, drop_last=False):
+                    if abort is not None and abort():
+                        raise KeyboardInterrupt
+                    x = b["images"][0]
+                    if x.shape[-1] != big:
+                        x = torch.nn.functional.interpolate(x, size=(big, big), mode="bilinear", align_corners=False)
+                    crops = []
+                    for img in x:
+                        i, j = (int(t) for t in torch.randint(0, big - size + 1, (2,), generator=g))
+                        c = img[:, i:i + size, j:j + size]
+                        if augment and bool(torch.rand((), generator=g) < 0.5):
+                            c = c.flip(-1)
+                        crops.append(c)
+                    with torch.no_grad(), autocast(device, cfg.precision):
+                        local, pooled = enc.backbone_features(torch.stack(crops).to(device))
+                    if data is None:
+                        local_shape = tuple(local.shape[1:])  # type: ignore[assignment]
+                        width = int(np.prod(local_shape)) + pooled.shape[1]
+                        log.info("caching Inception features of %d views x %d images (%.2f GB in %s)",
+                                 views, n, views * n * width * 2 / 1e9, path)
+                        data = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(views, n, width))
+                    feats = torch.cat([local.flatten(1), pooled.flatten(1)], dim=1).to("cpu", torch.float16)
+                    data[v, start:start + feats.shape[0]] = feats.numpy()
+                    start += feats.shape[0]
+                    bar.advance(1)
+        assert data is not None
+        data.flush()
+        return cls(path, data, views, local_shape)
+
+    def batches(self, batch: int, epoch: int, ds: Any, cfg: PretrainConfig):
+        """Training batches from the cache: shuffled items, a random view and caption per item."""
+        n = self.data.shape[1]
+        rng = np.random.default_rng([cfg.seed, epoch])
+        order = rng.permutation(n)
+        class_ids = np.asarray(ds.class_ids)
+        for s in range(0, n - batch + 1, batch):
+            idx = np.sort(order[s:s + batch])
+            views = rng.integers(self.views, size=len(idx))
+            rows = torch.from_numpy(np.stack([self.data[v, i] for v, i in zip(views, idx, strict=True)]))
+            caps = [sample_caption(ds.captions(int(i)), cfg.text.words, rng) for i in idx]
+            yield {
+                "local": rows[:, : self.n_local].reshape(-1, *self.local_shape),
+                "pooled": rows[:, self.n_local:],
+                "caption": torch.stack([c[0] for c in caps]),
+                "length": torch.tensor([c[1] for c in caps]),
+                "class_id": torch.from_numpy(class_ids[idx]),
+            }
+
+    def close(self) -> None:
+        self.data = None  # type: ignore[assignment]
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,166 @@
+"""`attngan eval` end to end on a tiny random generator, tiny DAMSM and random Inception weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+pytest.importorskip("torch_fidelity")
+
+from attngan_cli.checkpoints import Checkpoint, save_checkpoint  # noqa: E402
+from attngan_cli.cli import app  # noqa: E402
+from attngan_cli.config import (  # noqa: E402
+    GeneratorConfig,
+    ImageEncoderConfig,
+    PretrainConfig,
+    TextEncoderConfig,
+    TrainConfig,
+    to_dict,
+)
+from attngan_cli.io import atomic_write_json, read_jsonl  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A 10-test-image shapes file, a DAMSM checkpoint, a generator in a run dir, random Inception weights."""
+    from attngan_cli.data.h5 import read_info
+    from attngan_cli.data.shapes import make_shapes
+    from attngan_cli.metrics.features import INCEPTION_FILE, write_random_inception_weights
+    from attngan_cli.models.generator import Generator
+    from attngan_cli.models.image_encoder import ImageEncoder
+    from attngan_cli.models.text_encoder import TextEncoder
+
+    root = tmp_path_factory.mktemp("eval")
+    data = make_shapes(root / "shapes.h5", n_train=4, n_test=10, image_size=40, seed=1)
+    words = list(read_info(data).vocab.words)
+    torch.manual_seed(0)
+    text_cfg = TextEncoderConfig(vocab_size=len(words), word_dim=16, words=12)
+    pcfg = PretrainConfig(preset="shapes", text=text_cfg, image=ImageEncoderConfig(backbone="compact", image_size=32, width=4))
+    damsm = root / "00000-shapes-pretrain" / "final.pt"
+    text, image = TextEncoder(text_cfg), ImageEncoder(pcfg.image)
+    save_checkpoint(Checkpoint(kind="damsm", config=to_dict(pcfg), vocab=words,
+                               state={"text_encoder": text.state_dict(), "image_encoder": image.state_dict()}), damsm)
+    cfg = TrainConfig(preset="shapes", dataset=str(data), encoders=str(damsm.parent), words=12,
+                      generator=GeneratorConfig(stages=2, base_size=16, ngf=4, r_num=1))
+    run = root / "00001-shapes-train"
+    run.mkdir()
+    atomic_write_json(run / "config.json", to_dict(cfg))
+    gen = Generator(cfg.generator)
+    save_checkpoint(Checkpoint(kind="generator", config=to_dict(cfg), vocab=words,
+                               state={"generator": gen.state_dict(), "text_encoder": text.state_dict()},
+                               extra={"damsm_config": to_dict(text_cfg), "damsm_path": str(damsm)}),
+                    run / "final.pt")
+    inception = write_random_inception_weights(root / INCEPTION_FILE)
+    return {"root": root, "data": data, "run": run, "damsm": damsm, "inception": inception}
+
+
+def _fast_frechet(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """The same number as fid.frechet_distance (for PSD covariances) without scipy's sqrtm, which takes
+    10-60 s for 2048 x 2048 on this 2-core machine; the sqrtm path is checked in test_metrics.py."""
+    import numpy as np
+
+    w, v = np.linalg.eigh(sigma1)
+    r = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    tr = np.sqrt(np.clip(np.linalg.eigvalsh(r @ sigma2 @ r), 0, None)).sum()
+    d = mu1 - mu2
+    return float(d @ d + np.trace(sigma1) + np.trace(sigma2) - 2 * tr)
+
+
+@pytest.mark.parametrize("exact_sqrtm", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_eval_all_metrics_end_to_end(setup, tmp_path, monkeypatch, exact_sqrtm):
+    if not exact_sqrtm:
+        monkeypatch.setattr("attngan_cli.metrics.fid.frechet_distance", _fast_frechet)
+    out_dir = tmp_path / "images"
+    args = ["eval", "-c", str(setup["run"]), "--data", str(setup["data"]), "--metric", "rprecision,is",
+            "-m", "fid,attributes", "--num-samples", "10", "--batch-size", "4", "--inception-weights",
+            str(setup["inception"]), "--save-images", str(out_dir), "--json", "--device", "cpu", "--quiet"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)
+    m = rec["metrics"]
+    assert set(m) == {"rprecision", "is", "fid", "attributes"}
+    assert 0.0 <= m["rprecision"]["mean"] <= 1.0 and m["rprecision"]["std"] >= 0.0
+    assert m["is"]["mean"] >= 1.0 - 1e-9
+    assert m["fid"]["fid"] > 0.0 and m["fid"]["real_images"] == 10
+    assert set(m["attributes"]) == {"bg_color", "color", "shape", "position", "size", "mean"}
+    assert rec["num_samples"] == 10 and rec["image_size"] == 32
+    # a line in the run's metrics.jsonl
+    lines = read_jsonl(setup["run"] / "metrics.jsonl")
+    assert lines[-1]["metrics"] == m and lines[-1]["checkpoint"].endswith("final.pt")
+    # images and their index
+    pngs = sorted(out_dir.glob("*.png"))
+    assert len(pngs) == 10 and pngs[0].name == "000000.png"
+    index = read_jsonl(out_dir / "index.jsonl")
+    assert len(index) == 10 and index[0]["file"] == "000000.png" and index[0]["caption"]
+    # the real FID statistics are cached beside the dataset
+    caches = list(Path(setup["data"]).parent.glob("shapes.fid-*.npz"))
+    assert len(caches) == 1
+    assert rec["data"] == str(setup["data"])
+
+
+def test_eval_is_reproducible_and_batch_size_free_without_inception(setup):
+    from attngan_cli.metrics.evaluate import EvalOptions, evaluate
+
+    opts = dict(metrics=["rprecision", "attributes"], num_samples=15, batch_size=4, device="cpu", log_to_run=False)
+    a = evaluate(setup["run"] / "final.pt", setup["data"], EvalOptions(**opts))
+    b = evaluate(setup["run"] / "final.pt", setup["data"], EvalOptions(**opts))
+    assert a.metrics == b.metrics  # same seed: same plan, z, captions and CA noise
+    assert a.num_samples == 15 and a.metrics_file is None
+    c = evaluate(setup["run"], setup["data"], EvalOptions(**{**opts, "batch_size": 15}))
+    assert set(c.metrics) == {"rprecision", "attributes"}
+    assert 0 <= c.metrics["attributes"]["mean"] <= 1
+
+
+def test_real_fid_statistics_are_cached_by_data_and_extractor(setup, tmp_path):
+    import shutil
+    import numpy as np
+
+    from attngan_cli.data.dataset import TextImageDataset
+    from attngan_cli.metrics.evaluate import EvalContext, EvalOptions, make_plan
+    from attngan_cli.progress import NullProgress
+
+    data = tmp_path / "copy.h5"
+    shutil.copy(setup["data"], data)
+    calls = []
+
+    class Ext:  # stands in for InceptionFeatures: counts the images it sees
+        def __init__(self, key):
+            self.key = key
+
+        def __call__(self, images_uint8):
+            calls.append(images_uint8.shape[0])
+            x = images_uint8.float().flatten(1)[:, :8]
+            return {"pool": x, "logits": x}
+
+    def ctx(key):
+        ds = TextImageDataset(data, split="test", image_sizes=(32,), words=12, augment=False, caption_index=0)
+        plan = make_plan(ds.class_ids, np.ones((len(ds), 5), int), 4, seed=0)
+        return EvalContext(options=EvalOptions(metrics=["fid"], batch_size=3), device=torch.device("cpu"), data=data,
+                           dataset=ds, image_size=32, num_samples=4, plan=plan, progress=NullProgress(),
+                           inception=Ext(key))
+
+    s1 = ctx("ext-a").real_fid_stats()
+    assert sum(calls) == 10 and s1.n == 10
+    c1 = ctx("ext-a")
+    s2 = c1.real_fid_stats()  # from the cache: the extractor is not called
+    assert sum(calls) == 10 and np.allclose(s2.cov, s1.cov) and c1.fid_cache.name.startswith("copy.fid-")
+    ctx("ext-b").real_fid_stats()  # another extractor: recomputed, its own cache file
+    assert sum(calls) == 20 and len(list(tmp_path.glob("copy.fid-*.npz"))) == 2
+
+
+def test_eval_errors_are_clear(setup, tmp_path):
+    base = ["eval", "-c", str(setup["run"]), "--data", str(setup["data"]), "--device", "cpu", "-n", "10"]
+    res = runner.invoke(app, [*base, "--metric", "is,fdi"])
+    assert res.exit_code == 1 and "unknown metric 'fdi'" in res.output and "rprecision" in res.output
+    res = runner.invoke(app, [*base, "--metric", "fid"])
+    assert res.exit_code == 1 and "pt_inception-2015-12-05-6726825d.pth" in res.output
+    res = runner.invoke(app, [*base, "--metric", "fid", "--inception-weights", str(tmp_path / "missing.pth")])
+    assert res.exit_code == 1 and "missing.pth does not exist" in res.output
+    res = runner.invoke(app, [*base, "--metric", "rprecision", "--encoders", str(tmp_path / "nowhere")])
+    assert res.exit_code == 1 and "nowhere" in res.output
