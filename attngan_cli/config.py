@@ -88,6 +88,7 @@ class PretrainConfig:
     grad_clip: float = 0.25  # gradient-norm clip on the text encoder
     snapshot_every: int = 50  # epochs
     cache_features: bool = False  # cache frozen Inception features for fixed augmented views
+    max_minutes: float = 0.0  # 0 = no limit; otherwise end (with the final checkpoint) after this long
     precision: str = "fp32"
     workers: int = 0
     seed: int = 0
@@ -109,6 +110,7 @@ class TrainConfig:
     batch_size: int = 20
     epochs: int = 600
     max_steps: int = 0  # 0 = no limit; otherwise stop after this many generator steps
+    max_minutes: float = 0.0  # 0 = no limit; otherwise end (with the final checkpoint) after this long
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -165,8 +167,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "snapshot_every": 5,
         "sample_every": 200,
         "pretrain": {
-            "batch_size": 48, "epochs": 10, "snapshot_every": 5,
-            "image": {"backbone": "compact", "image_size": 64, "width": 32},
+            "batch_size": 32, "epochs": 6, "snapshot_every": 3,
+            "image": {"backbone": "compact", "image_size": 64, "width": 16},
         },
     },
 }

@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--backbone", choices=["all", "compact", "inception-v3"], default="all")
     ap.add_argument("--precision", choices=["all", "fp32", "bf16"], default="all")
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=48, help="batch size (compact); inception uses --inception-batch")
+    ap.add_argument("--batch", type=int, default=0, help="compact batch size (0 = the shapes preset's)")
     ap.add_argument("--inception-batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     a = ap.parse_args()
@@ -90,7 +90,8 @@ def main() -> None:
     for bb in backbones:
         for prec in precisions:
             for cached in ([False, True] if bb == "inception-v3" else [False]):
-                r = bench(bb, prec, cached, a.inception_batch if bb == "inception-v3" else a.batch, a.steps)
+                batch = a.inception_batch if bb == "inception-v3" else (a.batch or make_pretrain_config("shapes").batch_size)
+                r = bench(bb, prec, cached, batch, a.steps)
                 c = f"{r['cache_s_per_img']:.3f}" if r["cache_s_per_img"] is not None else "-"
                 print(f"{r['backbone']:<13} {r['size']:>4} {r['precision']:<5} {str(r['cached']):<5} {r['batch']:>5} "
                       f"{r['images_per_s']:>8.1f} {c:>11}", flush=True)

@@ -29,7 +29,13 @@ def one(preset: str, precision: str, steps: int, warmup: int, threads: int, chan
     import torch
 
     torch.set_num_threads(threads)
-    from attngan_cli.config import ImageEncoderConfig, PretrainConfig, TextEncoderConfig, make_pretrain_config, make_train_config
+    from attngan_cli.config import (
+        ImageEncoderConfig,
+        PretrainConfig,
+        TextEncoderConfig,
+        make_pretrain_config,
+        make_train_config,
+    )
     from attngan_cli.models.image_encoder import ImageEncoder
     from attngan_cli.models.text_encoder import TextEncoder
     from attngan_cli.train.gan import build_models, train_step

@@ -60,22 +60,18 @@ def setup(tmp_path_factory):
     return {"root": root, "data": data, "run": run, "damsm": damsm, "inception": inception}
 
 
-def _fast_frechet(mu1, sigma1, mu2, sigma2, eps=1e-6):
-    """The same number as fid.frechet_distance (for PSD covariances) without scipy's sqrtm, which takes
-    10-60 s for 2048 x 2048 on this 2-core machine; the sqrtm path is checked in test_metrics.py."""
-    import numpy as np
-
-    w, v = np.linalg.eigh(sigma1)
-    r = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    tr = np.sqrt(np.clip(np.linalg.eigvalsh(r @ sigma2 @ r), 0, None)).sum()
+def _cheap_frechet(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """Stands in for fid.frechet_distance (checked in test_metrics.py), whose matrix square root of
+    2048 x 2048 takes 10-60 s on this 2-core machine: here only the plumbing is under test."""
+    assert mu1.shape == mu2.shape == (2048,) and sigma1.shape == sigma2.shape == (2048, 2048)
     d = mu1 - mu2
-    return float(d @ d + np.trace(sigma1) + np.trace(sigma2) - 2 * tr)
+    return float(d @ d + abs(sigma1 - sigma2).sum())
 
 
 @pytest.mark.parametrize("exact_sqrtm", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_eval_all_metrics_end_to_end(setup, tmp_path, monkeypatch, exact_sqrtm):
     if not exact_sqrtm:
-        monkeypatch.setattr("attngan_cli.metrics.fid.frechet_distance", _fast_frechet)
+        monkeypatch.setattr("attngan_cli.metrics.fid.frechet_distance", _cheap_frechet)
     out_dir = tmp_path / "images"
     args = ["eval", "-c", str(setup["run"]), "--data", str(setup["data"]), "--metric", "rprecision,is",
             "-m", "fid,attributes", "--num-samples", "10", "--batch-size", "4", "--inception-weights",
@@ -107,18 +103,19 @@ def test_eval_all_metrics_end_to_end(setup, tmp_path, monkeypatch, exact_sqrtm):
 def test_eval_is_reproducible_and_batch_size_free_without_inception(setup):
     from attngan_cli.metrics.evaluate import EvalOptions, evaluate
 
-    opts = dict(metrics=["rprecision", "attributes"], num_samples=15, batch_size=4, device="cpu", log_to_run=False)
+    opts = dict(metrics=["rprecision", "attributes"], num_samples=10, batch_size=4, device="cpu", log_to_run=False)
     a = evaluate(setup["run"] / "final.pt", setup["data"], EvalOptions(**opts))
     b = evaluate(setup["run"] / "final.pt", setup["data"], EvalOptions(**opts))
     assert a.metrics == b.metrics  # same seed: same plan, z, captions and CA noise
-    assert a.num_samples == 15 and a.metrics_file is None
-    c = evaluate(setup["run"], setup["data"], EvalOptions(**{**opts, "batch_size": 15}))
+    assert a.num_samples == 10 and a.metrics_file is None
+    c = evaluate(setup["run"], setup["data"], EvalOptions(**{**opts, "batch_size": 10}))
     assert set(c.metrics) == {"rprecision", "attributes"}
     assert 0 <= c.metrics["attributes"]["mean"] <= 1
 
 
 def test_real_fid_statistics_are_cached_by_data_and_extractor(setup, tmp_path):
     import shutil
+
     import numpy as np
 
     from attngan_cli.data.dataset import TextImageDataset

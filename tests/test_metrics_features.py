@@ -42,6 +42,10 @@ def test_torchvision_inception_is_rejected_with_an_explanation(tmp_path):
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(InputError, match="not the TF-Inception state dict"):
         check_inception_weights(tmp_path / "other.pth")
+    torch.save({"fc.weight": torch.zeros(1008, 2048), "Mixed_7c.branch_pool.conv.weight": torch.zeros(1)},
+               tmp_path / "partial.pth")
+    with pytest.raises(InputError, match="does not fit the TF-Inception network"):
+        InceptionFeatures(tmp_path / "partial.pth")
 
 
 def test_features_shapes_key_and_batch_independence(random_inception):

@@ -21,7 +21,7 @@ TERMS = ("w1", "w2", "s1", "s2")
 def shapes_small(tmp_path_factory):
     from attngan_cli.data.shapes import make_shapes
 
-    return make_shapes(tmp_path_factory.mktemp("shapes") / "shapes.h5", n_train=48, n_test=24, image_size=40, seed=3)
+    return make_shapes(tmp_path_factory.mktemp("shapes") / "shapes.h5", n_train=48, n_test=24, seed=3)
 
 
 def _invoke(args):
@@ -69,20 +69,61 @@ def test_pretrain_cli_errors(shapes_small, tmp_path):
     assert res.exit_code == 1 and "resnet" in res.output
 
 
-def test_pretrain_learns_shapes(tmp_path):
-    """A short compact pretraining makes test retrieval clearly better than chance."""
+def _learn(tmp_path, n_train, epochs):
     from attngan_cli.data.shapes import make_shapes
     from attngan_cli.train.pretrain import pretrain
 
-    data = make_shapes(tmp_path / "s.h5", n_train=600, n_test=100, image_size=40, seed=1)
-    cfg = make_pretrain_config("shapes", {"dataset": str(data), "epochs": 6, "batch_size": 32, "device": "cpu",
-                                          "snapshot_every": 100})
+    data = make_shapes(tmp_path / "s.h5", n_train=n_train, n_test=100, seed=1)
+    cfg = make_pretrain_config("shapes", {"dataset": str(data), "epochs": epochs, "batch_size": 32,
+                                          "image.width": 16, "device": "cpu", "snapshot_every": 100})
     run = RunDir.create(tmp_path / "runs", "s", "pretrain")
     pretrain(cfg, run)
-    stats = read_jsonl(run.file("stats.jsonl"))
+    return read_jsonl(run.file("stats.jsonl"))
+
+
+def test_pretrain_learns_shapes_quick(tmp_path):
+    """A few dozen compact steps already lift test retrieval far above chance (1% for both metrics:
+    top-1 among 100, and 1 true caption against 99 of other classes)."""
+    stats = _learn(tmp_path, n_train=320, epochs=4)
     last = stats[-1]
-    # chance: top-1 among 100 = 1%; R-precision against K other-class captions = 1/(K+1) = 1%
-    assert last["rprec_k"] == 99
+    assert last["rprec_k"] >= 90  # 100 test images: fewer than 99 of other classes for some
+    assert last["rprec"] > 0.06, stats  # > 5 standard deviations above chance for 100 test images
+    assert last["test_loss"] < 0.7 * stats[0]["test_loss"], stats
+
+
+@pytest.mark.slow
+def test_pretrain_learns_shapes(tmp_path):
+    """A short compact pretraining makes test retrieval clearly better than chance."""
+    stats = _learn(tmp_path, n_train=1200, epochs=5)
+    last = stats[-1]
+    assert last["rprec_k"] >= 90
     assert last["rprec"] > 0.25, stats
-    assert last["i2t_top1"] > 0.05 and last["t2i_top1"] > 0.05, stats
+    assert last["i2t_top1"] > 0.1 and last["t2i_top1"] > 0.1, stats
     assert last["test_loss"] < stats[0]["test_loss"]
+
+
+def test_pretrain_inception_cached_features(shapes_small, tmp_path):
+    """Frozen Inception-v3 with feature caching: trains, removes its cache, leaves the Inception layers
+    exactly as loaded from the weights file."""
+    import math
+
+    from torchvision.models import inception_v3
+
+    from attngan_cli.checkpoints import load_checkpoint
+    from attngan_cli.train.pretrain import pretrain
+
+    torch.manual_seed(0)
+    weights = tmp_path / "inception_v3_google-test.pth"
+    sd = inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict()
+    torch.save(sd, weights)
+    cfg = make_pretrain_config("shapes", {"dataset": str(shapes_small), "image.backbone": "inception-v3",
+                                          "image.image_size": 75, "epochs": 2, "batch_size": 8,
+                                          "cache_features": True, "device": "cpu"})
+    run = RunDir.create(tmp_path / "runs", "s", "pretrain")
+    final = pretrain(cfg, run, inception_weights=weights)
+    assert not run.file("feature-cache.npy").exists()
+    stats = read_jsonl(run.file("stats.jsonl"))
+    assert len(stats) == 2 and all(math.isfinite(s[f"train_{k}"]) for s in stats for k in TERMS)
+    state = load_checkpoint(final, kind="damsm").state["image_encoder"]
+    for k in ("Conv2d_1a_3x3.conv.weight", "Mixed_6e.branch1x1.bn.running_mean", "Mixed_7c.branch_pool.conv.weight"):
+        assert torch.equal(state[k], sd[k]), k

@@ -23,9 +23,10 @@ def one_thread():
 
 
 def colour_stats(x: torch.Tensor) -> torch.Tensor:
-    """(N, 3, s, s) in [-1, 1] -> per channel: spread of the image means over images, mean within-image std."""
+    """(N, 3, s, s) in [-1, 1] -> per channel: spread of the image means over images (colour variety),
+    mean within-image std (contrast), mean |x| (saturation). An untrained G draws flat grey: all ~0."""
     means = x.mean(dim=(2, 3))  # (N, 3)
-    return torch.cat([means.std(0), x.std(dim=(2, 3)).mean(0)])  # (6,)
+    return torch.cat([means.std(0), x.std(dim=(2, 3)).mean(0), x.abs().mean(dim=(0, 2, 3))])  # (9,)
 
 
 def _run(runner: CliRunner, args: list[str]) -> str:
@@ -34,7 +35,11 @@ def _run(runner: CliRunner, args: list[str]) -> str:
     return r.stdout.strip().splitlines()[-1]
 
 
-def test_prep_pretrain_train_end_to_end(tmp_path):
+@pytest.mark.parametrize("ngf,steps,max_ratio", [
+    (8, 40, 0.8),
+    pytest.param(16, 300, 0.5, marks=pytest.mark.slow),
+])
+def test_prep_pretrain_train_end_to_end(tmp_path, ngf, steps, max_ratio):
     from attngan_cli.models.generator import Generator
     from attngan_cli.train.gan import fixed_samples, generate, load_generator, open_datasets
 
@@ -44,12 +49,11 @@ def test_prep_pretrain_train_end_to_end(tmp_path):
     runs = tmp_path / "runs"
     enc = _run(runner, ["pretrain", str(data), "--preset", "shapes", "--image-encoder", "compact", "--epochs", "2",
                         "--batch-size", "16", "--runs", str(runs), "--device", "cpu", "-q"])
-    steps = 60
-    final = Path(_run(runner, ["train", str(data), "--encoders", enc, "--preset", "shapes", "--stages", "2", "--ngf", "8",
-                               "--ndf", "8", "--batch-size", "16", "--max-steps", str(steps), "--sample-every", "30",
-                               "--runs", str(runs), "--device", "cpu", "-q"]))
+    final = Path(_run(runner, ["train", str(data), "--encoders", enc, "--preset", "shapes", "--stages", "2",
+                               "--ngf", str(ngf), "--ndf", str(ngf), "--batch-size", "16", "--max-steps", str(steps), "--epochs", "1000",
+                               "--sample-every", "20", "--runs", str(runs), "--device", "cpu", "-q"]))
     run = final.parent
-    assert (run / "samples-000030.png").is_file() and (run / "samples-000060.png").is_file()
+    assert (run / "samples-000020.png").is_file() and (run / f"samples-{steps:06d}.png").is_file()
     stats = read_jsonl(run / "stats.jsonl")
     assert [r["step"] for r in stats] == list(range(10, steps + 1, 10))
     first, last = stats[0], stats[-1]
@@ -69,4 +73,4 @@ def test_prep_pretrain_train_end_to_end(tmp_path):
     after = colour_stats(generate(bundle.generator, bundle.text_encoder, s, torch.device("cpu"))[-1])
     target = colour_stats(real)
     d_before, d_after = (before - target).abs().sum(), (after - target).abs().sum()
-    assert d_after < 0.6 * d_before, (before, after, target)
+    assert d_after < max_ratio * d_before, (before, after, target)

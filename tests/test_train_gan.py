@@ -160,18 +160,20 @@ def test_keyboard_interrupt_saves_checkpoint(shapes_h5, damsm_path, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(shapes_h5, damsm_path, tmp_path):
-    cfg = tiny_cfg(shapes_h5, damsm_path)
+    cfg = tiny_cfg(shapes_h5, damsm_path, epochs=3, keep_last=1)
 
     def poison(info):
-        if info.step == 5:
+        if info.step == 9:
             with torch.no_grad():
                 next(info.models.G.parameters()).fill_(float("nan"))
 
     run = RunDir.create(tmp_path, "n", "train")
-    with pytest.raises(TrainingAborted, match=r"non-finite loss at step 6.*checkpoint-1\.pt"):
+    with pytest.raises(TrainingAborted, match=r"non-finite loss at step 10.*checkpoint-2\.pt"):
         train_gan(cfg, run, callbacks=[poison])
     assert not run.file("final.pt").exists()
-    ck = load_checkpoint(run.file("checkpoint-1.pt"), kind="gan")
+    assert not run.file("checkpoint-1.pt").exists()  # pruned: --keep-last 1
+    ck = load_checkpoint(run.file("checkpoint-2.pt"), kind="gan")
+    assert ck.step == 8
     assert all(torch.isfinite(v).all() for v in ck.state["generator"].values() if v.is_floating_point())
 
 
@@ -249,3 +251,19 @@ def test_cli_train_and_resume(shapes_h5, damsm_path, tmp_path):
     bad = runner.invoke(app, ["train", str(shapes_h5), "--encoders", str(damsm_path), "--precision", "fp16",
                               "--device", "cpu", "--runs", str(tmp_path)])
     assert bad.exit_code == 1 and "fp16" in bad.output
+
+
+def test_max_minutes_ends_with_final_checkpoint(shapes_h5, damsm_path, tmp_path):
+    cfg = tiny_cfg(shapes_h5, damsm_path, max_minutes=1e-6, lambda_damsm=0.0)
+    final = train_gan(cfg, RunDir.create(tmp_path, "t", "train"))
+    assert load_checkpoint(final).step == 1
+
+
+def test_bf16_channels_last_step(shapes_h5, damsm_path, tmp_path):
+    cfg = tiny_cfg(shapes_h5, damsm_path, max_steps=2, precision="bf16", channels_last=True)
+    rec = Recorder()
+    final = train_gan(cfg, RunDir.create(tmp_path, "bf", "train"), callbacks=[rec])
+    assert sorted(rec.losses) == [1, 2]
+    assert all(math.isfinite(v) for r in rec.losses.values() for v in r.values())
+    ck = load_checkpoint(final)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in ck.state["generator"].values())

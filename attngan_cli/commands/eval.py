@@ -50,7 +50,8 @@ def evaluate(
 
       attngan eval -m attributes,rprecision -c runs/00003-shapes-train --data data/shapes.h5 -n 2000
     """
-    from ..metrics.evaluate import EvalOptions, evaluate as run_eval
+    from ..metrics.evaluate import EvalOptions
+    from ..metrics.evaluate import evaluate as run_eval
     from ..metrics.registry import parse_metric_names
 
     names = parse_metric_names(metric)
@@ -71,8 +72,10 @@ def _print_table(result) -> None:  # noqa: ANN001
 
     from ..console import console
 
-    table = Table(title=f"{result.checkpoint} on {result.data} ({result.num_samples} samples, {result.image_size} px, "
-                  f"seed {result.seed}, {result.seconds:.0f} s)", title_justify="left")
+    where = f"step {result.step}" if result.step else ""
+    table = Table(title="attngan eval", title_justify="left", caption_justify="left",
+                  caption=f"{result.checkpoint} {where}\non {result.data}: {result.num_samples} samples at "
+                  f"{result.image_size} px, seed {result.seed}, {result.seconds:.0f} s")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, values in result.metrics.items():

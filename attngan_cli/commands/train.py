@@ -31,6 +31,8 @@ def train(
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Images per step.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs to train (in total, also when resuming).")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps (0 = no limit).")] = None,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="End (with final.pt) after this many "
+                                                      "minutes of training (0 = no limit).")] = None,
     lr_g: Annotated[float | None, typer.Option("--lr-g", help="Generator learning rate (Adam).")] = None,
     lr_d: Annotated[float | None, typer.Option("--lr-d", help="Discriminator learning rate (Adam).")] = None,
     ngf: Annotated[int | None, typer.Option("--ngf", help="Generator width.")] = None,
@@ -70,11 +72,12 @@ def train(
     from ..train.gan import KIND, resolve_checkpoint, train_gan
 
     overrides = _overrides(
-        stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, lr_g=lr_g,
+        stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
         channels_last=channels_last or None, compile=compile_ or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
-        dataset=str(data) if data is not None else None, encoders=str(encoders) if encoders is not None else None,
+        dataset=str(data.resolve()) if data is not None else None,
+        encoders=str(encoders.resolve()) if encoders is not None else None,
     )
     resume_path = None
     if resume is not None:

@@ -287,7 +287,7 @@ def _load_generator(path: Path, device: torch.device, ema: bool) -> Any:
 def _damsm_path(bundle: Any, options: EvalOptions, checkpoint: Path) -> Path:
     if options.encoders is not None:
         return Path(options.encoders)
-    extra = getattr(bundle, "extra", None) or _checkpoint_extra(getattr(bundle, "path", None))
+    extra = getattr(bundle, "extra", None) or _checkpoint_meta(getattr(bundle, "path", None)).get("extra") or {}
     named = extra.get("damsm_path") or getattr(getattr(bundle, "config", None), "encoders", "") or ""
     if not named:
         raise InputError(f"R-precision needs the DAMSM encoders; checkpoint {checkpoint} names none: pass --encoders")
@@ -302,16 +302,20 @@ def _damsm_path(bundle: Any, options: EvalOptions, checkpoint: Path) -> Path:
     return p
 
 
-def _checkpoint_extra(path: Path | None) -> dict[str, Any]:
-    """``extra`` of a checkpoint file, read lazily (memory-mapped: the weights are not loaded)."""
+def _checkpoint_meta(path: Path | None) -> dict[str, Any]:
+    """``step``, ``epoch`` and ``extra`` of a checkpoint file, read lazily (memory-mapped: the weights
+    are not loaded)."""
     if path is None:
         return {}
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - an old-format file: fall back to the config
+    except Exception:  # noqa: BLE001 - e.g. an old-format file: the caller falls back to the config
         return {}
-    extra = payload.get("extra") if isinstance(payload, dict) else None
-    return extra if isinstance(extra, dict) else {}
+    if not isinstance(payload, dict):
+        return {}
+    extra = payload.get("extra")
+    return {"step": payload.get("step"), "epoch": payload.get("epoch"),
+            "extra": extra if isinstance(extra, dict) else {}}
 
 
 def _check_vocab(words: list[str] | None, dataset_words: list[str], what: str, data: Path) -> None:
@@ -412,7 +416,7 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
     with torch.no_grad(), progress.task("generating", total=n, unit="img") as task:
         for start in range(0, n, options.batch_size):
             if abort is not None and abort():
-                raise AttnGANError(f"evaluation stopped after {start} of {n} images; nothing was written")
+                raise AttnGANError(f"evaluation stopped after {start} of {n} images; no metrics were recorded")
             sl = slice(start, min(n, start + options.batch_size))
             items, caps = plan.items[sl], plan.captions[sl]
             toks = [pad_caption(dataset.captions(int(i))[int(c)][0].numpy(), words, generator=tgen)
@@ -435,10 +439,10 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
         atomic_write_text(save_dir / "index.jsonl", "".join(index_lines))
 
     results = {name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()}
+    meta = _checkpoint_meta(getattr(bundle, "path", None))
     result = EvalResult(metrics=results, checkpoint=Path(getattr(bundle, "path", None) or checkpoint), data=data,
                         num_samples=n, image_size=image_size, seed=options.seed, seconds=time.time() - t0,
-                        step=getattr(bundle, "step", None), epoch=getattr(bundle, "epoch", None),
-                        images_dir=save_dir, fid_cache=ctx.fid_cache)
+                        step=meta.get("step"), epoch=meta.get("epoch"), images_dir=save_dir, fid_cache=ctx.fid_cache)
     run = find_run_dir(checkpoint) if options.log_to_run else None
     if run is not None:
         from ..distributed import is_main_process

@@ -115,7 +115,11 @@ class InceptionFeatures:
         cls = _require_torch_fidelity()
         # torch-fidelity reads the file with weights_only=False; check_inception_weights has just loaded it
         # with weights_only=True, so it holds tensors only and nothing can execute.
-        self.model = cls(EXTRACTOR_NAME, ["2048", "logits_unbiased"], feature_extractor_weights_path=str(self.path))
+        try:
+            self.model = cls(EXTRACTOR_NAME, ["2048", "logits_unbiased"], feature_extractor_weights_path=str(self.path))
+        except RuntimeError as e:  # load_state_dict (strict): missing / unexpected keys or wrong shapes
+            raise InputError(f"--inception-weights {self.path} does not fit the TF-Inception network "
+                             f"({str(e).splitlines()[0][:200]}). {_NEEDED}") from e
         self.device = torch.device(device)
         self.model.to(self.device)
         self._sha: str | None = None

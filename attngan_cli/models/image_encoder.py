@@ -99,7 +99,7 @@ class ImageEncoder(nn.Module):
         if not self.frozen_backbone:
             raise AttnGANError("backbone_features is only defined for the inception-v3 backbone")
         x = self.resize(images)  # (B, 3, 299, 299)
-        for i, name in enumerate(_UPTO_6E):
+        for name in _UPTO_6E:
             x = getattr(self, name)(x)
             if name in ("Conv2d_2b_3x3", "Conv2d_4a_3x3"):
                 x = F.max_pool2d(x, kernel_size=3, stride=2)

@@ -475,12 +475,14 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
 
     window: dict[str, float] = {}
     n_window, t_window = 0, time.perf_counter()
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else math.inf
+    done = False
     m.G.train()
     m.Ds.train()
     with graceful_interrupt() as interrupted, progress.task("train", total=total, unit="step") as bar:
         bar.update(completed=st.step)
         try:
-            while st.step < total:
+            while st.step < total and not done:
                 batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, st.epoch)[st.batch_in_epoch:]
                 loader = make_loader(train_ds, batches, cfg, cfg.seed * 1_000_003 + st.epoch, device)
                 for batch in loader:
@@ -509,7 +511,8 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
                     if abort is not None and abort():
                         p = save(INTERRUPTED_NAME)
                         raise TrainingAborted(f"training stopped at step {st.step}; saved {p} (continue with --resume {run.path})")
-                    if st.step >= total:
+                    if st.step >= total or time.monotonic() > deadline:
+                        done = True
                         break
                 else:
                     st.epoch += 1
@@ -517,13 +520,15 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
                     if cfg.snapshot_every > 0 and st.epoch % cfg.snapshot_every == 0 and st.step < total:
                         save(f"checkpoint-{st.epoch}.pt")
                         prune_checkpoints(run, cfg.keep_last)
-                if st.step >= total and st.batch_in_epoch == steps_per_epoch:
+                if done and st.batch_in_epoch == steps_per_epoch:
                     st.epoch += 1
                     st.batch_in_epoch = 0
         except KeyboardInterrupt:
             p = save(INTERRUPTED_NAME)
             log.warning("interrupted at step %d; saved %s (continue with --resume %s)", st.step, p, run.path)
             raise
+    if st.step < total:
+        log.info("stopped after %.1f minutes (max_minutes) at step %d of %d", cfg.max_minutes, st.step, total)
     if st.step % max(1, cfg.sample_every) != 0 or cfg.sample_every <= 0:
         write_samples(m, samples, run, st.step, device, cfg)
     final = save(FINAL_NAME)

@@ -1,0 +1,291 @@
+"""The whole pipeline on the built-in shapes data, sized for a CPU and a time budget.
+
+``prep shapes`` -> ``pretrain`` (compact DAMSM) -> ``train`` -> ``sample`` -> ``attend`` -> ``eval``.
+Every phase records itself in ``<out>/demo.json`` when complete, so an interrupted demo continues
+where it stopped: finished phases are reused, an interrupted pretrain or train run is resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import make_pretrain_config, make_train_config, to_dict
+from .errors import AttnGANError, TrainingAborted
+from .io import atomic_write_json
+from .progress import NullProgress, Progress
+from .rundir import RunDir
+
+log = logging.getLogger("attngan.demo")
+
+PHASES = ("prep", "pretrain", "train", "sample", "attend", "eval")
+
+DEMO_CAPTIONS = [
+    "a large red circle at the top left on a black background",
+    "a blue square in the center on a white background",
+    "a yellow star at the bottom right on a gray background",
+    "a green triangle on the left on a brown background",
+    "a purple circle at the bottom on a white background",
+    "a large orange square at the top right on a black background",
+]
+ATTEND_CAPTION = "a large red circle at the top left on a white background"
+
+# Shares of the budget; prep, sample and attend are short and fixed.
+PRETRAIN_SHARE = 0.22
+TRAIN_SHARE = 0.62
+
+
+@dataclass
+class DemoOptions:
+    out: Path = Path("demo")
+    minutes: float = 10.0
+    device: str = "auto"
+    seed: int = 0
+    precision: str = "bf16"
+    lambda_damsm: float | None = None  # None: the shapes preset's value
+    n_train: int = 4000
+    n_test: int = 1000
+    eval_samples: int = 1000
+    captions: list[str] = field(default_factory=lambda: list(DEMO_CAPTIONS))
+    attend_caption: str = ATTEND_CAPTION
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    phases: dict[str, dict[str, Any]]
+    metrics: dict[str, dict[str, float]]
+
+    @property
+    def figures(self) -> dict[str, str]:
+        return {
+            "attention figure": self.phases["attend"]["figure"],
+            "sample grid": self.phases["sample"]["grid"],
+        }
+
+
+class _State:
+    """``<out>/demo.json``: what each finished phase produced (written atomically after each phase)."""
+
+    def __init__(self, out: Path, options: DemoOptions) -> None:
+        self.path = out / "demo.json"
+        self.data: dict[str, Any] = {"phases": {}}
+        if self.path.exists():
+            import json
+
+            try:
+                self.data = json.loads(self.path.read_text())
+            except ValueError as e:
+                raise AttnGANError(f"{self.path} is damaged ({e}); delete it or choose another --out") from e
+        key = {"seed": options.seed, "lambda_damsm": options.lambda_damsm, "n_train": options.n_train,
+               "n_test": options.n_test, "precision": options.precision}
+        old = self.data.get("options")
+        if old is not None and old != key:
+            changed = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in key.items() if old.get(k) != v)
+            raise AttnGANError(
+                f"{out} holds a demo made with other settings ({changed}); use another --out or delete it"
+            )
+        self.data["options"] = key
+
+    def done(self, phase: str) -> dict[str, Any] | None:
+        rec = self.data["phases"].get(phase)
+        if rec is None:
+            return None
+        for key in ("path", "checkpoint", "figure", "grid"):
+            if key in rec and not Path(rec[key]).exists():
+                return None  # its output was removed: redo the phase
+        return rec
+
+    def record(self, phase: str, **info: Any) -> dict[str, Any]:
+        self.data["phases"][phase] = info
+        atomic_write_json(self.path, self.data)
+        return info
+
+
+def _unfinished_run(runs: Path, command: str) -> Path | None:
+    """The newest run directory of ``command`` under ``runs`` that has a checkpoint but no ``final.pt``."""
+    if not runs.is_dir():
+        return None
+    cands = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.endswith(f"-{command}"))
+    for p in reversed(cands):
+        if not (p / "final.pt").exists() and any(p.glob("*.pt")):
+            return p
+    return None
+
+
+def run_demo(options: DemoOptions, progress: Progress | None = None,
+             abort: Callable[[], bool] | None = None) -> DemoResult:
+    from .data.shapes import make_shapes
+    from .metrics.evaluate import EvalOptions, evaluate
+    from .sample import CaptionSource, SampleSettings, attend, sample_to_dir
+    from .train.gan import load_generator, train_gan
+    from .train.pretrain import pretrain
+
+    progress = progress or NullProgress()
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = _State(out, options)
+    runs = out / "runs"
+    budget_s = options.minutes * 60.0
+    t_start = time.monotonic()
+    phase_times: dict[str, float] = {}
+
+    def remaining_minutes(share: float) -> float:
+        spent = time.monotonic() - t_start
+        return max(0.25, min(share * budget_s, budget_s - spent - 0.1 * budget_s) / 60.0)
+
+    with progress.task("demo", total=len(PHASES), unit="phase") as overall:
+        # ---------------------------------------------------------------- prep
+        overall.update(description="demo: prep")
+        rec = state.done("prep")
+        if rec is None:
+            t0 = time.monotonic()
+            data = make_shapes(out / "data" / "shapes.h5", n_train=options.n_train, n_test=options.n_test,
+                               seed=options.seed, overwrite=True, progress=progress, abort=abort)
+            rec = state.record("prep", path=str(data), seconds=round(time.monotonic() - t0, 1))
+        else:
+            log.info("prep: reusing %s", rec["path"])
+        data = Path(rec["path"])
+        phase_times["prep"] = rec["seconds"]
+        overall.advance(1)
+
+        # ---------------------------------------------------------------- pretrain (compact DAMSM)
+        overall.update(description="demo: pretrain")
+        rec = state.done("pretrain")
+        if rec is None:
+            t0 = time.monotonic()
+            resume = _unfinished_run(runs, "pretrain")
+            pcfg = make_pretrain_config("shapes", {
+                "dataset": str(data), "seed": options.seed, "device": options.device,
+                "precision": options.precision, "max_minutes": remaining_minutes(PRETRAIN_SHARE),
+            })
+            run = RunDir(resume) if resume else RunDir.create(runs, "shapes", "pretrain")
+            if not resume:
+                run.write_config(to_dict(pcfg))
+            ckpt = pretrain(pcfg, run, progress=progress, resume=resume, abort=abort)
+            rec = state.record("pretrain", run=str(run.path), checkpoint=str(ckpt),
+                               seconds=round(time.monotonic() - t0, 1), **_last_stats(run))
+        else:
+            log.info("pretrain: reusing %s", rec["run"])
+        encoders = Path(rec["checkpoint"])
+        phase_times["pretrain"] = rec["seconds"]
+        overall.advance(1)
+
+        # ---------------------------------------------------------------- train
+        overall.update(description="demo: train")
+        rec = state.done("train")
+        if rec is None:
+            t0 = time.monotonic()
+            resume = _unfinished_run(runs, "train")
+            overrides: dict[str, Any] = {
+                "dataset": str(data), "encoders": str(encoders), "seed": options.seed, "device": options.device,
+                "precision": options.precision, "max_minutes": remaining_minutes(TRAIN_SHARE),
+                "lambda_damsm": options.lambda_damsm, "epochs": 1000,
+            }
+            tcfg = make_train_config("shapes", overrides)
+            run = RunDir(resume) if resume else RunDir.create(runs, "shapes", "train")
+            if not resume:
+                run.write_config(to_dict(tcfg))
+            try:
+                ckpt = train_gan(tcfg, run, progress=progress, resume=resume, abort=abort)
+            except TrainingAborted:
+                raise
+            rec = state.record("train", run=str(run.path), checkpoint=str(ckpt),
+                               seconds=round(time.monotonic() - t0, 1), **_last_stats(run))
+        else:
+            log.info("train: reusing %s", rec["run"])
+        generator = Path(rec["checkpoint"])
+        phase_times["train"] = rec["seconds"]
+        overall.advance(1)
+
+        bundle = load_generator(generator, device=_device(options.device))
+
+        # ---------------------------------------------------------------- sample
+        overall.update(description="demo: sample")
+        rec = state.done("sample")
+        if rec is None:
+            t0 = time.monotonic()
+            sample_dir = out / "samples"
+            settings = SampleSettings(n=4, seed=options.seed, stage="all", grid=True, batch_size=24,
+                                      precision="fp32")
+            files = list(sample_to_dir(bundle, CaptionSource(options.captions), sample_dir, settings,
+                                       progress=progress, abort=abort))
+            grid = _overview_grid(sample_dir, len(options.captions), out / "samples.png")
+            rec = state.record("sample", path=str(sample_dir), grid=str(grid), files=len(files),
+                               seconds=round(time.monotonic() - t0, 1))
+        phase_times["sample"] = rec["seconds"]
+        overall.advance(1)
+
+        # ---------------------------------------------------------------- attend
+        overall.update(description="demo: attend")
+        rec = state.done("attend")
+        if rec is None:
+            t0 = time.monotonic()
+            res = attend(bundle, options.attend_caption, out / "attend.png", top=5, seed=options.seed)
+            rec = state.record("attend", figure=str(res.figure), json=str(res.json),
+                               seconds=round(time.monotonic() - t0, 1))
+        phase_times["attend"] = rec["seconds"]
+        overall.advance(1)
+
+        # ---------------------------------------------------------------- eval
+        overall.update(description="demo: eval")
+        rec = state.done("eval")
+        if rec is None:
+            t0 = time.monotonic()
+            eopts = EvalOptions(metrics=["rprecision", "attributes"], num_samples=options.eval_samples,
+                                batch_size=100, seed=options.seed, device=options.device, encoders=encoders)
+            result = evaluate(generator, data, eopts, progress=progress, abort=abort)
+            rec = state.record("eval", metrics=result.metrics, num_samples=result.num_samples,
+                               seconds=round(time.monotonic() - t0, 1))
+        phase_times["eval"] = rec["seconds"]
+        overall.advance(1)
+        overall.update(description="demo: done")
+
+    return DemoResult(out=out, phases=state.data["phases"], metrics=state.data["phases"]["eval"]["metrics"])
+
+
+def _device(spec: str):
+    from .device import resolve_device
+
+    return resolve_device(spec)
+
+
+def _last_stats(run: RunDir) -> dict[str, Any]:
+    from .io import read_jsonl
+
+    path = run.file("stats.jsonl")
+    if not path.exists():
+        return {}
+    rows = read_jsonl(path)
+    return {"last_stats": rows[-1]} if rows else {}
+
+
+def _overview_grid(sample_dir: Path, n_captions: int, dest: Path) -> Path:
+    """One PNG: a row per demo caption, its samples of the last stage side by side."""
+    from PIL import Image
+
+    from .io import atomic_path
+
+    rows = []
+    for c in range(n_captions):
+        files = sorted(sample_dir.glob(f"c{c:05d}-s*-*.png"))
+        if not files:
+            continue
+        largest = max(int(f.stem.rsplit("-", 1)[1]) for f in files)
+        rows.append([Image.open(f).convert("RGB") for f in files if f.stem.endswith(f"-{largest}")])
+    if not rows:
+        raise AttnGANError(f"no samples were written to {sample_dir}")
+    size = rows[0][0].size[0]
+    cols = max(len(r) for r in rows)
+    pad = 2
+    canvas = Image.new("RGB", (cols * (size + pad) + pad, len(rows) * (size + pad) + pad), (255, 255, 255))
+    for i, row in enumerate(rows):
+        for j, im in enumerate(row):
+            canvas.paste(im, (pad + j * (size + pad), pad + i * (size + pad)))
+    with atomic_path(dest, suffix=".png") as tmp:
+        canvas.save(tmp, format="PNG")
+    return dest
