@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import make_pretrain_config, make_train_config, to_dict
-from .errors import AttnGANError, TrainingAborted
+from .errors import AttnGANError
 from .io import atomic_write_json
 from .progress import NullProgress, Progress
 from .rundir import RunDir
@@ -35,8 +35,8 @@ DEMO_CAPTIONS = [
 ATTEND_CAPTION = "a large red circle at the top left on a white background"
 
 # Shares of the budget; prep, sample and attend are short and fixed.
-PRETRAIN_SHARE = 0.22
-TRAIN_SHARE = 0.62
+PRETRAIN_SHARE = 0.2
+TRAIN_SHARE = 0.7
 
 
 @dataclass
@@ -132,7 +132,6 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
     runs = out / "runs"
     budget_s = options.minutes * 60.0
     t_start = time.monotonic()
-    phase_times: dict[str, float] = {}
 
     def remaining_minutes(share: float) -> float:
         spent = time.monotonic() - t_start
@@ -150,7 +149,6 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
         else:
             log.info("prep: reusing %s", rec["path"])
         data = Path(rec["path"])
-        phase_times["prep"] = rec["seconds"]
         overall.advance(1)
 
         # ---------------------------------------------------------------- pretrain (compact DAMSM)
@@ -172,7 +170,6 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
         else:
             log.info("pretrain: reusing %s", rec["run"])
         encoders = Path(rec["checkpoint"])
-        phase_times["pretrain"] = rec["seconds"]
         overall.advance(1)
 
         # ---------------------------------------------------------------- train
@@ -190,19 +187,17 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
             run = RunDir(resume) if resume else RunDir.create(runs, "shapes", "train")
             if not resume:
                 run.write_config(to_dict(tcfg))
-            try:
-                ckpt = train_gan(tcfg, run, progress=progress, resume=resume, abort=abort)
-            except TrainingAborted:
-                raise
+            ckpt = train_gan(tcfg, run, progress=progress, resume=resume, abort=abort)
             rec = state.record("train", run=str(run.path), checkpoint=str(ckpt),
                                seconds=round(time.monotonic() - t0, 1), **_last_stats(run))
         else:
             log.info("train: reusing %s", rec["run"])
         generator = Path(rec["checkpoint"])
-        phase_times["train"] = rec["seconds"]
         overall.advance(1)
 
-        bundle = load_generator(generator, device=_device(options.device))
+        bundle = None
+        if state.done("sample") is None or state.done("attend") is None:
+            bundle = load_generator(generator, device=_device(options.device))
 
         # ---------------------------------------------------------------- sample
         overall.update(description="demo: sample")
@@ -217,7 +212,6 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
             grid = _overview_grid(sample_dir, len(options.captions), out / "samples.png")
             rec = state.record("sample", path=str(sample_dir), grid=str(grid), files=len(files),
                                seconds=round(time.monotonic() - t0, 1))
-        phase_times["sample"] = rec["seconds"]
         overall.advance(1)
 
         # ---------------------------------------------------------------- attend
@@ -228,7 +222,6 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
             res = attend(bundle, options.attend_caption, out / "attend.png", top=5, seed=options.seed)
             rec = state.record("attend", figure=str(res.figure), json=str(res.json),
                                seconds=round(time.monotonic() - t0, 1))
-        phase_times["attend"] = rec["seconds"]
         overall.advance(1)
 
         # ---------------------------------------------------------------- eval
@@ -241,7 +234,6 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
             result = evaluate(generator, data, eopts, progress=progress, abort=abort)
             rec = state.record("eval", metrics=result.metrics, num_samples=result.num_samples,
                                seconds=round(time.monotonic() - t0, 1))
-        phase_times["eval"] = rec["seconds"]
         overall.advance(1)
         overall.update(description="demo: done")
 

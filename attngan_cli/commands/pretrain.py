@@ -26,6 +26,8 @@ def pretrain(
     lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate (decays x0.98 per epoch to a tenth).")] = None,
     snapshot_every: Annotated[int | None, typer.Option("--snapshot-every", help="Save a checkpoint and an "
                                                        "attention-map image every N epochs.")] = None,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="End (with final.pt) after this many "
+                                                      "minutes, finishing the current epoch's evaluation.")] = None,
     precision: Precision = "fp32",
     cache_features: Annotated[bool, typer.Option("--cache-features", help="Compute the frozen Inception "
                                                  "features of 2 fixed augmented views once and train on them.")] = False,
@@ -53,6 +55,7 @@ def pretrain(
     from ..config import make_pretrain_config
     from ..console import is_quiet, stdout
     from ..data.h5 import read_info
+    from ..device import autocast, resolve_device
     from ..progress import NullProgress
     from ..rundir import RunDir
     from ..train.pretrain import pretrain as run_pretrain
@@ -62,7 +65,7 @@ def pretrain(
         preset = "shapes" if info.source == "shapes" else ("coco" if info.source == "coco" else "bird")
     overrides = {
         "dataset": str(data), "image.backbone": image_encoder, "epochs": epochs, "batch_size": batch_size,
-        "lr": lr, "snapshot_every": snapshot_every, "precision": precision, "cache_features": cache_features,
+        "lr": lr, "snapshot_every": snapshot_every, "max_minutes": max_minutes, "precision": precision, "cache_features": cache_features,
         "device": device, "seed": seed, "workers": workers, "text.vocab_size": len(info.vocab),
     }
     preset_backbone = make_pretrain_config(preset).image.backbone
@@ -71,7 +74,19 @@ def pretrain(
     elif image_encoder == "compact" and preset_backbone != "compact":
         overrides["image.image_size"] = 64
     cfg = make_pretrain_config(preset, overrides)
+    # fail before creating a run directory on what can be checked cheaply
+    autocast(resolve_device(cfg.device), cfg.precision)
+    if cfg.image.backbone == "inception-v3" and resume is None and (inception_weights is None or not inception_weights.is_file()):
+        load_inception_weights_check(inception_weights)
     run = RunDir.create(runs, data.stem, "pretrain")
     final = run_pretrain(cfg, run, progress=NullProgress() if is_quiet() else progress(), resume=resume,
                          inception_weights=inception_weights)
     stdout.print(str(final), highlight=False, soft_wrap=True)
+
+
+def load_inception_weights_check(path: Path | None) -> None:
+    """Raise the image encoder's clear error for a missing ``--inception-weights`` file."""
+    from ..config import ImageEncoderConfig
+    from ..models.image_encoder import ImageEncoder, load_inception_weights
+
+    load_inception_weights(ImageEncoder(ImageEncoderConfig(backbone="inception-v3")), path)

@@ -144,6 +144,7 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
                        extra={"dataset": str(cfg.dataset)})
         return save_checkpoint(c, run.file(name))
 
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else float("inf")
     try:
         with progress.task("pretrain DAMSM", total=(cfg.epochs - start_epoch) * steps, unit="batch") as bar:
             for epoch in range(start_epoch, cfg.epochs):
@@ -159,6 +160,8 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
                 for b in batches:
                     if abort is not None and abort():
                         raise KeyboardInterrupt
+                    if time.monotonic() > deadline and n_batches > 0:
+                        break  # --max-minutes: finish this (partial) epoch with its evaluation, then stop
                     terms = _step(b, text_enc, img_enc, loss_fn, cfg, device, cache is not None)
                     loss = terms.total
                     if not torch.isfinite(loss):
@@ -185,12 +188,17 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
                 bar.update(**shown)
                 log.info("epoch %d/%d  train %.3f  test %s  R-prec %s", epoch + 1, cfg.epochs,
                          sum(record[f"train_{k}"] for k in sums), _fmt(record.get("test_loss")), _fmt(record.get("rprec")))
-                last = epoch + 1 == cfg.epochs
+                out_of_time = time.monotonic() > deadline
+                if out_of_time:
+                    log.info("stopping after %.1f minutes (--max-minutes) at epoch %d of %d",
+                             cfg.max_minutes, epoch + 1, cfg.epochs)
+                last = epoch + 1 == cfg.epochs or out_of_time
                 if (epoch + 1) % max(1, cfg.snapshot_every) == 0 and not last:
                     snapshot(f"checkpoint-{epoch + 1}.pt", epoch + 1)
                     write_attention_image(ev, run.file(f"attention-{epoch + 1}.png"), train_ds)
                 if last:
                     write_attention_image(ev, run.file("attention.png"), train_ds)
+                    break
     except KeyboardInterrupt:
         if state["epoch"] > start_epoch:
             p = snapshot(f"checkpoint-{state['epoch']}.pt", state["epoch"])
