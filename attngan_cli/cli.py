@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .commands import attend, demo, eval as eval_cmd, import_ as import_cmd, prep, pretrain, sample, train
+from .commands import attend, demo, prep, pretrain, sample, train
+from .commands import eval as eval_cmd
+from .commands import import_ as import_cmd
 from .console import set_quiet
 
 app = typer.Typer(

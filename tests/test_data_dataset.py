@@ -58,8 +58,30 @@ def test_no_augment_is_plain_resize(shapes_h5):
     assert torch.equal(ds[0]["images"][1], item["images"][1])  # deterministic
 
 
-def test_augment_crops_and_flips(shapes_h5):
+def _as_photo_dataset(shapes_h5, tmp_path):
+    """The shapes file relabelled as a plain folder dataset (whose images may be cropped and flipped)."""
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "photos.h5"
+    shutil.copy(shapes_h5, path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["source"] = "folder"
+    return path
+
+
+def test_shapes_are_never_augmented(shapes_h5):
     ds = TextImageDataset(shapes_h5, "train", image_sizes=(64,), augment=True)
+    assert ds.augment is False
+    torch.manual_seed(1)
+    outs = {tuple(ds[0]["images"][0].flatten()[:200].tolist()) for _ in range(6)}
+    assert len(outs) == 1  # captions name positions: no crop, no flip
+
+
+def test_augment_crops_and_flips(shapes_h5, tmp_path):
+    ds = TextImageDataset(_as_photo_dataset(shapes_h5, tmp_path), "train", image_sizes=(64,), augment=True)
+    assert ds.augment is True
     torch.manual_seed(1)
     outs = {tuple(ds[0]["images"][0].flatten()[:200].tolist()) for _ in range(12)}
     assert len(outs) > 3  # random crop / flip

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from attngan_cli import __version__
-from attngan_cli.checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint, save_checkpoint
+from attngan_cli.checkpoints import (
+    Checkpoint,
+    check_checkpoint_config,
+    check_vocab,
+    load_checkpoint,
+    save_checkpoint,
+)
 from attngan_cli.config import (
     PRESETS,
     GeneratorConfig,

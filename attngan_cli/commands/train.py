@@ -10,7 +10,7 @@ import typer
 from ..config import TrainConfig, apply_overrides, from_dict, make_train_config
 from ..errors import InputError
 from .common import command, progress
-from .options import Device, Precision, Preset, Quiet, Resume, RunsRoot, Seed, Workers
+from .options import Device, Precision, Quiet, Resume, RunsRoot, Seed, Workers
 
 
 def _overrides(**kw: Any) -> dict[str, Any]:
@@ -25,7 +25,9 @@ def train(
                                                      "optional with --resume.")] = None,
     encoders: Annotated[Path | None, typer.Option("--encoders", "-e", help="Pretrained DAMSM: a pretrain run "
                                                   "directory or its checkpoint (optional with --resume).")] = None,
-    preset: Preset = "bird",
+    preset: Annotated[str, typer.Option("--preset", help="Settings to start from: bird, coco or shapes "
+                                        "(default: from the dataset: shapes for shapes data, coco for COCO, "
+                                        "else bird).")] = "",
     stages: Annotated[int | None, typer.Option("--stages", help="Generator stages 1-4 (64, 128, 256, 512 px with base 64).")] = None,
     lambda_: Annotated[float | None, typer.Option("--lambda", help="DAMSM loss weight (0 = no DAMSM, the paper's ablation).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Images per step.")] = None,
@@ -89,6 +91,11 @@ def train(
             raise InputError("give the prepared dataset (DATA.h5) to train on, or --resume a run")
         if encoders is None:
             raise InputError("give the pretrained DAMSM encoders with --encoders PRETRAIN_RUN_OR_CHECKPOINT")
+        if not preset:
+            from ..data.h5 import read_info
+
+            source = read_info(data).source
+            preset = source if source in ("shapes", "coco") else "bird"
         cfg = make_train_config(preset, overrides)
     if not Path(cfg.dataset).is_file():
         raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")

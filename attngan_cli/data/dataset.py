@@ -55,7 +55,8 @@ class TextImageDataset(torch.utils.data.Dataset):
 
     Augmentation (``augment=True``, the official transform): resize to ``int(max_size * 76 / 64)``,
     random crop to ``max_size``, random horizontal flip, then each smaller size is a resize of that
-    crop. Without augmentation each size is a plain resize of the stored image. Randomness comes from
+    crop. Without augmentation each size is a plain resize of the stored image. Built-in shapes data is
+    never augmented (its captions name positions, which crops and flips would falsify). Randomness comes from
     torch's global generator (seeded per DataLoader worker by PyTorch).
     """
 
@@ -72,8 +73,11 @@ class TextImageDataset(torch.utils.data.Dataset):
         self.words = int(words)
         if self.words < 1:
             raise InputError(f"words must be >= 1, got {words}")
-        self.augment = augment
         self.info = read_info(self.path)
+        # Shapes captions name positions ("at the top left", "on the right"): a crop or a flip would make
+        # them false, so that data is never augmented, whatever is asked.
+        self.augment = augment and self.info.source != "shapes"
+        augment = self.augment
         self.vocab = self.info.vocab
         if caption_index is not None and not 0 <= caption_index < self.info.captions_per_image:
             raise InputError(f"caption_index {caption_index} is out of range: {self.path} has "
