@@ -184,6 +184,9 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path: Path) -> None:
         raise RuntimeError("interrupted")
     assert json.loads(target.read_text()) == {"ok": True}
     assert os.listdir(tmp_path) == ["out.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
 
 
 # ---------------------------------------------------------------- device, precision, progress
