@@ -153,45 +153,20 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
 
         # ---------------------------------------------------------------- pretrain (compact DAMSM)
         overall.update(description="demo: pretrain")
-        rec = state.done("pretrain")
-        if rec is None:
-            t0 = time.monotonic()
-            resume = _unfinished_run(runs, "pretrain")
-            pcfg = make_pretrain_config("shapes", {
-                "dataset": str(data), "seed": options.seed, "device": options.device,
-                "precision": options.precision, "max_minutes": remaining_minutes(PRETRAIN_SHARE),
-            })
-            run = RunDir(resume) if resume else RunDir.create(runs, "shapes", "pretrain")
-            if not resume:
-                run.write_config(to_dict(pcfg))
-            ckpt = pretrain(pcfg, run, progress=progress, resume=resume, abort=abort)
-            rec = state.record("pretrain", run=str(run.path), checkpoint=str(ckpt),
-                               seconds=round(time.monotonic() - t0, 1), **_last_stats(run))
-        else:
-            log.info("pretrain: reusing %s", rec["run"])
+        rec = _training_phase(state, "pretrain", runs, lambda: make_pretrain_config("shapes", {
+            "dataset": str(data), "seed": options.seed, "device": options.device,
+            "precision": options.precision, "max_minutes": remaining_minutes(PRETRAIN_SHARE),
+        }), pretrain, progress, abort)
         encoders = Path(rec["checkpoint"])
         overall.advance(1)
 
         # ---------------------------------------------------------------- train
         overall.update(description="demo: train")
-        rec = state.done("train")
-        if rec is None:
-            t0 = time.monotonic()
-            resume = _unfinished_run(runs, "train")
-            overrides: dict[str, Any] = {
-                "dataset": str(data), "encoders": str(encoders), "seed": options.seed, "device": options.device,
-                "precision": options.precision, "max_minutes": remaining_minutes(TRAIN_SHARE),
-                "lambda_damsm": options.lambda_damsm, "epochs": 1000,
-            }
-            tcfg = make_train_config("shapes", overrides)
-            run = RunDir(resume) if resume else RunDir.create(runs, "shapes", "train")
-            if not resume:
-                run.write_config(to_dict(tcfg))
-            ckpt = train_gan(tcfg, run, progress=progress, resume=resume, abort=abort)
-            rec = state.record("train", run=str(run.path), checkpoint=str(ckpt),
-                               seconds=round(time.monotonic() - t0, 1), **_last_stats(run))
-        else:
-            log.info("train: reusing %s", rec["run"])
+        rec = _training_phase(state, "train", runs, lambda: make_train_config("shapes", {
+            "dataset": str(data), "encoders": str(encoders), "seed": options.seed, "device": options.device,
+            "precision": options.precision, "max_minutes": remaining_minutes(TRAIN_SHARE),
+            "lambda_damsm": options.lambda_damsm, "epochs": 1000,
+        }), train_gan, progress, abort)
         generator = Path(rec["checkpoint"])
         overall.advance(1)
 
@@ -238,6 +213,25 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
         overall.update(description="demo: done")
 
     return DemoResult(out=out, phases=state.data["phases"], metrics=state.data["phases"]["eval"]["metrics"])
+
+
+def _training_phase(state: _State, phase: str, runs: Path, make_config: Callable[[], Any],
+                    train_fn: Callable[..., Path], progress: Progress, abort: Callable[[], bool] | None
+                    ) -> dict[str, Any]:
+    """Reuse a finished ``phase`` (pretrain or train), resume an interrupted one, or start it."""
+    rec = state.done(phase)
+    if rec is not None:
+        log.info("%s: reusing %s", phase, rec["run"])
+        return rec
+    t0 = time.monotonic()
+    resume = _unfinished_run(runs, phase)
+    cfg = make_config()
+    run = RunDir(resume) if resume else RunDir.create(runs, "shapes", phase)
+    if not resume:
+        run.write_config(to_dict(cfg))
+    ckpt = train_fn(cfg, run, progress=progress, resume=resume, abort=abort)
+    return state.record(phase, run=str(run.path), checkpoint=str(ckpt),
+                        seconds=round(time.monotonic() - t0, 1), **_last_stats(run))
 
 
 def _device(spec: str):
