@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..progress import NullProgress, Progress
 from .h5 import TEST, TRAIN
-from .records import DEFAULT_IMAGE_SIZE, PrepResult, Record, few, write_records
+from .records import DEFAULT_IMAGE_SIZE, PrepResult, Record, few, vocab_and_options, write_records
 from .tokenizer import read_caption_file, split_caption_lines
 from .vocab import Vocabulary
 
@@ -140,13 +140,10 @@ def prep_coco(root: str | Path, out: str | Path, *, vocab: str | Path | Vocabula
               allow_missing: bool = False, overwrite: bool = False, progress: Progress | None = None,
               abort: Callable[[], bool] | None = None, workers: int = 0, compression: str | None = None
               ) -> PrepResult:
-    from .h5 import DEFAULT_COMPRESSION
-
-    voc = Vocabulary.load(vocab) if isinstance(vocab, (str, Path)) else vocab
+    voc, options = vocab_and_options(root, vocab, allow_missing)
     records = coco_records(root, progress)
     return write_records(
         records, out, source="coco", captions_per_image=captions_per_image, vocab=voc, image_size=image_size,
         allow_missing=allow_missing, overwrite=overwrite, progress=progress, abort=abort, workers=workers,
-        prep_options={"root": str(Path(root).resolve()), "vocab": str(vocab) if isinstance(vocab, (str, Path)) else None,
-                      "allow_missing": allow_missing},
-        layout_hint=f"Expected layout:\n{LAYOUT}", compression=compression or DEFAULT_COMPRESSION)
+        prep_options=options,
+        layout_hint=f"Expected layout:\n{LAYOUT}", compression=compression)

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..progress import NullProgress, Progress
 from .h5 import TEST, TRAIN
-from .records import DEFAULT_IMAGE_SIZE, PrepResult, Record, few, write_records
+from .records import DEFAULT_IMAGE_SIZE, PrepResult, Record, few, vocab_and_options, write_records
 from .tokenizer import read_caption_file
 from .vocab import Vocabulary
 
@@ -173,13 +173,10 @@ def prep_cub(root: str | Path, out: str | Path, *, vocab: str | Path | Vocabular
              progress: Progress | None = None, abort: Callable[[], bool] | None = None, workers: int = 0,
              compression: str | None = None) -> PrepResult:
     """Prepare CUB at ``root`` (official layout) into ``out``."""
-    from .h5 import DEFAULT_COMPRESSION
-
-    voc = Vocabulary.load(vocab) if isinstance(vocab, (str, Path)) else vocab
+    voc, options = vocab_and_options(root, vocab, allow_missing)
     records = cub_records(root, progress)
     return write_records(
         records, out, source="cub", captions_per_image=CAPTIONS_PER_IMAGE, vocab=voc, image_size=image_size,
         allow_missing=allow_missing, overwrite=overwrite, progress=progress, abort=abort, workers=workers,
-        prep_options={"root": str(Path(root).resolve()), "vocab": str(vocab) if isinstance(vocab, (str, Path)) else None,
-                      "allow_missing": allow_missing},
-        layout_hint=f"Expected layout:\n{LAYOUT}", compression=compression or DEFAULT_COMPRESSION)
+        prep_options=options,
+        layout_hint=f"Expected layout:\n{LAYOUT}", compression=compression)

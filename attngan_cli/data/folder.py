@@ -13,7 +13,15 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress
 from .h5 import TEST, TRAIN
-from .records import DEFAULT_IMAGE_SIZE, IMAGE_EXTENSIONS, PrepResult, Record, few, write_records
+from .records import (
+    DEFAULT_IMAGE_SIZE,
+    IMAGE_EXTENSIONS,
+    PrepResult,
+    Record,
+    few,
+    vocab_and_options,
+    write_records,
+)
 from .tokenizer import read_caption_file, split_caption_lines
 from .vocab import Vocabulary
 
@@ -173,9 +181,7 @@ def prep_folder(root: str | Path, out: str | Path, *, vocab: str | Path | Vocabu
                 allow_missing: bool = False, overwrite: bool = False, progress: Progress | None = None,
                 abort: Callable[[], bool] | None = None, workers: int = 0, compression: str | None = None
                 ) -> PrepResult:
-    from .h5 import DEFAULT_COMPRESSION
-
-    voc = Vocabulary.load(vocab) if isinstance(vocab, (str, Path)) else vocab
+    voc, options = vocab_and_options(root, vocab, allow_missing, test_fraction=test_fraction, seed=seed, labels_from_folders=labels_from_folders)
     records = folder_records(root, test_fraction=test_fraction, seed=seed, labels_from_folders=labels_from_folders,
                              progress=progress)
     if captions_per_image is None:
@@ -186,7 +192,5 @@ def prep_folder(root: str | Path, out: str | Path, *, vocab: str | Path | Vocabu
     return write_records(
         records, out, source="folder", captions_per_image=captions_per_image, vocab=voc, image_size=image_size,
         allow_missing=allow_missing, overwrite=overwrite, progress=progress, abort=abort, workers=workers,
-        prep_options={"root": str(Path(root).resolve()), "vocab": str(vocab) if isinstance(vocab, (str, Path)) else None,
-                      "test_fraction": test_fraction, "seed": seed, "labels_from_folders": labels_from_folders,
-                      "allow_missing": allow_missing},
-        layout_hint=f"Expected layout:\n{LAYOUT}", compression=compression or DEFAULT_COMPRESSION)
+        prep_options=options,
+        layout_hint=f"Expected layout:\n{LAYOUT}", compression=compression)

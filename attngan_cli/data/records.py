@@ -181,13 +181,26 @@ def encode_records(records: list[Record], vocab: Vocabulary) -> tuple[list[list[
     return out_ids, out_records
 
 
+def vocab_and_options(root: str | os.PathLike[str], vocab: str | os.PathLike[str] | Vocabulary | None,
+                      allow_missing: bool, **extra: Any) -> tuple[Vocabulary | None, dict[str, Any]]:
+    """The vocabulary a ``prep_*`` function was given (loaded first, so a bad file fails before any scan)
+    and the prep options every source records: root, vocabulary file, allow_missing, plus ``extra``."""
+    is_path = isinstance(vocab, (str, os.PathLike))
+    voc = Vocabulary.load(vocab) if is_path else vocab
+    options = {"root": str(Path(root).resolve()), "vocab": str(vocab) if is_path else None, **extra,
+               "allow_missing": allow_missing}
+    return voc, options
+
+
 def write_records(records: list[Record], out: str | os.PathLike[str], *, source: str,
                   captions_per_image: int, vocab: Vocabulary | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
                   allow_missing: bool = False, overwrite: bool = False, prep_options: dict[str, Any] | None = None,
                   layout_hint: str = "", progress: Progress | None = None, abort: Callable[[], bool] | None = None,
-                  workers: int = 0, compression: str = DEFAULT_COMPRESSION) -> PrepResult:
+                  workers: int = 0, compression: str | None = None) -> PrepResult:
     """Write ``records`` (train and test, in order) to ``out``. See the module docstring."""
     import time
+
+    compression = compression or DEFAULT_COMPRESSION
 
     t0 = time.perf_counter()
     check_output(out, overwrite)
