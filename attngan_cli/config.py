@@ -39,6 +39,10 @@ class ImageEncoderConfig:
     embedding_dim: int = 256
     image_size: int = 299  # input size of the backbone
     width: int = 64  # channel width of the compact backbone (ignored by inception-v3)
+    # compact only: 2 = coordinate channels, conv + max-pool stages, global feature from the flattened
+    # last map (knows where things are and what shape they have); 1 = strided convs, mean-pooled global
+    # (attngan 0.1.0)
+    compact_version: int = 2
 
 
 @dataclass
@@ -88,6 +92,10 @@ class PretrainConfig:
     grad_clip: float = 0.25  # gradient-norm clip on the text encoder
     snapshot_every: int = 50  # epochs
     cache_features: bool = False  # cache frozen Inception features for fixed augmented views
+    # stored attributes (shapes data) that group_share of every batch agrees on: hard negatives for the
+    # attributes not named (see data/sampling.py); empty = random batches, as the paper
+    group_by: list[str] = field(default_factory=list)
+    group_share: float = 0.5
     max_minutes: float = 0.0  # 0 = no limit; otherwise end (with the final checkpoint) after this long
     precision: str = "fp32"
     workers: int = 0
@@ -164,11 +172,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lambda_damsm": 5.0,
         "batch_size": 32,
         "epochs": 20,
+        # the official 2e-4 leaves this small GAN at noise after 600 steps (a 10-minute CPU demo); measured
+        # after 4 minutes: R-precision 36% / position 11% at 2e-4, 88% / 71% at these values
+        "lr_g": 4e-3,
+        "lr_d": 8e-4,
         "snapshot_every": 5,
         "sample_every": 200,
         "pretrain": {
             "batch_size": 32, "epochs": 6, "snapshot_every": 3,
             "image": {"backbone": "compact", "image_size": 64, "width": 16},
+            "group_by": ["bg_color", "color"],
         },
     },
 }
@@ -301,6 +314,9 @@ def validate(cfg: Any) -> None:
         v = getattr(cfg, name, None)
         if v is not None and v < 1:
             raise AttnGANError(f"{name} must be >= 1, got {v}")
+    share = getattr(cfg, "group_share", None)
+    if share is not None and not 0.0 <= share <= 1.0:
+        raise AttnGANError(f"group_share must be between 0 and 1, got {share}")
 
 
 def diff(saved: dict[str, Any], requested: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:

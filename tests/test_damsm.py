@@ -70,6 +70,44 @@ def test_compact_encoder_shapes():
     assert all(p.requires_grad for p in enc.parameters())
 
 
+def test_compact_encoder_versions():
+    from attngan_cli.errors import AttnGANError
+    from attngan_cli.models.image_encoder import _coordinates
+
+    xy = _coordinates(torch.zeros(2, 3, 4, 5))  # (B, 2, H, W)
+    assert xy.shape == (2, 2, 4, 5)
+    assert torch.equal(xy[0, 0, 0], torch.linspace(-1, 1, 5)) and torch.equal(xy[0, 1, :, 0], torch.linspace(-1, 1, 4))
+    v2 = ImageEncoder(ImageEncoderConfig(backbone="compact", image_size=32, width=4))
+    v1 = ImageEncoder(ImageEncoderConfig(backbone="compact", image_size=32, width=4, compact_version=1))
+    assert v2.features[0][0].in_channels == 5 and v1.features[0][0].in_channels == 3
+    assert v2.emb_cnn_code.in_features == 32 * 2 * 2 and v1.emb_cnn_code.in_features == 32
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    for enc in (v1, v2):
+        r, g = enc(x)
+        assert r.shape == (2, 256, 4, 4) and g.shape == (2, 256)
+    # the coordinate channels reach both features: without their weights both outputs change
+    v2.eval()
+    with torch.no_grad():
+        r1, g1 = v2(x)
+        v2.features[0][0].weight[:, 3:] = 0
+        r2, g2 = v2(x)
+    assert not torch.allclose(r1, r2) and not torch.allclose(g1, g2)
+    with pytest.raises(AttnGANError, match="multiple of 16"):
+        ImageEncoder(ImageEncoderConfig(backbone="compact", image_size=40, width=4))
+    with pytest.raises(AttnGANError, match="compact_version"):
+        ImageEncoder(ImageEncoderConfig(backbone="compact", image_size=32, width=4, compact_version=3))
+
+
+def test_compact_checkpoint_of_version_0_1_loads_as_version_1():
+    from attngan_cli.config import to_dict
+    from attngan_cli.models.damsm import config_from_checkpoint
+
+    cfg = to_dict(PretrainConfig(image=ImageEncoderConfig(backbone="compact", image_size=32, width=4)))
+    assert config_from_checkpoint(cfg).image.compact_version == 2
+    del cfg["image"]["compact_version"]  # as written by attngan 0.1.0
+    assert config_from_checkpoint(cfg).image.compact_version == 1
+
+
 @pytest.fixture(scope="module")
 def inception_file(tmp_path_factory):
     from torchvision.models import inception_v3

@@ -84,7 +84,10 @@ def test_eval_all_metrics_end_to_end(setup, tmp_path, monkeypatch, exact_sqrtm):
     assert 0.0 <= m["rprecision"]["mean"] <= 1.0 and m["rprecision"]["std"] >= 0.0
     assert m["is"]["mean"] >= 1.0 - 1e-9
     assert m["fid"]["fid"] > 0.0 and m["fid"]["real_images"] == 10
-    assert set(m["attributes"]) == {"bg_color", "color", "shape", "position", "size", "mean"}
+    a = m["attributes"]
+    assert {"bg_color", "color", "shape", "position", "mean"} <= set(a)
+    assert {f"{k}_n" for k in ("bg_color", "color", "shape", "position", "size")} <= set(a)
+    assert a["color_n"] == 10 and 0 <= a["size_n"] <= 10 and ("size" in a) == (a["size_n"] > 0)
     assert rec["num_samples"] == 10 and rec["image_size"] == 32
     # a line in the run's metrics.jsonl
     lines = read_jsonl(setup["run"] / "metrics.jsonl")
@@ -111,6 +114,24 @@ def test_eval_is_reproducible_and_batch_size_free_without_inception(setup):
     c = evaluate(setup["run"], setup["data"], EvalOptions(**{**opts, "batch_size": 10}))
     assert set(c.metrics) == {"rprecision", "attributes"}
     assert 0 <= c.metrics["attributes"]["mean"] <= 1
+
+
+
+def test_eval_images_do_not_depend_on_the_batch_size(setup, tmp_path):
+    """z, the caption words and the conditioning-augmentation noise are drawn per image up front."""
+    import numpy as np
+    from PIL import Image
+
+    from attngan_cli.metrics.evaluate import EvalOptions, evaluate
+
+    pix = {}
+    for b in (3, 10):
+        opts = EvalOptions(metrics=["attributes"], num_samples=10, batch_size=b, device="cpu", log_to_run=False,
+                           save_images=tmp_path / f"b{b}")
+        evaluate(setup["run"] / "final.pt", setup["data"], opts)
+        pix[b] = np.stack([np.asarray(Image.open(f), dtype=np.int16) for f in sorted((tmp_path / f"b{b}").glob("*.png"))])
+    assert pix[3].shape == pix[10].shape and len(pix[3]) == 10
+    assert np.abs(pix[3] - pix[10]).max() <= 1  # float differences of the batched convolutions at most
 
 
 def test_real_fid_statistics_are_cached_by_data_and_extractor(setup, tmp_path):

@@ -60,6 +60,7 @@ def test_presets_carry_the_official_values() -> None:
     pre = make_pretrain_config("bird")
     assert (pre.batch_size, pre.lr, pre.grad_clip, pre.image.image_size, pre.text.word_dim) == (48, 0.002, 0.25, 299, 300)
     assert pre.text.words == 18 and make_pretrain_config("coco").text.words == 12
+    assert pre.group_by == [] and make_pretrain_config("coco").group_by == []  # the paper's random batches
 
 
 def test_overrides_apply_and_unknown_fields_are_named() -> None:

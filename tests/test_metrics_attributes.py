@@ -66,3 +66,20 @@ def test_channels_first_tensors_are_accepted(shapes_h5):
     a = attribute_hits(t, {k: v[:4] for k, v in truth.items()}, values)
     b = attribute_hits(images[:4], {k: v[:4] for k, v in truth.items()}, values)
     assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_captions_name_the_size_only_in_some_templates():
+    from attngan_cli.data.shapes import TEMPLATES, named_attributes, sample_scene, scene_captions
+    from attngan_cli.data.tokenizer import tokenize
+
+    rng = np.random.default_rng(0)
+    with_size = 0
+    caps = [c for _ in range(60) for c in scene_captions(sample_scene(rng), rng, 5)]
+    for cap in caps:
+        named = named_attributes(tokenize(cap))
+        assert {"bg_color", "color", "shape", "position"} <= named, cap
+        with_size += "size" in named
+    share = sum("{size}" in t for t in TEMPLATES) / len(TEMPLATES)
+    assert abs(with_size / len(caps) - share) < 0.1
+    assert named_attributes(["a", "blue", "square"]) == {"color", "shape"}
+    assert named_attributes(["a", "huge", "dark", "star", "upper"]) == {"size", "bg_color", "shape", "position"}

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from attngan_cli.cli import app
 from attngan_cli.config import make_pretrain_config
+from attngan_cli.errors import InputError
 from attngan_cli.io import read_jsonl
 from attngan_cli.rundir import RunDir
 
@@ -119,6 +120,9 @@ def test_pretrain_inception_cached_features(shapes_small, tmp_path):
     cfg = make_pretrain_config("shapes", {"dataset": str(shapes_small), "image.backbone": "inception-v3",
                                           "image.image_size": 75, "epochs": 2, "batch_size": 8,
                                           "cache_features": True, "device": "cpu"})
+    with pytest.raises(InputError, match="cannot be combined"):  # the shapes preset groups its batches
+        pretrain(cfg, RunDir.create(tmp_path / "runs", "s", "pretrain"), inception_weights=weights)
+    cfg.group_by = []
     run = RunDir.create(tmp_path / "runs", "s", "pretrain")
     final = pretrain(cfg, run, inception_weights=weights)
     assert not run.file("feature-cache.npy").exists()

@@ -31,6 +31,10 @@ def pretrain(
     precision: Precision = "fp32",
     cache_features: Annotated[bool, typer.Option("--cache-features", help="Compute the frozen Inception "
                                                  "features of 2 fixed augmented views once and train on them.")] = False,
+    group_by: Annotated[str | None, typer.Option(
+        "--group-by", help="Stored attributes (shapes data), comma-separated, that half of every batch agrees "
+        "on, so the others become hard negatives; 'none' for random batches (default: the preset's; shapes: "
+        "bg_color,color).")] = None,
     resume: Resume = None,
     runs: RunsRoot = Path("runs"),
     device: Device = "auto",
@@ -56,6 +60,7 @@ def pretrain(
     from ..console import is_quiet, stdout
     from ..data.h5 import read_info
     from ..device import autocast, resolve_device
+    from ..errors import InputError
     from ..progress import NullProgress
     from ..rundir import RunDir
     from ..train.pretrain import pretrain as run_pretrain
@@ -68,6 +73,15 @@ def pretrain(
         "lr": lr, "snapshot_every": snapshot_every, "max_minutes": max_minutes, "precision": precision, "cache_features": cache_features,
         "device": device, "seed": seed, "workers": workers, "text.vocab_size": len(info.vocab),
     }
+    if group_by is not None:
+        names = [] if group_by.strip().lower() in ("", "none") else [n.strip() for n in group_by.split(",")]
+        unknown = [n for n in names if n not in info.attributes]
+        if unknown:
+            known = ", ".join(info.attributes) or "none"
+            raise InputError(f"--group-by {unknown[0]!r}: {data} stores no such attribute (its attributes: {known})")
+        overrides["group_by"] = names
+    elif cache_features:
+        overrides["group_by"] = []  # cached features come in fixed random batches
     preset_backbone = make_pretrain_config(preset).image.backbone
     if image_encoder == "inception-v3" and preset_backbone != "inception-v3":
         overrides["image.image_size"] = 299

@@ -145,6 +145,14 @@ class TextImageDataset(torch.utils.data.Dataset):
         self._open()
         return self._keys[self.row(i)]  # type: ignore[index]
 
+    def attribute_values(self, name: str) -> np.ndarray:
+        """The stored attribute ``name`` (value indices, shapes data) of every item: (len,) int64."""
+        if name not in self.info.attributes:
+            known = ", ".join(self.info.attributes) or "none"
+            raise InputError(f"{self.path} stores no attribute {name!r} (its attributes: {known})")
+        with open_h5(self.path) as f:
+            return np.asarray(f["attributes"][name][()], dtype=np.int64)[self.indices]
+
     def captions(self, i: int) -> list[tuple[torch.Tensor, int]]:
         """All captions of item ``i``, unpadded: ``[(LongTensor (len,), len), ...]``."""
         self._open()

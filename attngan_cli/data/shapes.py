@@ -98,6 +98,23 @@ TEMPLATES = [
 ]
 MAX_CAPTION_WORDS = 12
 
+# The words that name each attribute (any value). Every template names colour, shape, position and
+# background; only 3 of the 8 name the size.
+ATTRIBUTE_WORDS: dict[str, frozenset[str]] = {
+    "bg_color": frozenset(w for ws in BG_WORDS.values() for w in ws),
+    "color": frozenset(w for ws in COLOR_WORDS.values() for w in ws),
+    "shape": frozenset(w for ws in SHAPE_WORDS.values() for w in ws),
+    "position": frozenset({"top", "bottom", "left", "right", "center", "centre", "middle", "upper", "lower"}),
+    "size": frozenset(w for ws in SIZE_WORDS.values() for w in ws),
+}
+
+
+def named_attributes(words: list[str] | tuple[str, ...]) -> set[str]:
+    """The attributes a (tokenized, lower-case) caption names: a caption that does not name the size
+    leaves it open, so the size of its image cannot be right or wrong."""
+    present = set(words)
+    return {name for name, vocab in ATTRIBUTE_WORDS.items() if present & vocab}
+
 
 def position_name(cx: float, cy: float) -> str:
     """Name of the 3x3 grid cell holding the centre ``(cx, cy)`` (fractions of width / height, y down)."""

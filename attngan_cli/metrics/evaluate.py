@@ -405,6 +405,8 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
     # ---- generation
     zgen = torch.Generator().manual_seed(options.seed)
     z_all = torch.randn(options.num_samples, gcfg.z_dim, generator=zgen)  # (N, z_dim): 400 bytes per sample
+    # the conditioning-augmentation noise too, so that no image depends on the batch size
+    eps_all = torch.randn(options.num_samples, gcfg.condition_dim, generator=torch.Generator().manual_seed(options.seed + 2))
     tgen = torch.Generator().manual_seed(options.seed + 1)
     words = bundle.config.words
     save_dir = Path(options.save_images) if options.save_images else None
@@ -427,7 +429,7 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
             lens = lens.to(device)
             words_emb, sent_emb = bundle.text_encoder(captions, lens)  # (B, D, T), (B, D)
             mask = captions == 0  # (B, T), True = padding
-            out = bundle.generator(z_all[sl].to(device), sent_emb, words_emb, mask)
+            out = bundle.generator(z_all[sl].to(device), sent_emb, words_emb, mask, ca_noise=eps_all[sl])
             images = out.images[-1].float()  # (B, 3, S, S) in [-1, 1]
             batch = GeneratedBatch(ctx, images, sl)
             for m in metrics.values():

@@ -72,7 +72,8 @@ class CANet(nn.Module):
     """Conditioning augmentation (paper section 3.1): sentence vector -> (c, mu, logvar).
 
     ``fc`` maps the sentence vector to 4 * c_dim values, a GLU halves them, and the two halves are mu and
-    logvar; c = mu + exp(logvar / 2) * eps with eps ~ N(0, 1), or c = mu when ``noise`` is False.
+    logvar; c = mu + exp(logvar / 2) * eps with eps ~ N(0, 1) (drawn here, or the given ``noise`` tensor
+    (B, c_dim)), or c = mu when ``noise`` is False.
     """
 
     def __init__(self, embedding_dim: int, condition_dim: int) -> None:
@@ -81,12 +82,17 @@ class CANet(nn.Module):
         self.fc = nn.Linear(embedding_dim, condition_dim * 4, bias=True)
         self.glu = GLU()
 
-    def forward(self, sent_emb: torch.Tensor, noise: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, sent_emb: torch.Tensor, noise: bool | torch.Tensor = True
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.glu(self.fc(sent_emb))  # (B, 2 c_dim)
         mu, logvar = x[:, : self.c_dim], x[:, self.c_dim :]  # (B, c_dim) each
-        if not noise:
+        if isinstance(noise, torch.Tensor):
+            eps = noise.to(device=mu.device, dtype=mu.dtype)
+        elif noise:
+            eps = torch.randn_like(mu)
+        else:
             return mu, mu, logvar
-        c = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        c = mu + torch.exp(0.5 * logvar) * eps
         return c, mu, logvar
 
 

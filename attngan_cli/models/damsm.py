@@ -65,8 +65,17 @@ def build_encoders(cfg: PretrainConfig) -> tuple[TextEncoder, ImageEncoder]:
     return TextEncoder(cfg.text), ImageEncoder(cfg.image)
 
 
+def config_from_checkpoint(config: dict[str, Any]) -> PretrainConfig:
+    """The :class:`PretrainConfig` stored in a DAMSM checkpoint. A compact encoder saved before
+    ``image.compact_version`` existed (attngan 0.1.0) is version 1."""
+    image = config.get("image") if isinstance(config, dict) else None
+    if isinstance(image, dict) and image.get("backbone") == "compact" and "compact_version" not in image:
+        config = {**config, "image": {**image, "compact_version": 1}}
+    return from_dict(PretrainConfig, config, where="checkpoint config")
+
+
 def bundle_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> DAMSMBundle:
-    cfg = from_dict(PretrainConfig, ckpt.config, where="checkpoint config")
+    cfg = config_from_checkpoint(ckpt.config)
     text, image = build_encoders(cfg)
     try:
         text.load_state_dict(ckpt.state["text_encoder"])

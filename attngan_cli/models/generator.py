@@ -119,11 +119,12 @@ class Generator(nn.Module):
         return [getattr(self, f"img_net{i}") for i in range(1, self.cfg.stages + 1)]
 
     def forward(self, z: torch.Tensor, sent_emb: torch.Tensor, words_emb: torch.Tensor,
-                mask: torch.Tensor | None = None, ca_noise: bool = True,
+                mask: torch.Tensor | None = None, ca_noise: bool | torch.Tensor = True,
                 official_mask: bool = False) -> GeneratorOutput:
         """z (B, z_dim), sent_emb (B, D), words_emb (B, D, T), mask (B, T) bool with True = padding word.
 
-        ``ca_noise=False`` uses c = mu (deterministic). ``official_mask=True`` reproduces the official
+        ``ca_noise=False`` uses c = mu (deterministic); a tensor (B, condition_dim) is used as the
+        conditioning-augmentation noise eps. ``official_mask=True`` reproduces the official
         code's mis-indexed padding mask (see :func:`attention.official_mask_layout`); only for checking
         against official outputs.
         """

@@ -10,7 +10,16 @@ Two backbones:
   (no gradients, BatchNorm always in eval mode) and their ImageNet weights come only from a local file
   (:func:`load_inception_weights`); nothing is downloaded.
 * ``compact``: a small CNN trained from scratch, for CPUs and small images (the shapes demo, the tests):
-  regions at 1/8 of the input size (8x8 for 64 px), global feature from a further stride-2 stage.
+  regions (4w channels) at 1/8 of the input size (8x8 for 64 px), global feature from 1/16.
+
+  - version 2 (``compact_version``, the default): the image plus two coordinate channels (x, y in
+    [-1, 1]); stride-1 3x3 convs each followed by a 2x2 max-pool; the global feature is a linear map of
+    the whole flattened 1/16 map. Version 1 was nearly blind to absolute position (mean pooling) and to
+    shape (strided convs): a DAMSM trained with it on the shapes data told captions that differ only in
+    position or only in shape apart at 32 % and 52 % (chance 11 % and 25 %); version 2 reaches 96 % on
+    position, and as a supervised shape classifier it reaches 97 % in 400 steps where version 1 is
+    at 51 %.
+  - version 1: stride-2 3x3 conv blocks, mean-pooled global feature (checkpoints of attngan 0.1.0).
 """
 
 from __future__ import annotations
@@ -60,7 +69,7 @@ class ImageEncoder(nn.Module):
                     p.requires_grad_(False)
             self.emb_features = nn.Conv2d(768, D, kernel_size=1, bias=False)
             self.emb_cnn_code = nn.Linear(2048, D)
-        else:
+        elif cfg.compact_version == 1:
             w = cfg.width
             self.features = nn.Sequential(  # 1/8 resolution, 4w channels
                 _conv_block(3, w, stride=2), _conv_block(w, w),
@@ -70,6 +79,19 @@ class ImageEncoder(nn.Module):
             self.head = nn.Sequential(_conv_block(4 * w, 8 * w, stride=2), _conv_block(8 * w, 8 * w))
             self.emb_features = nn.Conv2d(4 * w, D, kernel_size=1, bias=False)
             self.emb_cnn_code = nn.Linear(8 * w, D)
+        elif cfg.compact_version == 2:
+            w, s = cfg.width, cfg.image_size
+            if s % 16:
+                raise AttnGANError(f"image.image_size must be a multiple of 16 for the compact encoder, got {s}")
+            pool = nn.MaxPool2d(2)
+            self.features = nn.Sequential(  # 1/8 resolution, 4w channels
+                _conv_block(5, w), pool, _conv_block(w, 2 * w), pool, _conv_block(2 * w, 4 * w), pool,
+            )
+            self.head = nn.Sequential(_conv_block(4 * w, 4 * w), pool, _conv_block(4 * w, 8 * w))  # 1/16, 8w
+            self.emb_features = nn.Conv2d(4 * w, D, kernel_size=1, bias=False)
+            self.emb_cnn_code = nn.Linear(8 * w * (s // 16) ** 2, D)
+        else:
+            raise AttnGANError(f"image.compact_version must be 1 or 2, got {cfg.compact_version}")
         nn.init.uniform_(self.emb_features.weight, -0.1, 0.1)  # official init of the projections
         nn.init.uniform_(self.emb_cnn_code.weight, -0.1, 0.1)
 
@@ -118,9 +140,20 @@ class ImageEncoder(nn.Module):
             with torch.no_grad():
                 local, pooled = self.backbone_features(images)
             return self.project(local, pooled)  # (B, D, 17, 17), (B, D)
-        x = self.features(self.resize(images))  # (B, 4w, s/8, s/8)
-        g = self.head(x).mean(dim=(2, 3))  # (B, 8w)
-        return self.project(x, g)
+        x = self.resize(images)  # (B, 3, s, s)
+        if self.cfg.compact_version == 1:
+            x = self.features(x)  # (B, 4w, s/8, s/8)
+            return self.project(x, self.head(x).mean(dim=(2, 3)))  # global from (B, 8w)
+        x = self.features(torch.cat((x, _coordinates(x)), dim=1))  # (B, 4w, s/8, s/8)
+        return self.project(x, self.head(x).flatten(1))  # global from (B, 8w * s/16 * s/16)
+
+
+def _coordinates(x: torch.Tensor) -> torch.Tensor:
+    """Two channels (x, y), each from -1 (left / top) to 1 (right / bottom): (B, C, H, W) -> (B, 2, H, W)."""
+    b, _, h, w = x.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+    xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+    return torch.cat((xs, ys), dim=1)
 
 
 def _conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

@@ -9,6 +9,10 @@ checkpoint and an attention-map image into the run directory.
 With the frozen Inception-v3 backbone, ``cache_features`` computes the Inception features of a fixed set
 of augmented views once (a float16 memory-mapped file in the run directory, deleted at the end) and trains
 the projections and the text encoder on those.
+
+``group_by`` (the shapes preset: background and colour) fills half of every batch with images that agree
+on those stored attributes, so that the other attributes (shape, size, position) become hard negatives
+(:mod:`attngan_cli.data.sampling`); the paper's random batches otherwise.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from torch.utils.data import DataLoader
 
 from ..checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint, save_checkpoint
 from ..config import PretrainConfig, to_dict
+from ..data.sampling import GroupedBatchSampler, attribute_keys
 from ..device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
-from ..errors import AttnGANError, TrainingAborted
+from ..errors import AttnGANError, InputError, TrainingAborted
 from ..io import atomic_path
 from ..losses import DAMSMLoss, DAMSMTerms
 from ..metrics.retrieval import r_precision, r_precision_hits, top1_retrieval
@@ -127,6 +132,9 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     run.write_config(to_dict(cfg))
 
     batch = min(cfg.batch_size, len(train_ds))
+    if cfg.group_by and cfg.cache_features and img_enc.frozen_backbone:
+        raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
+                         "random batches); pass --group-by none")
     cache = None
     if cfg.cache_features:
         if not img_enc.frozen_backbone:
@@ -134,6 +142,11 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
                         cfg.image.backbone)
         else:
             cache = FeatureCache.build(img_enc, train_ds, cfg, device, run.file("feature-cache.npy"), progress, abort)
+    group_keys = None
+    if cfg.group_by:
+        if not hasattr(train_ds, "attribute_values"):
+            raise InputError("--group-by needs a dataset with stored attributes (shapes data)")
+        group_keys = attribute_keys([train_ds.attribute_values(name) for name in cfg.group_by])
     steps = len(train_ds) // batch
     state = {"epoch": start_epoch}
 
@@ -156,7 +169,12 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
                 img_enc.train()
                 sums = {"w1": 0.0, "w2": 0.0, "s1": 0.0, "s2": 0.0}
                 n_batches = 0
-                batches = cache.batches(batch, epoch, train_ds, cfg) if cache is not None else _loader(train_ds, batch, cfg, shuffle=True)
+                if cache is not None:
+                    batches = cache.batches(batch, epoch, train_ds, cfg)
+                elif group_keys is not None:
+                    batches = _grouped_loader(train_ds, group_keys, batch, cfg, epoch)
+                else:
+                    batches = _loader(train_ds, batch, cfg, shuffle=True)
                 for b in batches:
                     if abort is not None and abort():
                         raise KeyboardInterrupt
@@ -223,6 +241,11 @@ def _cpu_state(m: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _loader(ds: Any, batch: int, cfg: PretrainConfig, shuffle: bool, drop_last: bool = True) -> DataLoader:
     return DataLoader(ds, batch_size=batch, shuffle=shuffle, drop_last=drop_last, num_workers=cfg.workers,
                       persistent_workers=False)
+
+
+def _grouped_loader(ds: Any, keys: Any, batch: int, cfg: PretrainConfig, epoch: int) -> DataLoader:
+    sampler = GroupedBatchSampler(keys, batch, cfg.group_share, seed=cfg.seed, epoch=epoch)
+    return DataLoader(ds, batch_sampler=sampler, num_workers=cfg.workers, persistent_workers=False)
 
 
 def _step(b: dict[str, Any], text_enc: TextEncoder, img_enc: ImageEncoder, loss_fn: DAMSMLoss,
