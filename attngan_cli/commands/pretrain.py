@@ -60,7 +60,6 @@ def pretrain(
     from ..console import is_quiet, stdout
     from ..data.h5 import read_info
     from ..device import autocast, resolve_device
-    from ..errors import InputError
     from ..progress import NullProgress
     from ..rundir import RunDir
     from ..train.pretrain import pretrain as run_pretrain
@@ -75,10 +74,7 @@ def pretrain(
     }
     if group_by is not None:
         names = [] if group_by.strip().lower() in ("", "none") else [n.strip() for n in group_by.split(",")]
-        unknown = [n for n in names if n not in info.attributes]
-        if unknown:
-            known = ", ".join(info.attributes) or "none"
-            raise InputError(f"--group-by {unknown[0]!r}: {data} stores no such attribute (its attributes: {known})")
+        info.check_attributes(names, what="--group-by:")
         overrides["group_by"] = names
     elif cache_features:
         overrides["group_by"] = []  # cached features come in fixed random batches

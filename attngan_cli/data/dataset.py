@@ -147,9 +147,7 @@ class TextImageDataset(torch.utils.data.Dataset):
 
     def attribute_values(self, name: str) -> np.ndarray:
         """The stored attribute ``name`` (value indices, shapes data) of every item: (len,) int64."""
-        if name not in self.info.attributes:
-            known = ", ".join(self.info.attributes) or "none"
-            raise InputError(f"{self.path} stores no attribute {name!r} (its attributes: {known})")
+        self.info.check_attributes([name])
         with open_h5(self.path) as f:
             return np.asarray(f["attributes"][name][()], dtype=np.int64)[self.indices]
 

@@ -62,6 +62,14 @@ class DatasetInfo:
     attributes: dict[str, list[str]] = field(default_factory=dict)
     prep_options: dict[str, Any] = field(default_factory=dict)
 
+    def check_attributes(self, names: Sequence[str], what: str = "") -> None:
+        """Raise :class:`InputError` naming the first of ``names`` that this file does not store."""
+        for name in names:
+            if name not in self.attributes:
+                known = ", ".join(self.attributes) or "none"
+                raise InputError(f"{what + ' ' if what else ''}{self.path} stores no attribute {name!r} "
+                                 f"(its attributes: {known})")
+
     def summary(self) -> str:
         return (f"{self.path}: {self.source}, {self.n_images} images ({self.n_train} train, {self.n_test} test) "
                 f"at {self.image_size} px, {self.captions_per_image} captions each (longest {self.max_len} words), "
