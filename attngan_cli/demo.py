@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import make_pretrain_config, make_train_config, to_dict
-from .errors import AttnGANError
+from .errors import AttnGANError, InputError
 from .io import atomic_write_json
 from .progress import NullProgress, Progress
 from .rundir import RunDir
@@ -125,6 +125,11 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
     from .train.gan import load_generator, train_gan
     from .train.pretrain import pretrain
 
+    if not options.minutes > 0:
+        raise InputError(f"--minutes must be more than 0, got {options.minutes:g}")
+    for name in ("n_train", "n_test", "eval_samples"):
+        if getattr(options, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
     progress = progress or NullProgress()
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -61,3 +61,13 @@ def test_demo_refuses_a_folder_made_with_other_settings(demo_out: tuple[Path, st
     res = runner.invoke(app, ["demo", "--out", str(out), *TINY[:-1], "4"])
     assert res.exit_code == 1
     assert "seed: 3 -> 4" in res.output
+
+
+@pytest.mark.parametrize("args, message", [(["--minutes", "-1"], "--minutes must be more than 0"),
+                                           (["--minutes", "0"], "--minutes must be more than 0"),
+                                           (["--n-train", "0"], "--n-train must be at least 1"),
+                                           (["--eval-samples", "0"], "--eval-samples must be at least 1")])
+def test_demo_rejects_bad_budgets_before_writing_anything(tmp_path: Path, args: list[str], message: str) -> None:
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), *args])
+    assert res.exit_code == 1 and message in res.output
+    assert not (tmp_path / "d").exists()
