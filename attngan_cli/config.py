@@ -3,6 +3,10 @@
 There is no global mutable config: every function receives the config object it needs. A config is
 built from a preset plus overrides (the CLI flags), written as ``config.json`` into the run directory
 and stored inside every checkpoint, so a model can be rebuilt from its checkpoint alone.
+
+A preset (:class:`Preset`, :func:`get_preset`) is typed: its definition in :data:`PRESETS` is read
+strictly at import time, so a misspelled key fails on import instead of being dropped. Choosing the
+preset for a dataset and the rest of settings resolution live in :mod:`attngan_cli.settings`.
 """
 
 from __future__ import annotations
@@ -43,6 +47,17 @@ class ImageEncoderConfig:
     # last map (knows where things are and what shape they have); 1 = strided convs, mean-pooled global
     # (attngan 0.1.0)
     compact_version: int = 2
+
+
+# The input size of each image backbone: Inception-v3's 299 px (the paper), the compact CNN's 64 px.
+BACKBONE_IMAGE_SIZES = {"inception-v3": 299, "compact": 64}
+
+
+def default_image_size(backbone: str) -> int:
+    """The image size a backbone is used at unless a config says otherwise (see ImageEncoderConfig)."""
+    if backbone not in BACKBONE_IMAGE_SIZES:
+        raise AttnGANError(f"image.backbone must be one of {', '.join(BACKBONE_IMAGE_SIZES)}, got {backbone!r}")
+    return BACKBONE_IMAGE_SIZES[backbone]
 
 
 @dataclass
@@ -135,95 +150,6 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------------------------------------
-# Presets: the official values (AttnGAN code/cfg/*.yml) plus a CPU-sized one for the built-in data.
-# --------------------------------------------------------------------------------------------------
-PRESETS: dict[str, dict[str, Any]] = {
-    "bird": {
-        "dataset_kind": "cub",
-        "captions_per_image": 10,
-        "generator": {"stages": 3, "base_size": 64, "ngf": 32, "r_num": 2},
-        "discriminator": {"ndf": 64},
-        "words": 18,
-        "damsm": {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0},
-        "lambda_damsm": 5.0,
-        "batch_size": 20,
-        "epochs": 600,
-        "pretrain": {"batch_size": 48, "epochs": 600, "image": {"backbone": "inception-v3", "image_size": 299}},
-    },
-    "coco": {
-        "dataset_kind": "coco",
-        "captions_per_image": 5,
-        "generator": {"stages": 3, "base_size": 64, "ngf": 48, "r_num": 3},
-        "discriminator": {"ndf": 96},
-        "words": 12,
-        "damsm": {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0},
-        "lambda_damsm": 50.0,
-        "batch_size": 14,
-        "epochs": 120,
-        "pretrain": {"batch_size": 48, "epochs": 600, "image": {"backbone": "inception-v3", "image_size": 299}},
-    },
-    "shapes": {
-        "dataset_kind": "shapes",
-        "captions_per_image": 5,
-        "generator": {"stages": 3, "base_size": 16, "ngf": 16, "r_num": 1},
-        "discriminator": {"ndf": 16},
-        "words": 12,
-        "damsm": {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0},
-        "lambda_damsm": 5.0,
-        "batch_size": 32,
-        "epochs": 20,
-        # the official 2e-4 leaves this small GAN at noise after 600 steps (a 10-minute CPU demo); measured
-        # after 4 minutes: R-precision 36% / position 11% at 2e-4, 88% / 71% at these values
-        "lr_g": 4e-3,
-        "lr_d": 8e-4,
-        "snapshot_every": 5,
-        "sample_every": 200,
-        "pretrain": {
-            "batch_size": 32, "epochs": 6, "snapshot_every": 3,
-            "image": {"backbone": "compact", "image_size": 64, "width": 16},
-            "group_by": ["bg_color", "color"],
-        },
-    },
-}
-
-
-def preset_names() -> list[str]:
-    return list(PRESETS)
-
-
-def _preset(name: str) -> dict[str, Any]:
-    if name not in PRESETS:
-        raise AttnGANError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return copy.deepcopy(PRESETS[name])
-
-
-def make_pretrain_config(preset: str = "bird", overrides: dict[str, Any] | None = None) -> PretrainConfig:
-    """The DAMSM pretraining config of ``preset`` with dotted-key ``overrides`` (e.g. ``{"text.words": 12}``)."""
-    p = _preset(preset)
-    values: dict[str, Any] = dict(p.get("pretrain", {}))
-    values["preset"] = preset
-    values["damsm"] = p["damsm"]
-    values.setdefault("text", {})["words"] = p["words"]
-    cfg = from_dict(PretrainConfig, values)
-    return apply_overrides(cfg, overrides or {})
-
-
-def make_train_config(preset: str = "bird", overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The GAN training config of ``preset`` with dotted-key ``overrides`` (e.g. ``{"generator.ngf": 64}``)."""
-    p = _preset(preset)
-    keep = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in p.items() if k in keep}
-    values["preset"] = preset
-    cfg = from_dict(TrainConfig, values)
-    return apply_overrides(cfg, overrides or {})
-
-
-def preset_value(preset: str, key: str) -> Any:
-    """A top-level preset value that is not part of a job config (``dataset_kind``, ``captions_per_image``)."""
-    return _preset(preset)[key]
-
-
-# --------------------------------------------------------------------------------------------------
 # (De)serialisation
 # --------------------------------------------------------------------------------------------------
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -307,6 +233,9 @@ def validate(cfg: Any) -> None:
             raise AttnGANError(f"generator.stages must be 1, 2, 3 or 4, got {gen.stages}")
         if gen.base_size < 8 or gen.base_size & (gen.base_size - 1):
             raise AttnGANError(f"generator.base_size must be a power of two >= 8, got {gen.base_size}")
+    image = getattr(cfg, "image", None)
+    if isinstance(image, ImageEncoderConfig):
+        default_image_size(image.backbone)  # a known backbone
     prec = getattr(cfg, "precision", None)
     if prec is not None and prec not in PRECISIONS:
         raise AttnGANError(f"precision must be one of {', '.join(PRECISIONS)}, got {prec!r}")
@@ -347,3 +276,157 @@ def _get_dotted(d: dict[str, Any], key: str) -> Any:
             return "<absent>"
         cur = cur[part]
     return cur
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets: the official values (AttnGAN code/cfg/*.yml) plus a CPU-sized one for the built-in data.
+# --------------------------------------------------------------------------------------------------
+DEFAULT_PRESET = "bird"  # the paper's settings; also the preset for data of no preset's kind (folders)
+
+# The definitions, read once at import time by build_preset into typed Preset objects (get_preset); an
+# unknown or misspelled key is an error there. Each definition holds: the preset's own values
+# (dataset_kind, captions_per_image), the values both jobs share (SHARED_PRESET_KEYS), the GAN training
+# config's fields at the top level, and the DAMSM pretraining config's fields under "pretrain".
+PRESETS: dict[str, dict[str, Any]] = {
+    "bird": {
+        "dataset_kind": "cub",
+        "captions_per_image": 10,
+        "generator": {"stages": 3, "base_size": 64, "ngf": 32, "r_num": 2},
+        "discriminator": {"ndf": 64},
+        "words": 18,
+        "damsm": {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0},
+        "lambda_damsm": 5.0,
+        "batch_size": 20,
+        "epochs": 600,
+        "pretrain": {"batch_size": 48, "epochs": 600, "image": {"backbone": "inception-v3"}},
+    },
+    "coco": {
+        "dataset_kind": "coco",
+        "captions_per_image": 5,
+        "generator": {"stages": 3, "base_size": 64, "ngf": 48, "r_num": 3},
+        "discriminator": {"ndf": 96},
+        "words": 12,
+        "damsm": {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0},
+        "lambda_damsm": 50.0,
+        "batch_size": 14,
+        "epochs": 120,
+        "pretrain": {"batch_size": 48, "epochs": 600, "image": {"backbone": "inception-v3"}},
+    },
+    "shapes": {
+        "dataset_kind": "shapes",
+        "captions_per_image": 5,
+        "generator": {"stages": 3, "base_size": 16, "ngf": 16, "r_num": 1},
+        "discriminator": {"ndf": 16},
+        "words": 12,
+        "damsm": {"gamma1": 4.0, "gamma2": 5.0, "gamma3": 10.0},
+        "lambda_damsm": 5.0,
+        "batch_size": 32,
+        "epochs": 20,
+        # the official 2e-4 leaves this small GAN at noise after 600 steps (a 10-minute CPU demo); measured
+        # after 4 minutes: R-precision 36% / position 11% at 2e-4, 88% / 71% at these values
+        "lr_g": 4e-3,
+        "lr_d": 8e-4,
+        "snapshot_every": 5,
+        "sample_every": 200,
+        "pretrain": {
+            "batch_size": 32, "epochs": 6, "snapshot_every": 3,
+            "image": {"backbone": "compact", "width": 16},
+            "group_by": ["bg_color", "color"],
+        },
+    },
+}
+
+# Values the two jobs of a preset share, set once at the definition's top level: the caption length
+# (TrainConfig.words = PretrainConfig.text.words) and the DAMSM loss's gammas (both configs' damsm), so
+# that the GAN's DAMSM loss measures what the encoders were trained on.
+SHARED_PRESET_KEYS = ("words", "damsm")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: what data it is for, and the GAN training and DAMSM pretraining configs."""
+
+    name: str
+    dataset_kind: str  # the dataset source (DatasetInfo.source) this preset is chosen for
+    captions_per_image: int  # captions per image of that data
+    train: TrainConfig
+    pretrain: PretrainConfig
+
+
+def build_preset(name: str, definition: dict[str, Any]) -> Preset:
+    """A :class:`Preset` from its definition (the format of :data:`PRESETS`), strictly: an unknown or
+    misspelled key is a :class:`ConfigMismatchError` naming it."""
+    where = f"presets.{name}"
+    values = copy.deepcopy(definition)
+    hints = typing.get_type_hints(Preset)
+    own: dict[str, Any] = {}
+    for key in ("dataset_kind", "captions_per_image"):
+        if key not in values:
+            raise ConfigMismatchError(f"{where}: {key} is missing")
+        own[key] = _coerce(hints[key], values.pop(key), f"{where}.{key}")
+    pretrain_values = values.pop("pretrain", {})
+    if "preset" in values or "preset" in pretrain_values:
+        raise ConfigMismatchError(f"{where}: the configs' preset field is the preset's name; do not set it")
+    shared_in_pretrain = [k for k in SHARED_PRESET_KEYS if k in pretrain_values]
+    if "words" in pretrain_values.get("text", {}):
+        shared_in_pretrain.append("text.words")
+    if shared_in_pretrain:
+        raise ConfigMismatchError(f"{where}.pretrain: {shared_in_pretrain[0]} is shared with training: set "
+                                  f"{' and '.join(SHARED_PRESET_KEYS)} once at the preset's top level")
+    # the backbone's input size unless the definition gives one
+    image = pretrain_values.setdefault("image", {})
+    image.setdefault("image_size", default_image_size(image.get("backbone", ImageEncoderConfig.backbone)))
+
+    train = from_dict(TrainConfig, {**values, "preset": name}, where=where)
+    pretrain = from_dict(PretrainConfig, {**pretrain_values, "preset": name}, where=f"{where}.pretrain")
+    pretrain.text.words = train.words
+    pretrain.damsm = copy.deepcopy(train.damsm)
+    validate(train)
+    validate(pretrain)
+    return Preset(name=name, dataset_kind=own["dataset_kind"], captions_per_image=own["captions_per_image"],
+                  train=train, pretrain=pretrain)
+
+
+def _build_presets(definitions: dict[str, dict[str, Any]]) -> dict[str, Preset]:
+    presets = {name: build_preset(name, d) for name, d in definitions.items()}
+    kinds = [p.dataset_kind for p in presets.values()]
+    for kind in kinds:
+        if kinds.count(kind) > 1:
+            raise ConfigMismatchError(f"several presets have dataset_kind {kind!r}; the data could not choose one")
+    return presets
+
+
+def preset_names() -> list[str]:
+    return list(_PRESETS_BY_NAME)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset ``name`` (a copy: changing it changes nothing else)."""
+    return copy.deepcopy(_lookup(name))
+
+
+def _lookup(name: str) -> Preset:
+    if name not in _PRESETS_BY_NAME:
+        raise AttnGANError(f"unknown preset {name!r}; choose one of: {', '.join(_PRESETS_BY_NAME)}")
+    return _PRESETS_BY_NAME[name]
+
+
+def make_pretrain_config(preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+    """The DAMSM pretraining config of ``preset`` with dotted-key ``overrides`` (e.g. ``{"text.words": 12}``)."""
+    return apply_overrides(_lookup(preset).pretrain, overrides or {})
+
+
+def make_train_config(preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The GAN training config of ``preset`` with dotted-key ``overrides`` (e.g. ``{"generator.ngf": 64}``)."""
+    return apply_overrides(_lookup(preset).train, overrides or {})
+
+
+def preset_value(preset: str, key: str) -> Any:
+    """A preset value that is not part of a job config (``dataset_kind``, ``captions_per_image``)."""
+    keys = [f.name for f in dataclasses.fields(Preset) if f.name not in ("name", "train", "pretrain")]
+    if key not in keys:
+        raise AttnGANError(f"presets have no value {key!r}; choose one of: {', '.join(keys)}")
+    return getattr(_lookup(preset), key)
+
+
+_PRESETS_BY_NAME: dict[str, Preset] = _build_presets(PRESETS)

@@ -7,6 +7,7 @@ where it stopped: finished phases are reused, an interrupted pretrain or train r
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -14,13 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import make_pretrain_config, make_train_config, to_dict
+from .data.shapes import make_shapes
+from .device import resolve_device
 from .errors import AttnGANError, InputError
-from .io import atomic_write_json
+from .inference import load_generator
+from .io import atomic_write_json, read_jsonl
+from .metrics.evaluate import EvalOptions, evaluate
 from .progress import NullProgress, Progress
-from .rundir import RunDir
+from .rundir import FINAL_NAME, RunDir, checkpoint_files
+from .sample import CaptionSource, SampleSettings, attend, sample_to_dir
+from .settings import PretrainSettings, TrainSettings, resolve_pretrain, resolve_train
+from .train.gan import train_gan
+from .train.pretrain import pretrain
 
-log = logging.getLogger("attngan.demo")
+log = logging.getLogger(__name__)
 
 PHASES = ("prep", "pretrain", "train", "sample", "attend", "eval")
 
@@ -75,8 +83,6 @@ class _State:
         self.path = out / "demo.json"
         self.data: dict[str, Any] = {"phases": {}}
         if self.path.exists():
-            import json
-
             try:
                 self.data = json.loads(self.path.read_text())
             except ValueError as e:
@@ -112,19 +118,13 @@ def _unfinished_run(runs: Path, command: str) -> Path | None:
         return None
     cands = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.endswith(f"-{command}"))
     for p in reversed(cands):
-        if not (p / "final.pt").exists() and any(p.glob("*.pt")):
+        if not (p / FINAL_NAME).exists() and checkpoint_files(p):
             return p
     return None
 
 
 def run_demo(options: DemoOptions, progress: Progress | None = None,
              abort: Callable[[], bool] | None = None) -> DemoResult:
-    from .data.shapes import make_shapes
-    from .metrics.evaluate import EvalOptions, evaluate
-    from .sample import CaptionSource, SampleSettings, attend, sample_to_dir
-    from .train.gan import load_generator, train_gan
-    from .train.pretrain import pretrain
-
     if not options.minutes > 0:
         raise InputError(f"--minutes must be more than 0, got {options.minutes:g}")
     for name in ("n_train", "n_test", "eval_samples"):
@@ -158,26 +158,25 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
 
         # ---------------------------------------------------------------- pretrain (compact DAMSM)
         overall.update(description="demo: pretrain")
-        rec = _training_phase(state, "pretrain", runs, lambda: make_pretrain_config("shapes", {
-            "dataset": str(data), "seed": options.seed, "device": options.device,
-            "precision": options.precision, "max_minutes": remaining_minutes(PRETRAIN_SHARE),
-        }), pretrain, progress, abort)
+        rec = _training_phase(state, "pretrain", runs, lambda resume: resolve_pretrain(data, preset="shapes", overrides={
+            "seed": options.seed, "device": options.device, "precision": options.precision,
+            "max_minutes": remaining_minutes(PRETRAIN_SHARE),
+        }, resume=resume), pretrain, progress, abort)
         encoders = Path(rec["checkpoint"])
         overall.advance(1)
 
         # ---------------------------------------------------------------- train
         overall.update(description="demo: train")
-        rec = _training_phase(state, "train", runs, lambda: make_train_config("shapes", {
-            "dataset": str(data), "encoders": str(encoders), "seed": options.seed, "device": options.device,
-            "precision": options.precision, "max_minutes": remaining_minutes(TRAIN_SHARE),
-            "lambda_damsm": options.lambda_damsm, "epochs": 1000,
-        }), train_gan, progress, abort)
+        rec = _training_phase(state, "train", runs, lambda resume: resolve_train(data, encoders=encoders, preset="shapes", overrides={
+            "seed": options.seed, "device": options.device, "precision": options.precision,
+            "max_minutes": remaining_minutes(TRAIN_SHARE), "lambda_damsm": options.lambda_damsm, "epochs": 1000,
+        }, resume=resume), train_gan, progress, abort)
         generator = Path(rec["checkpoint"])
         overall.advance(1)
 
         bundle = None
         if state.done("sample") is None or state.done("attend") is None:
-            bundle = load_generator(generator, device=_device(options.device))
+            bundle = load_generator(generator, device=resolve_device(options.device), need_vocab=True)
 
         # ---------------------------------------------------------------- sample
         overall.update(description="demo: sample")
@@ -187,9 +186,9 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
             sample_dir = out / "samples"
             settings = SampleSettings(n=4, seed=options.seed, stage="all", grid=True, batch_size=24,
                                       precision="fp32")
+            grid = out / "samples.png"
             files = list(sample_to_dir(bundle, CaptionSource(options.captions), sample_dir, settings,
-                                       progress=progress, abort=abort))
-            grid = _overview_grid(sample_dir, len(options.captions), out / "samples.png")
+                                       progress=progress, abort=abort, overview=grid))
             rec = state.record("sample", path=str(sample_dir), grid=str(grid), files=len(files),
                                seconds=round(time.monotonic() - t0, 1))
         overall.advance(1)
@@ -220,63 +219,28 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
     return DemoResult(out=out, phases=state.data["phases"], metrics=state.data["phases"]["eval"]["metrics"])
 
 
-def _training_phase(state: _State, phase: str, runs: Path, make_config: Callable[[], Any],
+def _training_phase(state: _State, phase: str, runs: Path,
+                    resolve: Callable[[Path | None], PretrainSettings | TrainSettings],
                     train_fn: Callable[..., Path], progress: Progress, abort: Callable[[], bool] | None
                     ) -> dict[str, Any]:
-    """Reuse a finished ``phase`` (pretrain or train), resume an interrupted one, or start it."""
+    """Reuse a finished ``phase`` (pretrain or train), resume an interrupted one, or start it. ``resolve``
+    turns the run to resume (or None) into the phase's settings, as the command would."""
     rec = state.done(phase)
     if rec is not None:
         log.info("%s: reusing %s", phase, rec["run"])
         return rec
     t0 = time.monotonic()
-    resume = _unfinished_run(runs, phase)
-    cfg = make_config()
-    run = RunDir(resume) if resume else RunDir.create(runs, "shapes", phase)
-    if not resume:
-        run.write_config(to_dict(cfg))
-    ckpt = train_fn(cfg, run, progress=progress, resume=resume, abort=abort)
+    unfinished = _unfinished_run(runs, phase)
+    settings = resolve(unfinished)
+    run = RunDir(unfinished) if unfinished else RunDir.create(runs, "shapes", phase)
+    ckpt = train_fn(settings.config, run, progress=progress, resume=settings.resume, abort=abort)
     return state.record(phase, run=str(run.path), checkpoint=str(ckpt),
                         seconds=round(time.monotonic() - t0, 1), **_last_stats(run))
 
 
-def _device(spec: str):
-    from .device import resolve_device
-
-    return resolve_device(spec)
-
-
 def _last_stats(run: RunDir) -> dict[str, Any]:
-    from .io import read_jsonl
-
     path = run.file("stats.jsonl")
     if not path.exists():
         return {}
     rows = read_jsonl(path)
     return {"last_stats": rows[-1]} if rows else {}
-
-
-def _overview_grid(sample_dir: Path, n_captions: int, dest: Path) -> Path:
-    """One PNG: a row per demo caption, its samples of the last stage side by side."""
-    from PIL import Image
-
-    from .io import atomic_path
-
-    rows = []
-    for c in range(n_captions):
-        files = sorted(sample_dir.glob(f"c{c:05d}-s*-*.png"))
-        if not files:
-            continue
-        largest = max(int(f.stem.rsplit("-", 1)[1]) for f in files)
-        rows.append([Image.open(f).convert("RGB") for f in files if f.stem.endswith(f"-{largest}")])
-    if not rows:
-        raise AttnGANError(f"no samples were written to {sample_dir}")
-    size = rows[0][0].size[0]
-    cols = max(len(r) for r in rows)
-    pad = 2
-    canvas = Image.new("RGB", (cols * (size + pad) + pad, len(rows) * (size + pad) + pad), (255, 255, 255))
-    for i, row in enumerate(rows):
-        for j, im in enumerate(row):
-            canvas.paste(im, (pad + j * (size + pad), pad + i * (size + pad)))
-    with atomic_path(dest, suffix=".png") as tmp:
-        canvas.save(tmp, format="PNG")
-    return dest

@@ -2,6 +2,13 @@
 
 Each holds ``config.json`` (the resolved config), ``stats.jsonl`` (one JSON object per line) and the
 job's checkpoints and figures. Only the main process writes (see :mod:`attngan_cli.distributed`).
+
+This module is also the one home of the checkpoint file names inside a run directory and of the rule
+that turns "a checkpoint file or a run directory" into one file (:func:`resolve_checkpoint`):
+
+- ``final.pt``: written when a run ends normally;
+- ``interrupted.pt``: written on Ctrl-C or an abort, mid-epoch;
+- ``checkpoint-<epoch>.pt``: periodic snapshots (the newest ``keep_last`` are kept).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .distributed import is_main_process
+from .errors import CheckpointError
 from .io import append_jsonl, atomic_write_json
 
 _RUN_RE = re.compile(r"^(\d{5})-")
@@ -55,11 +63,57 @@ class RunDir:
         if is_main_process():
             append_jsonl(self.file("stats.jsonl"), record)
 
+    def prune_checkpoints(self, keep_last: int) -> None:
+        """Delete all but the newest ``keep_last`` periodic checkpoints (``keep_last <= 0``: keep all)."""
+        if not is_main_process() or keep_last <= 0:
+            return
+        for _, f in periodic_checkpoints(self.path)[:-keep_last]:
+            f.unlink(missing_ok=True)
+
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
 
-def latest_checkpoint(run: str | os.PathLike[str], pattern: str = "*.pt") -> Path | None:
-    """The newest checkpoint file in a run directory (by modification time), or None."""
-    files = sorted(Path(run).glob(pattern), key=lambda p: (p.stat().st_mtime, p.name))
-    return files[-1] if files else None
+FINAL_NAME = "final.pt"
+INTERRUPTED_NAME = "interrupted.pt"
+_PERIODIC_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
+
+
+def periodic_name(epoch: int) -> str:
+    """The file name of the periodic checkpoint written after ``epoch`` epochs."""
+    return f"checkpoint-{epoch}.pt"
+
+
+def checkpoint_files(run: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoints a run directory holds (final, interrupted and periodic), oldest first (by
+    modification time, then name)."""
+    root = Path(run)
+    files = [f for f in root.glob("*.pt")
+             if f.is_file() and (f.name in (FINAL_NAME, INTERRUPTED_NAME) or _PERIODIC_RE.match(f.name))]
+    return sorted(files, key=lambda f: (f.stat().st_mtime, f.name))
+
+
+def periodic_checkpoints(run: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """(epoch, path) of the periodic checkpoints of a run directory, by epoch."""
+    return sorted((int(m.group(1)), f) for f in Path(run).glob("checkpoint-*.pt") if (m := _PERIODIC_RE.match(f.name)))
+
+
+def resolve_checkpoint(path: str | os.PathLike[str], *, for_resume: bool = False, what: str = "checkpoint") -> Path:
+    """A checkpoint file as given; a run directory -> one of its checkpoints.
+
+    To use a model (``for_resume=False``): ``final.pt`` when the run finished, else its newest
+    checkpoint. To continue training (``for_resume=True``): the newest checkpoint, whichever it is.
+    ``what`` names the checkpoint in messages (``"DAMSM checkpoint"``, ...).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{what} or run directory {p} does not exist")
+    if p.is_file():
+        return p
+    files = checkpoint_files(p)
+    if not files:
+        raise CheckpointError(f"run directory {p} holds no {what} ({FINAL_NAME}, {INTERRUPTED_NAME} or "
+                              "checkpoint-<epoch>.pt)")
+    if not for_resume and (p / FINAL_NAME).is_file():
+        return p / FINAL_NAME
+    return files[-1]

@@ -2,7 +2,7 @@
 
 The model, vocabulary and settings all come from one checkpoint (a ``gan`` training checkpoint, whose
 EMA generator is used, or an imported ``generator`` checkpoint), loaded by
-:func:`attngan_cli.train.gan.load_generator`.
+:func:`attngan_cli.inference.load_generator` and run by :func:`attngan_cli.inference.generate`.
 
 Sampling streams: captions are read lazily (a first pass only validates them, so a bad line is reported
 before anything is generated), generated ``batch_size`` images at a time, and written while the next
@@ -13,7 +13,6 @@ batch size, on the device's random state or on the other captions: the same seed
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,13 +24,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .device import autocast
+from .data.vocab import Vocabulary
 from .errors import AttnGANError, InputError
-from .io import append_jsonl, atomic_write_json
+from .inference import GeneratorBundle, generate
+from .io import append_jsonl, atomic_path, atomic_write_json
 from .progress import NullProgress, Progress
+from .viz.attention import all_word_maps, attention_figure
 from .viz.grid import make_grid, save_png, to_uint8, upsample, wrap
 
-log = logging.getLogger("attngan.sample")  # a child of "attngan", which the CLI routes to the console
+log = logging.getLogger(__name__)
 
 STAGE_CHOICES = ("all", "last")
 CAPTIONS_INDEX = "captions.jsonl"  # written beside the images: one JSON line per caption
@@ -83,7 +84,7 @@ class CaptionSource:
                 raise InputError(f"{self.captions_file} is not UTF-8 text ({e})") from None
 
 
-def encode_caption(vocab: Any, text: str, where: str, index: int = 0, max_words: int | None = None,
+def encode_caption(vocab: Vocabulary, text: str, where: str, index: int = 0, max_words: int | None = None,
                    warn: bool = True) -> Caption:
     """Encode one caption; :class:`InputError` naming ``where`` for an empty / punctuation-only caption
     or one whose words are all unknown. Unknown words are dropped (a warning lists them when ``warn``);
@@ -106,13 +107,13 @@ def encode_caption(vocab: Any, text: str, where: str, index: int = 0, max_words:
     return Caption(index, text, where, ids, [vocab.words[i] for i in ids], unknown)
 
 
-def iter_encoded(source: Iterable[tuple[str, str]], vocab: Any, max_words: int | None = None,
+def iter_encoded(source: Iterable[tuple[str, str]], vocab: Vocabulary, max_words: int | None = None,
                  warn: bool = False) -> Iterator[Caption]:
     for index, (where, text) in enumerate(source):
         yield encode_caption(vocab, text, where, index, max_words, warn)
 
 
-def check_captions(source: Iterable[tuple[str, str]], vocab: Any, max_words: int | None = None,
+def check_captions(source: Iterable[tuple[str, str]], vocab: Vocabulary, max_words: int | None = None,
                    max_errors: int = 10) -> int:
     """Validate every caption (warnings for dropped / extra words); raise one :class:`InputError` listing
     up to ``max_errors`` bad captions. Returns the number of captions."""
@@ -147,17 +148,6 @@ def check_captions(source: Iterable[tuple[str, str]], vocab: Any, max_words: int
 # --------------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------------
-def load_bundle(checkpoint: str | os.PathLike[str], device: torch.device | str = "cpu", ema: bool = True):
-    """The generator bundle (generator, text encoder, vocab, config) of a checkpoint or run directory."""
-    from .errors import CheckpointError
-    from .train.gan import load_generator
-
-    bundle = load_generator(checkpoint, device=device, ema=ema)
-    if getattr(bundle, "vocab", None) is None:
-        raise CheckpointError(f"checkpoint {bundle.path or checkpoint} holds no vocabulary; captions cannot be encoded")
-    return bundle
-
-
 def item_noise(seed: int, caption_index: int, sample_index: int, z_dim: int, c_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The noise of one image: z (z_dim,) and the conditioning-augmentation epsilon (c_dim,), drawn on the
     CPU from a generator seeded by (seed, caption index, sample index)."""
@@ -168,56 +158,14 @@ def item_noise(seed: int, caption_index: int, sample_index: int, z_dim: int, c_d
     return z, eps
 
 
-@contextlib.contextmanager
-def _ca_epsilon(generator: torch.nn.Module, eps: torch.Tensor) -> Iterator[bool]:
-    """Make the generator's conditioning augmentation use ``eps`` (B, c_dim): c = mu + exp(logvar/2) eps.
-
-    Yields True when hooked (call the generator with ``ca_noise=False``); False when the generator has no
-    ``ca_net`` (then its own noise is used)."""
-    ca = getattr(generator, "ca_net", None)
-    if ca is None:
-        yield False
-        return
-
-    def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> Any:
-        _c, mu, logvar = output
-        return mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype), mu, logvar
-
-    handle = ca.register_forward_hook(hook)
-    try:
-        yield True
-    finally:
-        handle.remove()
-
-
-def _device_of(module: torch.nn.Module) -> torch.device:
-    p = next(module.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def generate(bundle: Any, captions: Sequence[Caption], z: torch.Tensor, eps: torch.Tensor | None = None,
-             precision: str = "fp32") -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Run the text encoder and generator on a batch.
-
-    z (B, z_dim) and eps (B, c_dim) on the CPU (eps None: the generator's own random CA noise).
-    Returns (images: per stage (B, 3, s, s) float32 in [-1, 1], attn: per attention model (B, T, h, w)
-    float32), on the model's device.
-    """
-    gen, enc = bundle.generator, bundle.text_encoder
-    device = _device_of(gen)
+def caption_batch(captions: Sequence[Caption]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoded captions as token ids (B, T) 0-padded to the longest, and their lengths (B,)."""
     T = max(len(c.ids) for c in captions)
-    ids = torch.zeros(len(captions), T, dtype=torch.long)  # (B, T), 0-padded
+    ids = torch.zeros(len(captions), T, dtype=torch.long)  # (B, T)
     for b, c in enumerate(captions):
         ids[b, : len(c.ids)] = torch.tensor(c.ids, dtype=torch.long)
     lengths = torch.tensor([len(c.ids) for c in captions], dtype=torch.long)  # (B,)
-    ids, z = ids.to(device), z.to(device)
-    words_emb, sent_emb = enc(ids, lengths.to(device))  # (B, D, T), (B, D): fp32 (the LSTM is cheap)
-    mask = ids == 0  # (B, T), True = padding
-    hooked = contextlib.nullcontext(False) if eps is None else _ca_epsilon(gen, eps.to(device))
-    with hooked as use_eps, autocast(device, precision):
-        out = gen(z, sent_emb, words_emb, mask, ca_noise=not use_eps)
-    return [im.float() for im in out.images], [a.float() for a in out.attn]
+    return ids, lengths
 
 
 @dataclass
@@ -250,16 +198,19 @@ def grid_name(caption_index: int) -> str:
 
 
 
-def sample_to_dir(bundle: Any, source: Iterable[tuple[str, str]], out_dir: str | os.PathLike[str],
+def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], out_dir: str | os.PathLike[str],
                   settings: SampleSettings, progress: Progress | None = None,
-                  abort: Callable[[], bool] | None = None) -> Iterator[Path]:
+                  abort: Callable[[], bool] | None = None, overview: str | os.PathLike[str] | None = None
+                  ) -> Iterator[Path]:
     """Generate ``settings.n`` images per caption of ``source`` into ``out_dir``, yielding each written
     path (in order) as soon as it is on disk. Also writes ``captions.jsonl`` (index, source line, text,
-    words used, words dropped). All captions are validated before the first image is generated."""
+    words used, words dropped). All captions are validated before the first image is generated.
+    ``overview``: also one PNG there with a row per caption and its samples of the last stage side by
+    side (kept in memory until the end: meant for a handful of captions)."""
     settings.validate()
     out = Path(out_dir)
     cfg = bundle.config
-    max_words = getattr(cfg, "words", None)
+    max_words = cfg.words
     total = check_captions(source, bundle.vocab, max_words)
     sizes = cfg.generator.image_sizes
     keep = list(range(len(sizes))) if settings.stage == "all" else [len(sizes) - 1]
@@ -285,6 +236,7 @@ def sample_to_dir(bundle: Any, source: Iterable[tuple[str, str]], out_dir: str |
             yield buf
 
     grid_tiles: dict[int, list[list[np.ndarray]]] = {}
+    overview_rows: dict[int, list[np.ndarray]] = {}  # caption index -> its last-stage samples
     with (progress or NullProgress()).task("sampling", total=total * settings.n, unit="img") as task, \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="attngan-png") as pool:
         pending: list[Future[Path]] = []
@@ -295,8 +247,13 @@ def sample_to_dir(bundle: Any, source: Iterable[tuple[str, str]], out_dir: str |
             noise = [item_noise(settings.seed, c.index, s, z_dim, c_dim) for c, s in batch]
             z = torch.stack([a for a, _ in noise])  # (B, z_dim)
             eps = torch.stack([b for _, b in noise])  # (B, c_dim)
-            images, _attn = generate(bundle, [c for c, _ in batch], z, eps, settings.precision)
+            ids, lengths = caption_batch([c for c, _ in batch])
+            images = generate(bundle, ids, lengths, z, eps, settings.precision).images
             arrays = {i: to_uint8(images[i]) for i in keep}  # stage -> (B, s, s, 3) uint8 on the CPU
+            if overview is not None:
+                last_stage = arrays[len(sizes) - 1] if len(sizes) - 1 in arrays else to_uint8(images[-1])
+                for b, (cap, _s) in enumerate(batch):
+                    overview_rows.setdefault(cap.index, []).append(last_stage[b])
             last = images[-1].shape[-1]
             grid_arrays = ({i: to_uint8(upsample(images[i], last)) for i in keep} if settings.grid else {})
             current: list[Future[Path]] = []
@@ -317,6 +274,8 @@ def sample_to_dir(bundle: Any, source: Iterable[tuple[str, str]], out_dir: str |
             task.advance(len(batch))
         for f in pending:
             yield f.result()
+    if overview is not None and overview_rows:
+        yield save_png(make_grid([overview_rows[k] for k in sorted(overview_rows)]), overview)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -331,13 +290,11 @@ class AttendResult:
     rankings: list[list[dict[str, Any]]]  # per attention model, every word ranked
 
 
-def attend(bundle: Any, text: str, out: str | os.PathLike[str], top: int = 5, seed: int = 0,
+def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top: int = 5, seed: int = 0,
            precision: str = "fp32", word_maps: bool = False, sample_index: int = 0) -> AttendResult:
     """Generate one image for ``text`` and draw the paper's Figure 1 into ``out`` (PNG), with
     ``<out>.json`` (ranked words and scores per attention model) and, with ``word_maps``, every word's
     map under ``<out stem>_maps/`` (grey PNGs at the image size, and the raw maps in ``maps.npz``)."""
-    from .viz.attention import all_word_maps, attention_figure
-
     if top < 1:
         raise AttnGANError(f"--top must be >= 1, got {top}")
     out = Path(out)
@@ -346,12 +303,14 @@ def attend(bundle: Any, text: str, out: str | os.PathLike[str], top: int = 5, se
     cfg = bundle.config
     if cfg.generator.stages < 2:
         raise InputError(
-            f"checkpoint {getattr(bundle, 'path', '')}: a {cfg.generator.stages}-stage generator has no word "
+            f"checkpoint {bundle.path}: a {cfg.generator.stages}-stage generator has no word "
             "attention (attention models sit at stages 2 and above); use `attngan sample` for its images"
         )
-    cap = encode_caption(bundle.vocab, text, "caption", 0, getattr(cfg, "words", None))
+    cap = encode_caption(bundle.vocab, text, "caption", 0, cfg.words)
     z, eps = item_noise(seed, 0, sample_index, cfg.generator.z_dim, cfg.generator.condition_dim)
-    images, attn = generate(bundle, [cap], z[None], eps[None], precision)
+    ids, lengths = caption_batch([cap])
+    generated = generate(bundle, ids, lengths, z[None], eps[None], precision)
+    images, attn = generated.images, generated.attn
     stage_images = [im[0].cpu() for im in images]  # per stage (3, s, s)
     maps = [a[0, : len(cap.ids)].cpu() for a in attn]  # per attention model (T, h, w)
     fig = attention_figure(stage_images, maps, cap.words, top=top, caption=" ".join(cap.words))
@@ -362,7 +321,7 @@ def attend(bundle: Any, text: str, out: str | os.PathLike[str], top: int = 5, se
         "words": cap.words,
         "unknown": cap.unknown,
         "seed": seed,
-        "checkpoint": str(getattr(bundle, "path", "")),
+        "checkpoint": str(bundle.path or ""),
         "threshold": f"weights below 1/T set to 0 (equation 15), T = {len(cap.ids)} words",
         "attention": [
             {"model": k + 1, "stage": k + 2, "regions": [int(maps[k].shape[-2]), int(maps[k].shape[-1])],
@@ -382,8 +341,6 @@ def attend(bundle: Any, text: str, out: str | os.PathLike[str], top: int = 5, se
                 name = f"attn{k + 1}-w{i:02d}-{_safe(cap.words[i])}.png"
                 written.append(save_png((gray * 255).round().astype(np.uint8), mdir / name))
         npz = mdir / "maps.npz"
-        from .io import atomic_path
-
         with atomic_path(npz, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, words=np.array(cap.words), **{f"attn{k + 1}": m.numpy() for k, m in enumerate(maps)})

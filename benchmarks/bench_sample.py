@@ -27,17 +27,17 @@ sys.path.insert(0, str(REPO))
 from attngan_cli.config import TextEncoderConfig, make_train_config  # noqa: E402
 from attngan_cli.data.vocab import Vocabulary  # noqa: E402
 from attngan_cli.device import resolve_device  # noqa: E402
+from attngan_cli.inference import GeneratorBundle, generate  # noqa: E402
 from attngan_cli.models.generator import Generator  # noqa: E402
 from attngan_cli.models.text_encoder import TextEncoder  # noqa: E402
 from attngan_cli.sample import (  # noqa: E402
     CaptionSource,
     SampleSettings,
+    caption_batch,
     encode_caption,
-    generate,
     item_noise,
     sample_to_dir,
 )
-from attngan_cli.train.gan import GeneratorBundle  # noqa: E402
 
 CAPTIONS = [line.strip() for line in (REPO / "examples" / "bird_captions.txt").read_text().splitlines() if line.strip()]
 CUB_VOCAB_SIZE = 5450  # the official CUB captions.pickle
@@ -90,9 +90,10 @@ def main() -> None:
     caps = [encode_caption(bundle.vocab, CAPTIONS[i % len(CAPTIONS)], f"c{i}", i, warn=False) for i in range(args.batch)]
     noise = [item_noise(0, i, 0, g.z_dim, g.condition_dim) for i in range(args.batch)]
     z, eps = torch.stack([a for a, _ in noise]), torch.stack([b for _, b in noise])
+    ids, lengths = caption_batch(caps)
     for prec in args.precision:
-        lat = timed(lambda prec=prec: generate(bundle, caps[:1], z[:1], eps[:1], prec), device, args.repeats)
-        bt = timed(lambda prec=prec: generate(bundle, caps, z, eps, prec), device, args.repeats)
+        lat = timed(lambda prec=prec: generate(bundle, ids[:1], lengths[:1], z[:1], eps[:1], prec), device, args.repeats)
+        bt = timed(lambda prec=prec: generate(bundle, ids, lengths, z, eps, prec), device, args.repeats)
         line = (f"{prec}: latency (1 caption, 3 stages) {lat * 1000:.1f} ms | batch {args.batch}: "
                 f"{bt:.3f} s/batch = {args.batch / bt:.1f} images/s (generation only)")
         if not args.no_files:

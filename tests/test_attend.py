@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from attngan_cli.cli import app
 from attngan_cli.errors import InputError
-from attngan_cli.sample import attend, encode_caption, generate, item_noise, load_bundle
+from attngan_cli.inference import generate, load_generator
+from attngan_cli.sample import attend, caption_batch, encode_caption, item_noise
 from attngan_cli.viz.attention import rank_words
 
 runner = CliRunner()
@@ -48,11 +49,11 @@ def test_cli_figure_json_and_word_maps(tmp_path, ckpt) -> None:
 
 
 def test_json_is_the_real_top_k_of_the_models_maps(tmp_path, ckpt) -> None:
-    bundle = load_bundle(ckpt)
+    bundle = load_generator(ckpt, need_vocab=True)
     res = attend(bundle, CAPTION, tmp_path / "a.png", top=3, seed=5)
     cap = encode_caption(bundle.vocab, CAPTION, "c")
     z, eps = item_noise(5, 0, 0, bundle.config.generator.z_dim, bundle.config.generator.condition_dim)
-    _, attn = generate(bundle, [cap], z[None], eps[None])
+    attn = generate(bundle, *caption_batch([cap]), z[None], eps[None]).attn
     for k, a in enumerate(attn):
         a = a[0]  # (T, h, w)
         assert torch.allclose(a.sum(0), torch.ones(a.shape[1:]), atol=1e-4)  # softmax over words per region
@@ -64,7 +65,7 @@ def test_json_is_the_real_top_k_of_the_models_maps(tmp_path, ckpt) -> None:
 
 
 def test_same_seed_same_figure(tmp_path, ckpt) -> None:
-    bundle = load_bundle(ckpt)
+    bundle = load_generator(ckpt, need_vocab=True)
     a = attend(bundle, CAPTION, tmp_path / "a.png", seed=1)
     b = attend(bundle, CAPTION, tmp_path / "b.png", seed=1)
     assert np.array_equal(np.asarray(Image.open(a.figure)), np.asarray(Image.open(b.figure)))
@@ -72,7 +73,7 @@ def test_same_seed_same_figure(tmp_path, ckpt) -> None:
 
 
 def test_bad_inputs(tmp_path, ckpt) -> None:
-    bundle = load_bundle(ckpt)
+    bundle = load_generator(ckpt, need_vocab=True)
     with pytest.raises(InputError, match="no words"):
         attend(bundle, "!!!", tmp_path / "x.png")
     with pytest.raises(InputError, match="zebra"):

@@ -100,7 +100,7 @@ def test_compact_encoder_versions():
 
 def test_compact_checkpoint_of_version_0_1_loads_as_version_1():
     from attngan_cli.config import to_dict
-    from attngan_cli.models.damsm import config_from_checkpoint
+    from attngan_cli.inference import damsm_config as config_from_checkpoint
 
     cfg = to_dict(PretrainConfig(image=ImageEncoderConfig(backbone="compact", image_size=32, width=4)))
     assert config_from_checkpoint(cfg).image.compact_version == 2
@@ -297,7 +297,7 @@ def test_damsm_checkpoint_round_trip(tmp_path):
     pytest.importorskip("attngan_cli.data.vocab")
     from attngan_cli.checkpoints import Checkpoint, save_checkpoint
     from attngan_cli.config import to_dict
-    from attngan_cli.models.damsm import load_damsm
+    from attngan_cli.inference import load_damsm
 
     cfg = PretrainConfig(text=TextEncoderConfig(vocab_size=30),
                          image=ImageEncoderConfig(backbone="compact", image_size=32, width=4))

@@ -20,13 +20,19 @@ from attngan_cli.checkpoints import (
 from attngan_cli.config import (
     PRESETS,
     GeneratorConfig,
+    Preset,
     PretrainConfig,
     TrainConfig,
     apply_overrides,
+    build_preset,
+    default_image_size,
     diff,
     from_dict,
+    get_preset,
     make_pretrain_config,
     make_train_config,
+    preset_names,
+    preset_value,
     to_dict,
 )
 from attngan_cli.device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
@@ -37,7 +43,7 @@ from attngan_cli.rundir import RunDir
 
 
 # ---------------------------------------------------------------- config
-@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("preset", preset_names())
 def test_config_round_trip_through_json(preset: str) -> None:
     for make, cls in ((make_train_config, TrainConfig), (make_pretrain_config, PretrainConfig)):
         cfg = make(preset)
@@ -80,7 +86,67 @@ def test_overrides_apply_and_unknown_fields_are_named() -> None:
 
 def test_image_sizes_follow_stages() -> None:
     assert GeneratorConfig(stages=4, base_size=64).image_sizes == [64, 128, 256, 512]
-    assert make_train_config("shapes").generator.image_sizes[0] == PRESETS["shapes"]["generator"]["base_size"]
+    assert make_train_config("shapes").generator.image_sizes[0] == get_preset("shapes").train.generator.base_size
+
+
+def test_presets_are_typed_and_share_caption_length_and_damsm() -> None:
+    assert preset_names() == ["bird", "coco", "shapes"]
+    for name in preset_names():
+        p = get_preset(name)
+        assert isinstance(p, Preset) and p.name == name == p.train.preset == p.pretrain.preset
+        assert p.train == make_train_config(name) and p.pretrain == make_pretrain_config(name)
+        assert p.pretrain.text.words == p.train.words and p.pretrain.damsm == p.train.damsm
+        assert p.pretrain.image.image_size == default_image_size(p.pretrain.image.backbone)
+    assert [preset_value(n, "dataset_kind") for n in preset_names()] == ["cub", "coco", "shapes"]
+    assert [preset_value(n, "captions_per_image") for n in preset_names()] == [10, 5, 5]
+    shapes = make_pretrain_config("shapes")
+    assert (shapes.image.backbone, shapes.image.image_size, shapes.image.width, shapes.group_by) == (
+        "compact", 64, 16, ["bg_color", "color"])
+    get_preset("bird").train.generator.ngf = 1  # a copy: the preset itself does not change
+    assert make_train_config("bird").generator.ngf == 32
+    with pytest.raises(AttnGANError, match="no value 'words'"):
+        preset_value("bird", "words")
+
+
+def _definition(**changes) -> dict:
+    definition = json.loads(json.dumps(PRESETS["shapes"]))
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        section = definition
+        for part in parents:
+            section = section.setdefault(part, {})
+        section[last] = value
+    return definition
+
+
+def test_a_misspelled_preset_key_is_an_error_naming_it() -> None:
+    assert build_preset("shapes", _definition()) == get_preset("shapes")
+    with pytest.raises(ConfigMismatchError, match=r"presets\.x\.lamda_damsm"):
+        build_preset("x", _definition(lamda_damsm=1.0))
+    with pytest.raises(ConfigMismatchError, match=r"presets\.x\.generator\.ngff"):
+        build_preset("x", _definition(generator__ngff=8))
+    with pytest.raises(ConfigMismatchError, match=r"presets\.x\.pretrain\.image\.widht"):
+        build_preset("x", _definition(pretrain__image__widht=8))
+    with pytest.raises(ConfigMismatchError, match=r"presets\.x\.captions_per_image: expected int"):
+        build_preset("x", _definition(captions_per_image="five"))
+    with pytest.raises(AttnGANError, match="generator.stages must be"):  # range checks too
+        build_preset("x", _definition(generator__stages=9))
+    # the values both jobs share are set once, at the top level
+    with pytest.raises(ConfigMismatchError, match=r"pretrain: damsm is shared with training"):
+        build_preset("x", _definition(pretrain__damsm={"gamma1": 1.0}))
+    with pytest.raises(ConfigMismatchError, match=r"pretrain: text\.words is shared with training"):
+        build_preset("x", _definition(pretrain__text__words=5))
+
+
+def test_image_size_follows_the_backbone() -> None:
+    assert (default_image_size("inception-v3"), default_image_size("compact")) == (299, 64)
+    with pytest.raises(AttnGANError, match="got 'resnet'"):
+        default_image_size("resnet")
+    with pytest.raises(AttnGANError, match="got 'resnet'"):
+        make_pretrain_config("shapes", {"image.backbone": "resnet"})
+    # a definition without an image size gets its backbone's; one with a size keeps it
+    assert build_preset("x", _definition(pretrain__image__backbone="inception-v3")).pretrain.image.image_size == 299
+    assert build_preset("x", _definition(pretrain__image__image_size=32)).pretrain.image.image_size == 32
 
 
 # ---------------------------------------------------------------- checkpoints

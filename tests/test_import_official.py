@@ -330,7 +330,7 @@ def test_image_encoder_imported(official_files: dict, tmp_path: Path) -> None:
     into damsm.pt with the frozen Inception layers, so no separate Inception file is needed."""
     from torchvision.models import inception_v3
 
-    from attngan_cli.models.damsm import load_damsm
+    from attngan_cli.inference import load_damsm
 
     net = inception_v3(weights=None, aux_logits=False, init_weights=False)
     layers = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "Mixed_5b",

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from attngan_cli.cli import app
 from attngan_cli.config import make_pretrain_config
-from attngan_cli.errors import InputError
+from attngan_cli.errors import InputError, TrainingAborted
 from attngan_cli.io import read_jsonl
 from attngan_cli.rundir import RunDir
 
@@ -32,7 +32,7 @@ def _invoke(args):
 
 
 def test_pretrain_cli_run_dir_and_resume(shapes_small, tmp_path):
-    from attngan_cli.models.damsm import load_damsm
+    from attngan_cli.inference import load_damsm
 
     runs = tmp_path / "runs"
     common = [str(shapes_small), "--preset", "shapes", "--batch-size", "16", "--runs", str(runs),
@@ -131,3 +131,82 @@ def test_pretrain_inception_cached_features(shapes_small, tmp_path):
     state = load_checkpoint(final, kind="damsm").state["image_encoder"]
     for k in ("Conv2d_1a_3x3.conv.weight", "Mixed_6e.branch1x1.bn.running_mean", "Mixed_7c.branch_pool.conv.weight"):
         assert torch.equal(state[k], sd[k]), k
+
+
+# --------------------------------------------------------------------------------------------------
+# Pretraining runs on the shared loop: exact resume, Ctrl-C, NaN stop
+# --------------------------------------------------------------------------------------------------
+def _tiny_pretrain_cfg(data, **over):
+    values = {"dataset": str(data), "epochs": 2, "batch_size": 16, "image.width": 8, "image.image_size": 32,
+              "device": "cpu", "snapshot_every": 1, "seed": 5}
+    values.update(over)
+    return make_pretrain_config("shapes", values)
+
+
+class _Losses:
+    def __init__(self, at=None):
+        self.losses, self.at = {}, at or {}
+
+    def __call__(self, info):
+        self.losses[info.step] = dict(info.losses)
+        if info.step in self.at:
+            self.at[info.step](info)
+
+
+def test_pretrain_resume_repeats_the_uninterrupted_run(shapes_small, tmp_path):
+    """48 images in batches of 16: 3 steps per epoch. Stopped after step 4 (mid-epoch 2) and resumed from
+    the run directory, the next losses are the uninterrupted run's, to the bit; so are the final weights."""
+    from attngan_cli.checkpoints import load_checkpoint
+    from attngan_cli.train.pretrain import pretrain
+
+    cfg = _tiny_pretrain_cfg(shapes_small)
+    full = _Losses()
+    final_a = pretrain(cfg, RunDir.create(tmp_path, "a", "pretrain"), callbacks=[full])
+    assert sorted(full.losses) == [1, 2, 3, 4, 5, 6]
+    part = _Losses()
+    run_b = RunDir.create(tmp_path, "b", "pretrain")
+    with pytest.raises(TrainingAborted, match="step 4"):
+        pretrain(_tiny_pretrain_cfg(shapes_small), run_b, callbacks=[part], abort=lambda: max(part.losses) >= 4)
+    ck = load_checkpoint(run_b.file("interrupted.pt"), kind="damsm")
+    assert (ck.step, ck.epoch, ck.extra["batch_in_epoch"]) == (4, 1, 1)
+    rest = _Losses()
+    final_c = pretrain(_tiny_pretrain_cfg(shapes_small), RunDir.create(tmp_path, "c", "pretrain"),
+                       resume=run_b.path, callbacks=[rest])
+    assert sorted(rest.losses) == [5, 6]
+    for s in (5, 6):
+        assert rest.losses[s] == full.losses[s], s
+    a, c = load_checkpoint(final_a, kind="damsm"), load_checkpoint(final_c, kind="damsm")
+    for part_name in ("text_encoder", "image_encoder"):
+        for k, v in a.state[part_name].items():
+            assert torch.equal(v, c.state[part_name][k]), (part_name, k)
+
+
+def test_pretrain_sigint_and_nan_keep_a_good_checkpoint(shapes_small, tmp_path):
+    import math
+    import os
+    import signal
+
+    from attngan_cli.checkpoints import load_checkpoint
+    from attngan_cli.train.pretrain import pretrain
+
+    # a real Ctrl-C after step 2: interrupted.pt at step 2, resumable
+    run = RunDir.create(tmp_path, "sig", "pretrain")
+    rec = _Losses({2: lambda info: os.kill(os.getpid(), signal.SIGINT)})
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_tiny_pretrain_cfg(shapes_small), run, callbacks=[rec])
+    assert sorted(rec.losses) == [1, 2]
+    assert load_checkpoint(run.file("interrupted.pt"), kind="damsm").step == 2
+    assert read_jsonl(run.file("stats.jsonl"))[-1]["end"] == "interrupted"
+
+    # a non-finite loss in epoch 2: stops, names checkpoint-1.pt, which holds finite weights
+    def poison(info):
+        with torch.no_grad():
+            for p in info.models.text.parameters():
+                p.fill_(float("nan"))
+
+    run = RunDir.create(tmp_path, "nan", "pretrain")
+    with pytest.raises(TrainingAborted, match=r"non-finite loss at step 5.*checkpoint-1\.pt"):
+        pretrain(_tiny_pretrain_cfg(shapes_small, epochs=3), run, callbacks=[_Losses({4: poison})])
+    assert not run.file("final.pt").exists()
+    ck = load_checkpoint(run.file("checkpoint-1.pt"), kind="damsm")
+    assert ck.step == 3 and all(math.isfinite(float(v.float().sum())) for v in ck.state["text_encoder"].values())

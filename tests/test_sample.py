@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from attngan_cli.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from attngan_cli.cli import app
 from attngan_cli.errors import CheckpointError, InputError
-from attngan_cli.sample import CaptionSource, SampleSettings, encode_caption, load_bundle, sample_to_dir
+from attngan_cli.inference import load_generator
+from attngan_cli.sample import CaptionSource, SampleSettings, encode_caption, sample_to_dir
 
 runner = CliRunner()
 
@@ -27,7 +28,7 @@ def ckpt3(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundle3(ckpt3):
-    return load_bundle(ckpt3, "cpu")
+    return load_generator(ckpt3, "cpu", need_vocab=True)
 
 
 @pytest.fixture
@@ -165,17 +166,17 @@ def test_wrong_checkpoint_kind_and_version(tmp_path, ckpt3) -> None:
     enc = save_checkpoint(Checkpoint(kind="damsm", config={}, state={"text_encoder": {}, "image_encoder": {}},
                                      vocab=ck.vocab), tmp_path / "damsm.pt")
     with pytest.raises(CheckpointError, match="'damsm' checkpoint"):
-        load_bundle(enc)
+        load_generator(enc, need_vocab=True)
     r = runner.invoke(app, ["sample", "red bird", "-c", str(enc), "-o", str(tmp_path / "o")])
     assert r.exit_code == 1 and "damsm" in r.output and "Traceback" not in r.output
     future = Checkpoint(kind="generator", config=ck.config, state=ck.state, vocab=ck.vocab, extra=ck.extra,
                         format_version=99)
     save_checkpoint(future, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="format version 99"):
-        load_bundle(tmp_path / "future.pt")
+        load_generator(tmp_path / "future.pt", need_vocab=True)
     torch.save({"w": torch.zeros(1)}, tmp_path / "bare.pt")
     with pytest.raises(CheckpointError, match="not an attngan checkpoint"):
-        load_bundle(tmp_path / "bare.pt")
+        load_generator(tmp_path / "bare.pt", need_vocab=True)
 
 
 def test_many_warnings_are_summarised(bundle3, attngan_log) -> None:

@@ -40,8 +40,9 @@ def _run(runner: CliRunner, args: list[str]) -> str:
     pytest.param(16, 300, 0.5, marks=pytest.mark.slow),
 ])
 def test_prep_pretrain_train_end_to_end(tmp_path, ngf, steps, max_ratio):
+    from attngan_cli.inference import GeneratorBundle, generate, load_generator
     from attngan_cli.models.generator import Generator
-    from attngan_cli.train.gan import fixed_samples, generate, load_generator, open_datasets
+    from attngan_cli.train.gan import fixed_samples, open_datasets
 
     runner = CliRunner()
     data = tmp_path / "shapes.h5"
@@ -69,8 +70,9 @@ def test_prep_pretrain_train_end_to_end(tmp_path, ngf, steps, max_ratio):
     s = fixed_samples(test_ds, cfg, n=16)
     torch.manual_seed(0)
     untrained = Generator(cfg.generator)
-    before = colour_stats(generate(untrained, bundle.text_encoder, s, torch.device("cpu"))[-1])
-    after = colour_stats(generate(bundle.generator, bundle.text_encoder, s, torch.device("cpu"))[-1])
+    untrained_bundle = GeneratorBundle(untrained, bundle.text_encoder, bundle.vocab, cfg)
+    before = colour_stats(generate(untrained_bundle, s.captions, s.lengths, s.noise).images[-1])
+    after = colour_stats(generate(bundle, s.captions, s.lengths, s.noise).images[-1])
     target = colour_stats(real)
     d_before, d_after = (before - target).abs().sum(), (after - target).abs().sum()
     assert d_after < max_ratio * d_before, (before, after, target)

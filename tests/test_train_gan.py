@@ -16,16 +16,10 @@ from typer.testing import CliRunner
 from attngan_cli.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from attngan_cli.config import make_pretrain_config, make_train_config, to_dict
 from attngan_cli.errors import ConfigMismatchError, TrainingAborted
+from attngan_cli.inference import GeneratorBundle, embed_captions, load_generator
 from attngan_cli.io import read_jsonl
 from attngan_cli.rundir import RunDir
-from attngan_cli.train.gan import (
-    GeneratorBundle,
-    build_models,
-    load_generator,
-    open_datasets,
-    train_gan,
-    train_step,
-)
+from attngan_cli.train.gan import build_models, open_datasets, train_gan, train_step
 from attngan_cli.train.gan_loss import DiscriminatorLoss, GeneratorLoss
 
 
@@ -41,7 +35,7 @@ def one_thread():
 
 def make_damsm(path: Path, words: list[str], seed: int = 0) -> Path:
     """A DAMSM checkpoint with random compact encoders for ``words`` (no pretraining needed)."""
-    from attngan_cli.models.damsm import build_encoders
+    from attngan_cli.inference import build_encoders
 
     torch.manual_seed(seed)
     pc = make_pretrain_config("shapes", {"image.image_size": 32, "image.width": 8, "text.vocab_size": len(words)})
@@ -75,7 +69,7 @@ class Recorder:
 
 
 def test_gradients_reach_generator_and_discriminators(shapes_h5, damsm_path):
-    from attngan_cli.models.damsm import load_damsm
+    from attngan_cli.inference import load_damsm
 
     cfg = tiny_cfg(shapes_h5, damsm_path)
     damsm = load_damsm(damsm_path)
@@ -98,8 +92,6 @@ def test_gradients_reach_generator_and_discriminators(shapes_h5, damsm_path):
     assert all(p.grad is None for p in damsm.image_encoder.parameters())
     # the DAMSM term alone reaches G's last stage (through the frozen image encoder)
     m.G.zero_grad(set_to_none=True)
-    from attngan_cli.train.gan import embed_captions
-
     words_emb, sent_emb, mask = embed_captions(damsm.text_encoder, batch["caption"], batch["length"])
     out = m.G(torch.randn(cfg.batch_size, 100), sent_emb, words_emb, mask)
     w, s = GeneratorLoss(1.0, 0.0, cfg.damsm, damsm.image_encoder).damsm_terms(

@@ -40,12 +40,12 @@ def attend(
     """
     from ..device import resolve_device
     from ..errors import InputError
+    from ..inference import load_generator
     from ..sample import attend as draw
-    from ..sample import load_bundle
 
     if caption is None:
         raise InputError("no caption given: attngan attend \"a caption\" -c CHECKPOINT")
-    bundle = load_bundle(checkpoint, resolve_device(device))
+    bundle = load_generator(checkpoint, resolve_device(device), need_vocab=True)
     res = draw(bundle, caption, out, top=top, seed=seed, precision=precision, word_maps=word_maps)
     for k, ranked in enumerate(res.rankings):
         log.info("attention %d: %s", k + 1, ", ".join(f"{w['index']}:{w['word']} ({w['score']:.3g})" for w in ranked[:top]))

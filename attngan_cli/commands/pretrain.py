@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ..console import is_quiet, stdout
+from ..progress import NullProgress
+from ..rundir import RunDir
 from .common import command, progress
 from .options import Device, InceptionWeights, Precision, Quiet, Resume, RunsRoot, Seed, Workers
 
@@ -56,47 +59,26 @@ def pretrain(
 
       attngan pretrain data/cub.h5 --resume runs/00003-cub-pretrain
     """
-    from ..config import make_pretrain_config
-    from ..console import is_quiet, stdout
-    from ..data.h5 import read_info
-    from ..device import autocast, resolve_device
-    from ..progress import NullProgress
-    from ..rundir import RunDir
+    # settings and the loop import torch (seconds): only when the command runs, so the CLI starts fast
+    from ..settings import resolve_pretrain
     from ..train.pretrain import pretrain as run_pretrain
 
-    info = read_info(data)
-    if not preset:
-        preset = "shapes" if info.source == "shapes" else ("coco" if info.source == "coco" else "bird")
     overrides = {
-        "dataset": str(data), "image.backbone": image_encoder, "epochs": epochs, "batch_size": batch_size,
-        "lr": lr, "snapshot_every": snapshot_every, "max_minutes": max_minutes, "precision": precision, "cache_features": cache_features,
-        "device": device, "seed": seed, "workers": workers, "text.vocab_size": len(info.vocab),
+        "image.backbone": image_encoder, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "snapshot_every": snapshot_every, "max_minutes": max_minutes, "precision": precision,
+        "cache_features": cache_features, "device": device, "seed": seed, "workers": workers,
+        "group_by": _group_by_names(group_by),
     }
-    if group_by is not None:
-        names = [] if group_by.strip().lower() in ("", "none") else [n.strip() for n in group_by.split(",")]
-        info.check_attributes(names, what="--group-by:")
-        overrides["group_by"] = names
-    elif cache_features:
-        overrides["group_by"] = []  # cached features come in fixed random batches
-    preset_backbone = make_pretrain_config(preset).image.backbone
-    if image_encoder == "inception-v3" and preset_backbone != "inception-v3":
-        overrides["image.image_size"] = 299
-    elif image_encoder == "compact" and preset_backbone != "compact":
-        overrides["image.image_size"] = 64
-    cfg = make_pretrain_config(preset, overrides)
-    # fail before creating a run directory on what can be checked cheaply
-    autocast(resolve_device(cfg.device), cfg.precision)
-    if cfg.image.backbone == "inception-v3" and resume is None and (inception_weights is None or not inception_weights.is_file()):
-        load_inception_weights_check(inception_weights)
+    settings = resolve_pretrain(data, preset=preset or None, overrides=overrides, resume=resume,
+                                inception_weights=inception_weights)
     run = RunDir.create(runs, data.stem, "pretrain")
-    final = run_pretrain(cfg, run, progress=NullProgress() if is_quiet() else progress(), resume=resume,
-                         inception_weights=inception_weights)
+    final = run_pretrain(settings.config, run, progress=NullProgress() if is_quiet() else progress(),
+                         resume=settings.resume, inception_weights=inception_weights)
     stdout.print(str(final), highlight=False, soft_wrap=True)
 
 
-def load_inception_weights_check(path: Path | None) -> None:
-    """Raise the image encoder's clear error for a missing ``--inception-weights`` file."""
-    from ..config import ImageEncoderConfig
-    from ..models.image_encoder import ImageEncoder, load_inception_weights
-
-    load_inception_weights(ImageEncoder(ImageEncoderConfig(backbone="inception-v3")), path)
+def _group_by_names(option: str | None) -> list[str] | None:
+    """The attribute names of ``--group-by`` (comma-separated; empty or 'none': no grouping); None when not given."""
+    if option is None:
+        return None
+    return [] if option.strip().lower() in ("", "none") else [name.strip() for name in option.split(",")]

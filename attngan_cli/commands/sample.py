@@ -46,12 +46,13 @@ def sample(
       attngan sample "a red square on a blue background" -c runs/00001-shapes-train --stage last -o out/
     """
     from ..device import resolve_device
-    from ..sample import CaptionSource, SampleSettings, load_bundle, sample_to_dir
+    from ..inference import load_generator
+    from ..sample import CaptionSource, SampleSettings, sample_to_dir
 
     settings = SampleSettings(n=n, seed=seed, stage=stage, grid=grid, batch_size=batch_size, precision=precision)
     settings.validate()
     source = CaptionSource(captions or [], captions_file)
-    bundle = load_bundle(checkpoint, resolve_device(device))
+    bundle = load_generator(checkpoint, resolve_device(device), need_vocab=True)
     count = 0
     for path in sample_to_dir(bundle, source, out, settings, progress=None if quiet else progress()):
         typer.echo(str(path))

@@ -1,4 +1,4 @@
-"""`attngan train`: train the attentional generator and its discriminators (issue 5)."""
+"""`attngan train`: train the attentional generator and its discriminators (paper section 3.1)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import TrainConfig, apply_overrides, from_dict, make_train_config
-from ..errors import InputError
+from ..rundir import RunDir
 from .common import command, progress
 from .options import Device, Precision, Quiet, Resume, RunsRoot, Seed, Workers
 
 
-def _overrides(**kw: Any) -> dict[str, Any]:
-    names = {"stages": "generator.stages", "ngf": "generator.ngf", "ndf": "discriminator.ndf",
-             "lambda_": "lambda_damsm"}
-    return {names.get(k, k): v for k, v in kw.items() if v is not None}
+def _overrides(**options: Any) -> dict[str, Any]:
+    """Config overrides (dotted keys) from the options given; an option's name is its key unless listed."""
+    config_keys = {"stages": "generator.stages", "ngf": "generator.ngf", "ndf": "discriminator.ndf",
+                   "lambda_": "lambda_damsm"}
+    return {config_keys.get(k, k): v for k, v in options.items() if v is not None}
 
 
 @command
@@ -69,37 +69,18 @@ def train(
 
       attngan train --resume runs/00002-shapes-train --epochs 40
     """
-    from ..checkpoints import load_checkpoint
-    from ..rundir import RunDir
-    from ..train.gan import KIND, resolve_checkpoint, train_gan
+    # settings and the loop import torch (seconds): only when the command runs, so the CLI starts fast
+    from ..settings import resolve_train
+    from ..train.gan import train_gan
 
     overrides = _overrides(
         stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
         channels_last=channels_last or None, compile=compile_ or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
-        dataset=str(data.resolve()) if data is not None else None,
-        encoders=str(encoders.resolve()) if encoders is not None else None,
     )
-    resume_path = None
-    if resume is not None:
-        resume_path = resolve_checkpoint(resume, for_resume=True)
-        ckpt = load_checkpoint(resume_path, kind=KIND)
-        cfg = apply_overrides(from_dict(TrainConfig, ckpt.config, where="checkpoint config"), overrides)
-    else:
-        if data is None:
-            raise InputError("give the prepared dataset (DATA.h5) to train on, or --resume a run")
-        if encoders is None:
-            raise InputError("give the pretrained DAMSM encoders with --encoders PRETRAIN_RUN_OR_CHECKPOINT")
-        if not preset:
-            from ..data.h5 import read_info
-
-            source = read_info(data).source
-            preset = source if source in ("shapes", "coco") else "bird"
-        cfg = make_train_config(preset, overrides)
-    if not Path(cfg.dataset).is_file():
-        raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
-    run = RunDir.create(runs, Path(cfg.dataset).stem, "train")
+    settings = resolve_train(data, encoders=encoders, preset=preset or None, overrides=overrides, resume=resume)
+    run = RunDir.create(runs, Path(settings.config.dataset).stem, "train")
     with progress() as bar:
-        final = train_gan(cfg, run, progress=bar, resume=resume_path)
+        final = train_gan(settings.config, run, progress=bar, resume=settings.resume)
     typer.echo(str(final))

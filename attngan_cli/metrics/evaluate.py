@@ -23,10 +23,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..checkpoints import vocab_sha256
+from ..data.dataset import TextImageDataset, pad_caption
+from ..data.h5 import open_h5
 from ..device import resolve_device, seed_everything
+from ..distributed import is_main_process
 from ..errors import AttnGANError, ConfigMismatchError, InputError
+from ..inference import DAMSMBundle, GeneratorBundle, generate, load_damsm, load_generator
 from ..io import append_jsonl, atomic_write_text
 from ..progress import NullProgress, Progress
 from .features import InceptionFeatures, images_to_uint8
@@ -175,13 +180,13 @@ class EvalContext:
     options: EvalOptions
     device: torch.device
     data: Path
-    dataset: Any  # TextImageDataset over the test split (no augmentation, generator-sized images)
+    dataset: TextImageDataset  # the test split (no augmentation, generator-sized images)
     image_size: int
     num_samples: int
     plan: SamplePlan
     progress: Progress
     inception: InceptionFeatures | None = None
-    damsm: Any = None  # DAMSMBundle
+    damsm: DAMSMBundle | None = None
     attribute_truth: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_test,) value index
     attribute_values: dict[str, list[str]] = field(default_factory=dict)
     fid_cache: Path | None = None
@@ -192,7 +197,7 @@ class EvalContext:
             self.inception = InceptionFeatures(self.options.inception_weights, self.device)
         return self.inception
 
-    def damsm_bundle(self) -> Any:
+    def damsm_bundle(self) -> DAMSMBundle:
         if self.damsm is None:
             raise AttnGANError("internal: the DAMSM encoders were not loaded")
         return self.damsm
@@ -202,8 +207,6 @@ class EvalContext:
         """DAMSM sentence vectors of every test caption, rows ``item * C + caption`` (M, D), on the CPU."""
         if "captions" in self._memo:
             return self._memo["captions"]
-        from ..data.dataset import pad_caption
-
         bundle = self.damsm_bundle()
         words = bundle.config.text.words
         ds = self.dataset
@@ -265,8 +268,6 @@ class EvalContext:
 
     def _fid_key(self, extractor_key: str) -> str:
         """A hash of the test images (their bytes, in order) + image size + extractor + protocol."""
-        from ..data.h5 import open_h5
-
         h = hashlib.sha256()
         rows = np.asarray(self.dataset.indices)
         with open_h5(self.data) as f:
@@ -278,44 +279,21 @@ class EvalContext:
 
 
 # -------------------------------------------------------------------------------------------- models
-def _load_generator(path: Path, device: torch.device, ema: bool) -> Any:
-    from ..train.gan import load_generator
-
-    return load_generator(path, device=device, ema=ema)
-
-
-def _damsm_path(bundle: Any, options: EvalOptions, checkpoint: Path) -> Path:
+def _damsm_path(bundle: GeneratorBundle, options: EvalOptions, checkpoint: Path) -> Path:
     if options.encoders is not None:
         return Path(options.encoders)
-    extra = getattr(bundle, "extra", None) or _checkpoint_meta(getattr(bundle, "path", None)).get("extra") or {}
-    named = extra.get("damsm_path") or getattr(getattr(bundle, "config", None), "encoders", "") or ""
+    named = bundle.extra.get("damsm_path") or bundle.config.encoders or ""
     if not named:
         raise InputError(f"R-precision needs the DAMSM encoders; checkpoint {checkpoint} names none: pass --encoders")
     p = Path(named)
     if not p.exists() and not p.is_absolute():
-        beside = Path(getattr(bundle, "path", None) or checkpoint).parent / p
+        beside = Path(bundle.path or checkpoint).parent / p
         if beside.exists():
             p = beside
     if not p.exists():
         raise InputError(f"R-precision needs the DAMSM encoders {named} named in checkpoint {checkpoint}, which does "
                          f"not exist here: pass --encoders PATH")
     return p
-
-
-def _checkpoint_meta(path: Path | None) -> dict[str, Any]:
-    """``step``, ``epoch`` and ``extra`` of a checkpoint file, read lazily (memory-mapped: the weights
-    are not loaded)."""
-    if path is None:
-        return {}
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - e.g. an old-format file: the caller falls back to the config
-        return {}
-    if not isinstance(payload, dict):
-        return {}
-    extra = payload.get("extra")
-    return {"step": payload.get("step"), "epoch": payload.get("epoch"),
-            "extra": extra if isinstance(extra, dict) else {}}
 
 
 def _check_vocab(words: list[str] | None, dataset_words: list[str], what: str, data: Path) -> None:
@@ -341,9 +319,6 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
              progress: Progress | None = None, abort: Callable[[], bool] | None = None) -> EvalResult:
     """Generate ``options.num_samples`` images from the test captions of ``data`` with the generator
     ``checkpoint`` (file or train run directory) and compute ``options.metrics``."""
-    from ..data.dataset import TextImageDataset, pad_caption
-    from ..data.h5 import open_h5
-
     t0 = time.time()
     progress = progress or NullProgress()
     checkpoint, data = Path(checkpoint), Path(data)
@@ -362,7 +337,7 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
     # Inception first: a missing weights file should fail before anything slow happens.
     inception = InceptionFeatures(options.inception_weights, device) if any(s.needs_inception for s in specs) else None
 
-    bundle = _load_generator(checkpoint, device, options.ema)
+    bundle = load_generator(checkpoint, device=device, ema=options.ema)
     gcfg = bundle.config.generator
     image_size = gcfg.image_sizes[-1]
     dataset = TextImageDataset(data, split="test", image_sizes=(image_size,), words=bundle.config.words,
@@ -373,8 +348,6 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
 
     damsm = None
     if any(s.needs_damsm for s in specs):
-        from ..models.damsm import load_damsm
-
         damsm = load_damsm(_damsm_path(bundle, options, checkpoint), device=device)
         _check_vocab(list(damsm.vocab.words) if damsm.vocab is not None else None, list(info.vocab.words),
                      f"DAMSM {damsm.path}", data)
@@ -425,12 +398,8 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
                     for i, c in zip(items, caps, strict=True)]
             lens = torch.tensor([t[1] for t in toks])
             tmax = int(lens.max())
-            captions = torch.stack([t[0][:tmax] for t in toks]).to(device)  # (B, T)
-            lens = lens.to(device)
-            words_emb, sent_emb = bundle.text_encoder(captions, lens)  # (B, D, T), (B, D)
-            mask = captions == 0  # (B, T), True = padding
-            out = bundle.generator(z_all[sl].to(device), sent_emb, words_emb, mask, ca_noise=eps_all[sl])
-            images = out.images[-1].float()  # (B, 3, S, S) in [-1, 1]
+            captions = torch.stack([t[0][:tmax] for t in toks])  # (B, T)
+            images = generate(bundle, captions, lens, z_all[sl], eps_all[sl]).images[-1]  # (B, 3, S, S) in [-1, 1]
             batch = GeneratedBatch(ctx, images, sl)
             for m in metrics.values():
                 m.update(batch)
@@ -441,24 +410,19 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
         atomic_write_text(save_dir / "index.jsonl", "".join(index_lines))
 
     results = {name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()}
-    meta = _checkpoint_meta(getattr(bundle, "path", None))
-    result = EvalResult(metrics=results, checkpoint=Path(getattr(bundle, "path", None) or checkpoint), data=data,
+    result = EvalResult(metrics=results, checkpoint=Path(bundle.path or checkpoint), data=data,
                         num_samples=n, image_size=image_size, seed=options.seed, seconds=time.time() - t0,
-                        step=meta.get("step"), epoch=meta.get("epoch"), images_dir=save_dir, fid_cache=ctx.fid_cache)
+                        step=bundle.step, epoch=bundle.epoch, images_dir=save_dir, fid_cache=ctx.fid_cache)
     run = find_run_dir(checkpoint) if options.log_to_run else None
     if run is not None:
-        from ..distributed import is_main_process
-
         result.metrics_file = run / "metrics.jsonl"
         if is_main_process():
             append_jsonl(result.metrics_file, result.record())
     return result
 
 
-def _save_images(out: Path, batch: GeneratedBatch, start: int, dataset: Any, vocab_words: list[str],
+def _save_images(out: Path, batch: GeneratedBatch, start: int, dataset: TextImageDataset, vocab_words: list[str],
                  index_lines: list[str]) -> None:
-    from PIL import Image
-
     arr = batch.uint8().permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, 3)
     for j, (item, cap) in enumerate(zip(batch.items, batch.captions, strict=True)):
         name = f"{start + j:06d}.png"

@@ -6,6 +6,11 @@ retrieval in batches of 100 and R-precision (1 true vs up to 99 captions of othe
 ``stats.jsonl``; every ``snapshot_every`` epochs and at the end it saves a self-describing ``damsm``
 checkpoint and an attention-map image into the run directory.
 
+The loop (budgets, Ctrl-C, NaN abort, checkpoints, ``stats.jsonl``) is :mod:`attngan_cli.train.loop`;
+this module holds the DAMSM's own step, data order, evaluation and checkpoint. The data order of an
+epoch is a function of (seed, epoch), and the checkpoint holds the RNG states and the position in the
+epoch, so an interrupted pretraining resumes exactly.
+
 With the frozen Inception-v3 backbone, ``cache_features`` computes the Inception features of a fixed set
 of augmented views once (a float16 memory-mapped file in the run directory, deleted at the end) and trains
 the projections and the text encoder on those.
@@ -17,11 +22,13 @@ on those stored attributes, so that the other attributes (shape, size, position)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +36,33 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint, save_checkpoint
+from ..checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint
 from ..config import PretrainConfig, to_dict
+from ..data.dataset import TextImageDataset
 from ..data.sampling import GroupedBatchSampler, attribute_keys
 from ..device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
-from ..errors import AttnGANError, InputError, TrainingAborted
-from ..io import atomic_path
+from ..errors import AttnGANError, InputError
+from ..inference import DAMSM_KIND
 from ..losses import DAMSMLoss, DAMSMTerms
 from ..metrics.retrieval import r_precision, r_precision_hits, top1_retrieval
-from ..models.damsm import FINAL_NAME, KIND, resolve_damsm_path
 from ..models.image_encoder import ImageEncoder, load_inception_weights
 from ..models.text_encoder import TextEncoder
 from ..progress import NullProgress, Progress
-from ..rundir import RunDir
+from ..rundir import RunDir, resolve_checkpoint
+from ..settings import DAMSM_RESUME_FIELDS
+from ..viz.damsm_maps import damsm_attention_image
+from ..viz.grid import save_png
+from .loop import (
+    Callback,
+    Loop,
+    LoopState,
+    ProgressBar,
+    StatsLog,
+    StepInfo,
+    cpu_state,
+    epoch_batches,
+    make_loader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +70,6 @@ CACHE_VIEWS = 2  # augmented views per training image kept in the Inception feat
 RETRIEVAL_BATCH = 100  # top-1 retrieval is measured within batches of this many pairs
 RPREC_WRONG = 99  # mismatched captions per image for R-precision
 EVAL_MAX_ITEMS = 3000  # cap on test items evaluated per epoch
-RESUME_FIELDS = ["text.vocab_size", "text.word_dim", "text.embedding_dim", "image.backbone",
-                 "image.image_size", "image.width", "image.embedding_dim"]
 
 
 def load_size(cfg: PretrainConfig) -> int:
@@ -64,9 +83,7 @@ def lr_at(cfg: PretrainConfig, epoch: int) -> float:
     return cfg.lr * max(cfg.lr_decay ** epoch, cfg.min_lr_fraction)
 
 
-def open_datasets(cfg: PretrainConfig):
-    from ..data.dataset import TextImageDataset
-
+def open_datasets(cfg: PretrainConfig) -> tuple[TextImageDataset, TextImageDataset | None]:
     size = load_size(cfg)
     train = TextImageDataset(cfg.dataset, split="train", image_sizes=(size,), words=cfg.text.words, augment=True)
     if train.info.source == "shapes":
@@ -81,175 +98,190 @@ def open_datasets(cfg: PretrainConfig):
     return train, test
 
 
-def vocab_words(ds: Any) -> list[str]:
-    return list(ds.vocab.words)
+# --------------------------------------------------------------------------------------------------
+# The task the loop runs
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Encoders:
+    text: TextEncoder
+    image: ImageEncoder
+
+
+class PretrainTask:
+    """The DAMSM's part of the loop: batches (random, grouped or from the feature cache), the step with
+    the four matching terms, the per-epoch evaluation and the checkpoint."""
+
+    label, unit = "pretrain DAMSM", "batch"
+
+    def __init__(self, cfg: PretrainConfig, encoders: Encoders, opt: torch.optim.Optimizer,
+                 train_ds: TextImageDataset, test_ds: TextImageDataset | None, device: torch.device,
+                 batch_size: int, cache: FeatureCache | None, group_keys: np.ndarray | None) -> None:
+        self.cfg, self.models, self.opt, self.device = cfg, encoders, opt, device
+        self.train_ds, self.test_ds = train_ds, test_ds
+        self.vocab_words = list(train_ds.vocab.words)
+        self.batch_size = batch_size
+        self.steps_per_epoch = len(train_ds) // batch_size
+        self.cache, self.group_keys = cache, group_keys
+        self.loss_fn = DAMSMLoss(cfg.damsm)
+        self.last_eval: dict[str, Any] | None = None
+        self.epoch_t0 = time.perf_counter()
+
+    def start_epoch(self, epoch: int) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.cfg, epoch)
+        self.models.text.train()
+        self.models.image.train()
+        self.epoch_t0 = time.perf_counter()
+
+    def batches(self, epoch: int, skip: int) -> Iterable[dict[str, Any]]:
+        cfg, ds, batch = self.cfg, self.train_ds, self.batch_size
+        if self.cache is not None:
+            return itertools.islice(self.cache.batches(batch, epoch, ds, cfg), skip, None)
+        if self.group_keys is not None:
+            order = list(GroupedBatchSampler(self.group_keys, batch, cfg.group_share, seed=cfg.seed, epoch=epoch))
+        else:
+            order = epoch_batches(len(ds), batch, cfg.seed, epoch)
+        return make_loader(ds, order[skip:], cfg.workers, cfg.seed * 1_000_003 + epoch, self.device)
+
+    def step(self, batch: dict[str, Any], state: LoopState) -> dict[str, float]:
+        enc = self.models
+        terms = damsm_terms(batch, enc.text, enc.image, self.loss_fn, self.cfg, self.device, self.cache is not None)
+        values = terms.items()
+        values["loss"] = float(terms.total.detach())
+        if not math.isfinite(values["loss"]):
+            return values  # the loop stops on it; the weights stay as they were
+        self.opt.zero_grad(set_to_none=True)
+        terms.total.backward()
+        torch.nn.utils.clip_grad_norm_(enc.text.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        return values
+
+    def end_epoch(self, state: LoopState, complete: bool) -> dict[str, Any]:
+        record: dict[str, Any] = {"lr": lr_at(self.cfg, state.epoch)}
+        ev = evaluate(self.models.text, self.models.image, self.test_ds, self.cfg, self.device, self.loss_fn)
+        record.update(ev["stats"])
+        record["time_s"] = time.perf_counter() - self.epoch_t0
+        self.last_eval = ev
+        log.info("epoch %d/%d%s  test %s  R-prec %s", state.epoch + 1, self.cfg.epochs, "" if complete else " (part)",
+                 _fmt(record.get("test_loss")), _fmt(record.get("rprec")))
+        return record
+
+    def checkpoint(self, state: LoopState) -> Checkpoint:
+        enc = self.models
+        return Checkpoint(kind=DAMSM_KIND, config=to_dict(self.cfg), vocab=self.vocab_words,
+                          state={"text_encoder": cpu_state(enc.text), "image_encoder": cpu_state(enc.image)},
+                          optim={"adam": self.opt.state_dict()}, epoch=state.epoch, step=state.step, rng=rng_state(),
+                          extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch})
+
+
+class AttentionImages(Callback):
+    """The word-region attention maps of the last evaluation beside each checkpoint:
+    ``attention-<epoch>.png`` with a periodic one, ``attention.png`` with ``final.pt``."""
+
+    def __init__(self, task: PretrainTask) -> None:
+        self.task = task
+
+    def on_checkpoint(self, loop: Loop, path: Path, kind: str) -> None:
+        if self.task.last_eval is None or kind == "interrupted":
+            return
+        name = "attention.png" if kind == "final" else f"attention-{loop.state.epoch}.png"
+        write_attention_image(self.task.last_eval, loop.run.file(name), self.task.train_ds)
 
 
 # --------------------------------------------------------------------------------------------------
-def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None, resume: str | os.PathLike[str] | None = None,
-             abort: Callable[[], bool] | None = None, inception_weights: str | os.PathLike[str] | None = None,
-             datasets: tuple[Any, Any] | None = None) -> Path:
+# Entry point
+# --------------------------------------------------------------------------------------------------
+def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
+             resume: Checkpoint | str | os.PathLike[str] | None = None, abort: Callable[[], bool] | None = None,
+             inception_weights: str | os.PathLike[str] | None = None,
+             datasets: tuple[TextImageDataset, TextImageDataset | None] | None = None,
+             callbacks: Sequence[Callback | Callable[[StepInfo], None]] = ()) -> Path:
     """Pretrain the DAMSM encoders; returns the final checkpoint path (``run/final.pt``).
 
-    ``datasets`` (train, test) replaces the HDF5 datasets named by ``cfg.dataset`` (for tests).
+    ``resume``: a loaded ``damsm`` checkpoint (from :func:`attngan_cli.settings.resolve_pretrain`), or a
+    checkpoint file or pretrain run directory. ``datasets`` (train, test) replaces the HDF5 datasets named
+    by ``cfg.dataset`` (for tests). Ctrl-C and ``abort`` save ``interrupted.pt``, as in ``train``.
     """
     progress = progress or NullProgress()
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     train_ds, test_ds = datasets if datasets is not None else open_datasets(cfg)
-    words = vocab_words(train_ds)
-    if cfg.text.vocab_size in (0, len(words)):
-        cfg.text.vocab_size = len(words)
+    vocab_words = list(train_ds.vocab.words)
+    if cfg.text.vocab_size in (0, len(vocab_words)):
+        cfg.text.vocab_size = len(vocab_words)
     else:
-        raise AttnGANError(f"text.vocab_size is {cfg.text.vocab_size} but the dataset's vocabulary has {len(words)} words")
+        raise AttnGANError(f"text.vocab_size is {cfg.text.vocab_size} but the dataset's vocabulary has "
+                           f"{len(vocab_words)} words")
     if len(train_ds) < 2:
         raise AttnGANError(f"{cfg.dataset}: the train split has {len(train_ds)} images; DAMSM needs at least 2")
+    if cfg.group_by and cfg.cache_features and cfg.image.backbone == "inception-v3":
+        raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
+                         "random batches); pass --group-by none")
 
-    text_enc = TextEncoder(cfg.text).to(device)
-    img_enc = ImageEncoder(cfg.image)
-    start_epoch = 0
-    ckpt: Checkpoint | None = None
-    if resume is not None:
-        ckpt = load_checkpoint(resolve_damsm_path(resume), kind=KIND)
-        check_checkpoint_config(ckpt, to_dict(cfg), RESUME_FIELDS)
-        check_vocab(ckpt, words, f"dataset {cfg.dataset}")
-        text_enc.load_state_dict(ckpt.state["text_encoder"])
-        img_enc.load_state_dict(ckpt.state["image_encoder"])
-        start_epoch = ckpt.epoch
-        log.info("resuming from %s (epoch %d)", ckpt.path, start_epoch)
-    elif img_enc.frozen_backbone:
-        load_inception_weights(img_enc, inception_weights)
-    img_enc.to(device)
+    ckpt = resume
+    if ckpt is not None and not isinstance(ckpt, Checkpoint):
+        ckpt = load_checkpoint(resolve_checkpoint(ckpt, for_resume=True, what="DAMSM checkpoint"), kind=DAMSM_KIND)
+    enc = Encoders(TextEncoder(cfg.text), ImageEncoder(cfg.image))
+    state = LoopState()
+    if ckpt is not None:
+        check_checkpoint_config(ckpt, to_dict(cfg), DAMSM_RESUME_FIELDS)
+        check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
+        enc.text.load_state_dict(ckpt.state["text_encoder"])
+        enc.image.load_state_dict(ckpt.state["image_encoder"])
+        state = LoopState(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batch_in_epoch", 0)))
+        log.info("resuming from %s (epoch %d, step %d)", ckpt.path, state.epoch, state.step)
+    elif enc.image.frozen_backbone:
+        load_inception_weights(enc.image, inception_weights)
+    enc.text.to(device)
+    enc.image.to(device)
 
-    params = list(text_enc.parameters()) + [p for p in img_enc.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr_at(cfg, start_epoch), betas=tuple(cfg.betas))
+    params = list(enc.text.parameters()) + [p for p in enc.image.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr_at(cfg, state.epoch), betas=tuple(cfg.betas))
     if ckpt is not None:
         if "adam" in ckpt.optim:
             opt.load_state_dict(ckpt.optim["adam"])
         if ckpt.rng is not None:
             set_rng_state(ckpt.rng)
-    loss_fn = DAMSMLoss(cfg.damsm)
     run.write_config(to_dict(cfg))
 
     batch = min(cfg.batch_size, len(train_ds))
-    if cfg.group_by and cfg.cache_features and img_enc.frozen_backbone:
-        raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
-                         "random batches); pass --group-by none")
     cache = None
     if cfg.cache_features:
-        if not img_enc.frozen_backbone:
+        if not enc.image.frozen_backbone:
             log.warning("--cache-features only applies to the frozen inception-v3 backbone; ignored for %s",
                         cfg.image.backbone)
         else:
-            cache = FeatureCache.build(img_enc, train_ds, cfg, device, run.file("feature-cache.npy"), progress, abort)
+            cache = FeatureCache.build(enc.image, train_ds, cfg, device, run.file("feature-cache.npy"), progress, abort)
     group_keys = None
     if cfg.group_by:
         if not hasattr(train_ds, "attribute_values"):
             raise InputError("--group-by needs a dataset with stored attributes (shapes data)")
         group_keys = attribute_keys([train_ds.attribute_values(name) for name in cfg.group_by])
-    steps = len(train_ds) // batch
-    state = {"epoch": start_epoch}
 
-    def snapshot(name: str, epoch: int) -> Path:
-        c = Checkpoint(kind=KIND, config=to_dict(cfg), vocab=words,
-                       state={"text_encoder": _cpu_state(text_enc), "image_encoder": _cpu_state(img_enc)},
-                       optim={"adam": opt.state_dict()}, epoch=epoch, step=epoch * steps, rng=rng_state(),
-                       extra={"dataset": str(cfg.dataset)})
-        return save_checkpoint(c, run.file(name))
-
-    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else float("inf")
+    task = PretrainTask(cfg, enc, opt, train_ds, test_ds, device, batch, cache, group_keys)
+    loop = Loop(task, run, state, epochs=cfg.epochs, max_minutes=cfg.max_minutes, snapshot_every=cfg.snapshot_every,
+                nan_hint="a lower --lr", progress=progress, abort=abort,
+                callbacks=[ProgressBar(lambda v: {"loss": v["loss"]}), StatsLog(every=0, prefix="train_"),
+                           AttentionImages(task), *callbacks])
     try:
-        with progress.task("pretrain DAMSM", total=(cfg.epochs - start_epoch) * steps, unit="batch") as bar:
-            for epoch in range(start_epoch, cfg.epochs):
-                lr = lr_at(cfg, epoch)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                t0 = time.perf_counter()
-                text_enc.train()
-                img_enc.train()
-                sums = {"w1": 0.0, "w2": 0.0, "s1": 0.0, "s2": 0.0}
-                n_batches = 0
-                if cache is not None:
-                    batches = cache.batches(batch, epoch, train_ds, cfg)
-                elif group_keys is not None:
-                    batches = _grouped_loader(train_ds, group_keys, batch, cfg, epoch)
-                else:
-                    batches = _loader(train_ds, batch, cfg, shuffle=True)
-                for b in batches:
-                    if abort is not None and abort():
-                        raise KeyboardInterrupt
-                    if time.monotonic() > deadline and n_batches > 0:
-                        break  # --max-minutes: finish this (partial) epoch with its evaluation, then stop
-                    terms = _step(b, text_enc, img_enc, loss_fn, cfg, device, cache is not None)
-                    loss = terms.total
-                    if not torch.isfinite(loss):
-                        raise TrainingAborted(f"non-finite DAMSM loss at epoch {epoch + 1}; the last good checkpoint "
-                                              f"in {run.path} is intact (try a lower --lr)")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(text_enc.parameters(), cfg.grad_clip)
-                    opt.step()
-                    for k, v in terms.items().items():
-                        sums[k] += v
-                    n_batches += 1
-                    bar.advance(1, epoch=epoch + 1, loss=float(loss.detach()))
-                train_time = time.perf_counter() - t0
-                record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
-                record.update({f"train_{k}": v / max(1, n_batches) for k, v in sums.items()})
-                record["train_images_per_s"] = n_batches * batch / max(train_time, 1e-9)
-                ev = evaluate(text_enc, img_enc, test_ds, cfg, device, loss_fn)
-                record.update(ev.pop("stats"))
-                record["time_s"] = time.perf_counter() - t0
-                run.log_stats(record)
-                state["epoch"] = epoch + 1
-                shown = {k: record[k] for k in ("rprec", "i2t_top1") if record.get(k) is not None}
-                bar.update(**shown)
-                log.info("epoch %d/%d  train %.3f  test %s  R-prec %s", epoch + 1, cfg.epochs,
-                         sum(record[f"train_{k}"] for k in sums), _fmt(record.get("test_loss")), _fmt(record.get("rprec")))
-                out_of_time = time.monotonic() > deadline
-                if out_of_time:
-                    log.info("stopping after %.1f minutes (--max-minutes) at epoch %d of %d",
-                             cfg.max_minutes, epoch + 1, cfg.epochs)
-                last = epoch + 1 == cfg.epochs or out_of_time
-                if (epoch + 1) % max(1, cfg.snapshot_every) == 0 and not last:
-                    snapshot(f"checkpoint-{epoch + 1}.pt", epoch + 1)
-                    write_attention_image(ev, run.file(f"attention-{epoch + 1}.png"), train_ds)
-                if last:
-                    write_attention_image(ev, run.file("attention.png"), train_ds)
-                    break
-    except KeyboardInterrupt:
-        if state["epoch"] > start_epoch:
-            p = snapshot(f"checkpoint-{state['epoch']}.pt", state["epoch"])
-            log.warning("stopped; saved %s (resume with --resume %s)", p, run.path)
-        if abort is not None and abort():
-            raise TrainingAborted(f"pretraining stopped at epoch {state['epoch']}; resume with --resume {run.path}") from None
-        raise
+        return loop.run_loop()
     finally:
         if cache is not None:
             cache.close()
-    return snapshot(FINAL_NAME, state["epoch"])
 
 
 def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def _cpu_state(m: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu") for k, v in m.state_dict().items()}
-
-
-def _loader(ds: Any, batch: int, cfg: PretrainConfig, shuffle: bool, drop_last: bool = True) -> DataLoader:
-    return DataLoader(ds, batch_size=batch, shuffle=shuffle, drop_last=drop_last, num_workers=cfg.workers,
+def _eval_loader(ds: torch.utils.data.Dataset, batch: int, cfg: PretrainConfig) -> DataLoader:
+    return DataLoader(ds, batch_size=batch, shuffle=False, drop_last=False, num_workers=cfg.workers,
                       persistent_workers=False)
 
 
-def _grouped_loader(ds: Any, keys: Any, batch: int, cfg: PretrainConfig, epoch: int) -> DataLoader:
-    sampler = GroupedBatchSampler(keys, batch, cfg.group_share, seed=cfg.seed, epoch=epoch)
-    return DataLoader(ds, batch_sampler=sampler, num_workers=cfg.workers, persistent_workers=False)
-
-
-def _step(b: dict[str, Any], text_enc: TextEncoder, img_enc: ImageEncoder, loss_fn: DAMSMLoss,
-          cfg: PretrainConfig, device: torch.device, cached: bool) -> DAMSMTerms:
+def damsm_terms(b: dict[str, Any], text_enc: TextEncoder, img_enc: ImageEncoder, loss_fn: DAMSMLoss,
+                cfg: PretrainConfig, device: torch.device, cached: bool) -> DAMSMTerms:
+    """The four DAMSM terms of one batch (images, or cached Inception features with ``cached``)."""
     caps = b["caption"].to(device)
     lens = torch.as_tensor(b["length"])
     cls = torch.as_tensor(b["class_id"]).to(device)
@@ -264,7 +296,7 @@ def _step(b: dict[str, Any], text_enc: TextEncoder, img_enc: ImageEncoder, loss_
 
 # --------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def encode_split(text_enc: TextEncoder, img_enc: ImageEncoder, ds: Any, cfg: PretrainConfig, device: torch.device,
+def encode_split(text_enc: TextEncoder, img_enc: ImageEncoder, ds: TextImageDataset, cfg: PretrainConfig, device: torch.device,
                  loss_fn: DAMSMLoss | None = None, max_items: int = EVAL_MAX_ITEMS) -> dict[str, Any]:
     """Global image and sentence features of (up to ``max_items``) items of ``ds`` in eval mode, the mean
     test loss terms per batch, and the first batch (for the attention figure)."""
@@ -277,7 +309,7 @@ def encode_split(text_enc: TextEncoder, img_enc: ImageEncoder, ds: Any, cfg: Pre
     sums = {"w1": 0.0, "w2": 0.0, "s1": 0.0, "s2": 0.0}
     nb = 0
     first = None
-    for b in _loader(sub, batch, cfg, shuffle=False, drop_last=False):
+    for b in _eval_loader(sub, batch, cfg):
         caps, lens = b["caption"].to(device), torch.as_tensor(b["length"])
         cls = torch.as_tensor(b["class_id"])
         with autocast(device, cfg.precision):
@@ -328,7 +360,7 @@ def retrieval_stats(img: torch.Tensor, txt: torch.Tensor, class_ids: torch.Tenso
     return stats
 
 
-def evaluate(text_enc: TextEncoder, img_enc: ImageEncoder, ds: Any, cfg: PretrainConfig, device: torch.device,
+def evaluate(text_enc: TextEncoder, img_enc: ImageEncoder, ds: TextImageDataset | None, cfg: PretrainConfig, device: torch.device,
              loss_fn: DAMSMLoss) -> dict[str, Any]:
     """Test losses and retrieval metrics; returns {"stats": {...}, "first": figure batch or None}."""
     stats: dict[str, Any] = {}
@@ -342,20 +374,15 @@ def evaluate(text_enc: TextEncoder, img_enc: ImageEncoder, ds: Any, cfg: Pretrai
     return {"stats": stats, "first": enc["first"]}
 
 
-def write_attention_image(ev: dict[str, Any], path: Path, ds: Any) -> Path | None:
+def write_attention_image(ev: dict[str, Any], path: Path, ds: TextImageDataset) -> Path | None:
     first = ev.get("first")
     if first is None:
         return None
-    from ..viz.damsm_maps import damsm_attention_image
-
     vocab = list(ds.vocab.words)
     words = []
     for cap, n in zip(first["caption"], first["length"], strict=True):
         words.append([vocab[int(t)] if int(t) < len(vocab) else "?" for t in cap[: int(n)]])
-    img = damsm_attention_image(first["images"], words, first["maps"])
-    with atomic_path(path, suffix=".png") as tmp:
-        img.save(tmp, format="PNG")
-    return path
+    return save_png(damsm_attention_image(first["images"], words, first["maps"]), path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,12 +409,8 @@ class FeatureCache:
         self.n_local = int(np.prod(local_shape))
 
     @classmethod
-    def build(cls, enc: ImageEncoder, ds: Any, cfg: PretrainConfig, device: torch.device, path: Path,
+    def build(cls, enc: ImageEncoder, ds: TextImageDataset, cfg: PretrainConfig, device: torch.device, path: Path,
               progress: Progress, abort: Callable[[], bool] | None, views: int = CACHE_VIEWS) -> FeatureCache:
-        try:
-            from ..data.dataset import TextImageDataset
-        except ImportError:  # pragma: no cover
-            TextImageDataset = None  # noqa: N806
         n = len(ds)
         size = load_size(cfg)
         augment = bool(getattr(ds, "augment", True))
@@ -396,7 +419,7 @@ class FeatureCache:
         big = size * 76 // 64 if augment else size
         plain = (TextImageDataset(cfg.dataset, split="train", image_sizes=(big,), words=cfg.text.words,
                                   augment=False, caption_index=0)
-                 if TextImageDataset is not None and isinstance(ds, TextImageDataset) else ds)
+                 if isinstance(ds, TextImageDataset) else ds)
         enc.eval()
         batch = max(1, min(cfg.batch_size, n))
         data = None
@@ -405,7 +428,7 @@ class FeatureCache:
             for v in range(views):
                 g = torch.Generator().manual_seed(cfg.seed * 1000 + v)
                 start = 0
-                for b in _loader(plain, batch, cfg, shuffle=False, drop_last=False):
+                for b in _eval_loader(plain, batch, cfg):
                     if abort is not None and abort():
                         raise KeyboardInterrupt
                     x = b["images"][0]
@@ -434,7 +457,8 @@ class FeatureCache:
         data.flush()
         return cls(path, data, views, local_shape)
 
-    def batches(self, batch: int, epoch: int, ds: Any, cfg: PretrainConfig):
+    def batches(self, batch: int, epoch: int, ds: TextImageDataset, cfg: PretrainConfig
+                ) -> Iterator[dict[str, torch.Tensor]]:
         """Training batches from the cache: shuffled items, a random view and caption per item."""
         n = self.data.shape[1]
         rng = np.random.default_rng([cfg.seed, epoch])

@@ -1,0 +1,178 @@
+"""Settings resolution: from what a user asks for (a dataset, a preset, overrides, a run to resume) to
+the config a training job runs with, checked before anything is written.
+
+The ``pretrain`` and ``train`` commands and the demo resolve their settings here and nowhere else, so
+they cannot disagree: the preset is chosen from the dataset (:func:`preset_for_source`), the image size
+follows the backbone (:func:`attngan_cli.config.default_image_size`), a checkpoint to resume is loaded
+once and checked against the config that continues it, and every check that needs no training (files
+exist, device and precision, attribute names, weight shapes, vocabulary) fails here, before a run
+directory is created.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint
+from .config import (
+    DEFAULT_PRESET,
+    ImageEncoderConfig,
+    PretrainConfig,
+    TrainConfig,
+    apply_overrides,
+    default_image_size,
+    from_dict,
+    get_preset,
+    make_pretrain_config,
+    make_train_config,
+    preset_names,
+    preset_value,
+    to_dict,
+)
+from .data.h5 import read_info
+from .device import autocast, resolve_device
+from .errors import InputError
+from .inference import DAMSM_KIND, GAN_KIND
+from .models.image_encoder import ImageEncoder, load_inception_weights
+from .rundir import resolve_checkpoint
+
+PathLike = str | os.PathLike[str]
+
+# Fields that must agree between a checkpoint and the config that resumes it: they set the weights' shapes.
+GAN_RESUME_FIELDS = [
+    "generator.stages", "generator.base_size", "generator.ngf", "generator.r_num", "generator.z_dim",
+    "generator.condition_dim", "generator.embedding_dim", "discriminator.ndf", "discriminator.embedding_dim",
+]
+DAMSM_RESUME_FIELDS = [
+    "text.vocab_size", "text.word_dim", "text.embedding_dim", "image.backbone", "image.image_size",
+    "image.width", "image.compact_version", "image.embedding_dim",
+]
+
+MISSING_ENCODERS = "give the pretrained DAMSM encoders with --encoders PRETRAIN_RUN_OR_CHECKPOINT"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    config: TrainConfig
+    resume: Checkpoint | None = None  # the loaded ``gan`` checkpoint to continue from
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    config: PretrainConfig
+    resume: Checkpoint | None = None  # the loaded ``damsm`` checkpoint to continue from
+
+
+def preset_for_source(source: str) -> str:
+    """The preset for data from ``source`` (:attr:`DatasetInfo.source`): the one whose ``dataset_kind``
+    it is (cub -> bird, coco -> coco, shapes -> shapes); data of any other source (a folder of images,
+    ...) gets :data:`attngan_cli.config.DEFAULT_PRESET`."""
+    for name in preset_names():
+        if preset_value(name, "dataset_kind") == source:
+            return name
+    return DEFAULT_PRESET
+
+
+def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, preset: str | None = None,
+                  overrides: dict[str, Any] | None = None, resume: PathLike | None = None) -> TrainSettings:
+    """The GAN training settings for ``data`` (a prepared HDF5 file) and the DAMSM ``encoders``.
+
+    A new run starts from ``preset`` (default: :func:`preset_for_source` of the data). With ``resume``
+    (a ``gan`` checkpoint or train run directory) the run starts from the checkpoint's config instead;
+    ``data`` and ``encoders`` are then optional and replace the checkpoint's when given, and an override
+    of a field that sets a weight shape (``GAN_RESUME_FIELDS``) is an error naming it. ``overrides`` are
+    dotted config keys (``None`` values are ignored); the dataset and encoder paths are stored absolute.
+    """
+    overrides = _own_overrides(overrides, ("dataset", "encoders"))
+    if data is not None:
+        overrides["dataset"] = str(Path(data).resolve())
+    if encoders is not None:
+        overrides["encoders"] = str(Path(encoders).resolve())
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resolve_checkpoint(resume, for_resume=True, what="GAN checkpoint"), kind=GAN_KIND)
+        saved = from_dict(TrainConfig, ckpt.config, where=f"checkpoint {ckpt.path}")
+        if preset and preset != saved.preset:
+            raise InputError(f"--preset {preset}: checkpoint {ckpt.path} continues a run of preset {saved.preset}; "
+                             "a resumed run keeps its settings (leave out --preset)")
+        cfg = apply_overrides(saved, overrides)
+        check_checkpoint_config(ckpt, to_dict(cfg), GAN_RESUME_FIELDS)
+    else:
+        if data is None:
+            raise InputError("give the prepared dataset (DATA.h5) to train on, or --resume a run")
+        if encoders is None:
+            raise InputError(MISSING_ENCODERS)
+        cfg = make_train_config(preset or preset_for_source(read_info(data).source), overrides)
+    if not Path(cfg.dataset).is_file():
+        raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
+    if not cfg.encoders:
+        raise InputError(MISSING_ENCODERS)
+    resolve_checkpoint(cfg.encoders, what="DAMSM checkpoint")  # a file, or a run directory holding one
+    autocast(resolve_device(cfg.device), cfg.precision)
+    if ckpt is not None:
+        check_vocab(ckpt, read_info(cfg.dataset).vocab.words, f"dataset {cfg.dataset}")
+    return TrainSettings(cfg, ckpt)
+
+
+def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: dict[str, Any] | None = None,
+                     resume: PathLike | None = None, inception_weights: PathLike | None = None) -> PretrainSettings:
+    """The DAMSM pretraining settings for ``data`` (a prepared HDF5 file).
+
+    The config starts from ``preset`` (default: :func:`preset_for_source` of the data) with dotted-key
+    ``overrides`` (``None`` values are ignored); the text encoder's vocabulary size comes from the data.
+    An ``image.backbone`` override other than the preset's brings its :func:`default_image_size` unless
+    ``image.image_size`` is overridden too. ``cache_features`` without a ``group_by`` override means
+    random batches (cached features come in fixed batches). With ``resume`` (a ``damsm`` checkpoint or
+    pretrain run directory) the checkpoint must agree on the weight shapes (``DAMSM_RESUME_FIELDS``) and
+    the vocabulary; without it, the inception-v3 backbone needs an existing ``inception_weights`` file.
+    """
+    overrides = _own_overrides(overrides, ("dataset", "text.vocab_size"))
+    info = read_info(data)
+    preset = preset or preset_for_source(info.source)
+    backbone = overrides.get("image.backbone")
+    if backbone is not None and backbone != get_preset(preset).pretrain.image.backbone \
+            and overrides.get("image.image_size") is None:
+        overrides["image.image_size"] = default_image_size(backbone)
+    overrides["dataset"] = str(Path(data).resolve())
+    overrides["text.vocab_size"] = len(info.vocab)
+    group_by_given = overrides.get("group_by") is not None
+    if overrides.get("cache_features") and not group_by_given:
+        overrides["group_by"] = []
+    cfg = make_pretrain_config(preset, overrides)
+
+    if group_by_given:
+        info.check_attributes(cfg.group_by, what="--group-by:")
+    else:
+        info.check_attributes(cfg.group_by, what=f"the {preset} preset groups batches by {', '.join(cfg.group_by)} "
+                                                 "(choose others with --group-by, or none), but")
+    if cfg.group_by and cfg.cache_features and cfg.image.backbone == "inception-v3":
+        raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
+                         "random batches); pass --group-by none")
+    autocast(resolve_device(cfg.device), cfg.precision)
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resolve_checkpoint(resume, for_resume=True, what="DAMSM checkpoint"), kind=DAMSM_KIND)
+        check_checkpoint_config(ckpt, to_dict(cfg), DAMSM_RESUME_FIELDS)
+        check_vocab(ckpt, info.vocab.words, f"dataset {data}")
+    elif cfg.image.backbone == "inception-v3":
+        _require_inception_weights(inception_weights)
+    return PretrainSettings(cfg, ckpt)
+
+
+def _own_overrides(overrides: dict[str, Any] | None, resolved_here: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``overrides`` to add to; the keys the resolver sets itself must not be in it."""
+    own = dict(overrides or {})
+    for key in resolved_here:
+        if own.get(key) is not None:
+            raise ValueError(f"override {key!r} is set from the arguments of the resolver, not as an override")
+    return own
+
+
+def _require_inception_weights(path: PathLike | None) -> None:
+    """Fail, with the image encoder's message and download hint, unless ``path`` is an existing file."""
+    if path is not None and Path(path).is_file():
+        return
+    load_inception_weights(ImageEncoder(ImageEncoderConfig(backbone="inception-v3")), path)

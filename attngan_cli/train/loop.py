@@ -1,0 +1,350 @@
+"""The training loop shared by ``pretrain`` and ``train`` (in the style of stylegan3's ``training_loop``).
+
+The loop owns what every training job needs: the position (:class:`LoopState`), epochs and step budgets,
+the time budget, a graceful Ctrl-C (the first SIGINT finishes the step, saves ``interrupted.pt`` and
+stops), the ``abort`` poll, the non-finite-loss abort that keeps the last good checkpoint, periodic
+checkpoints, ``final.pt``, and events to callbacks. A job contributes only its own step through a
+:class:`Task`: its batches for an epoch, one optimisation step, its end-of-epoch work and its checkpoint.
+
+Events go to :class:`Callback` objects (progress bar, ``stats.jsonl``, sample grids, checkpoint pruning,
+tests' recorders); a plain function ``f(StepInfo)`` is an ``on_step`` callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from ..checkpoints import Checkpoint, save_checkpoint
+from ..device import rng_state, set_rng_state
+from ..distributed import is_main_process
+from ..errors import TrainingAborted
+from ..progress import NullProgress, Progress
+from ..rundir import FINAL_NAME, INTERRUPTED_NAME, RunDir, checkpoint_files, periodic_name
+
+log = logging.getLogger(__name__)
+
+# Why a loop ended (``Callback.on_end``'s ``reason``, and the last ``stats.jsonl`` line's "end").
+FINISHED, TIME_BUDGET, INTERRUPTED, ABORTED, NON_FINITE = "finished", "time budget", "interrupted", "aborted", "non-finite loss"
+
+
+@dataclass
+class LoopState:
+    step: int = 0  # optimisation steps done
+    epoch: int = 0  # epochs completed
+    batch_in_epoch: int = 0  # batches of epoch ``epoch`` already consumed
+
+
+@dataclass
+class StepInfo:
+    step: int  # steps done so far (1 after the first step)
+    epoch: int  # epochs completed before this step
+    losses: dict[str, float]
+    models: Any = None  # the task's models (train.gan.Models, train.pretrain.Encoders)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(Protocol):
+    """One kind of training, as the loop sees it."""
+
+    label: str  # progress bar description
+    unit: str  # progress bar unit ("step", "batch")
+    batch_size: int
+    steps_per_epoch: int
+    models: Any  # handed to callbacks in StepInfo
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called when epoch ``epoch`` (0-based) starts or is re-entered on resume."""
+
+    def batches(self, epoch: int, skip: int) -> Iterable[Any]:
+        """The batches of ``epoch`` from the ``skip``-th on; a function of (seed, epoch) only."""
+
+    def step(self, batch: Any, state: LoopState) -> dict[str, torch.Tensor | float]:
+        """One optimisation step; its losses (any scalars)."""
+
+    def end_epoch(self, state: LoopState, complete: bool) -> dict[str, Any]:
+        """Work after an epoch (``complete``) or a part of one (the time budget ran out): evaluation.
+        Returns values for the epoch's ``stats.jsonl`` record."""
+
+    def checkpoint(self, state: LoopState) -> Checkpoint:
+        """Everything needed to continue exactly from ``state``."""
+
+
+class Callback:
+    """Loop events; override the ones you need."""
+
+    def on_start(self, loop: Loop) -> None:
+        pass
+
+    def on_step(self, loop: Loop, info: StepInfo) -> None:
+        pass
+
+    def on_epoch_end(self, loop: Loop, record: dict[str, Any]) -> None:
+        pass
+
+    def on_checkpoint(self, loop: Loop, path: Path, kind: str) -> None:
+        """``kind``: "periodic", "interrupted" or "final"."""
+
+    def on_end(self, loop: Loop, reason: str) -> None:
+        pass
+
+
+class _StepFunction(Callback):
+    def __init__(self, fn: Callable[[StepInfo], None]) -> None:
+        self.fn = fn
+
+    def on_step(self, loop: Loop, info: StepInfo) -> None:
+        self.fn(info)
+
+
+@contextlib.contextmanager
+def graceful_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn the first Ctrl-C (SIGINT) into a flag the loop polls between steps, so it can save a
+    consistent checkpoint; a second Ctrl-C interrupts at once. Outside the main thread (where signal
+    handlers cannot be installed) the flag stays False and Ctrl-C behaves as usual."""
+    hit = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield hit.is_set
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: object) -> None:
+        if hit.is_set():
+            raise KeyboardInterrupt
+        hit.set()
+        log.warning("Ctrl-C: finishing this step and saving a checkpoint (press Ctrl-C again to stop at once)")
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield hit.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def preserve_rng() -> Iterator[None]:
+    """Leave the python, numpy and torch RNG states as they were (side work must not shift training)."""
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The shuffled full batches of ``epoch`` (drop_last, as the official loader); a function of
+    (seed, epoch) only, so a resumed run sees the same order."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
+
+
+def make_loader(dataset: torch.utils.data.Dataset, batches: list[list[int]], workers: int, seed: int,
+                device: torch.device) -> torch.utils.data.DataLoader:
+    """A DataLoader over fixed ``batches`` whose worker seeds come from ``seed``: making it leaves the
+    global RNG untouched (a default DataLoader draws its base seed from it), which an exact resume needs."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, generator=g,
+                                       pin_memory=device.type == "cuda", persistent_workers=False)
+
+
+def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+class Loop:
+    """One run of a :class:`Task` into a run directory."""
+
+    def __init__(self, task: Task, run: RunDir, state: LoopState, *, epochs: int, max_steps: int = 0,
+                 max_minutes: float = 0.0, snapshot_every: int = 0, nan_hint: str = "",
+                 progress: Progress | None = None, callbacks: Sequence[Callback | Callable[[StepInfo], None]] = (),
+                 abort: Callable[[], bool] | None = None) -> None:
+        self.task, self.run, self.state = task, run, state
+        self.epochs, self.snapshot_every, self.max_minutes = epochs, snapshot_every, max_minutes
+        self.total = epochs * task.steps_per_epoch
+        if max_steps > 0:
+            self.total = min(self.total, max_steps)
+        self.nan_hint = nan_hint
+        self.progress = progress or NullProgress()
+        self.callbacks = [cb if isinstance(cb, Callback) else _StepFunction(cb) for cb in callbacks]
+        self.abort = abort
+
+    # ---------------------------------------------------------------------------------------- events
+    def _emit(self, event: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
+    def save(self, name: str, kind: str) -> Path:
+        """Write the task's checkpoint as ``run/name`` (main process only) and tell the callbacks."""
+        path = self.run.file(name)
+        if is_main_process():
+            save_checkpoint(self.task.checkpoint(self.state), path)
+        self._emit("on_checkpoint", path, kind)
+        return path
+
+    def _check_finite(self, values: dict[str, float]) -> None:
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if not bad:
+            return
+        files = checkpoint_files(self.run.path)
+        last = files[-1] if files else None
+        hint = f", perhaps with {self.nan_hint}" if self.nan_hint else ""
+        where = (f"the last good checkpoint {last} is intact (resume with --resume {last}{hint})" if last
+                 else "no checkpoint had been written yet")
+        names = ", ".join(f"{k}={v}" for k, v in bad.items())
+        st = self.state
+        raise TrainingAborted(f"non-finite loss at step {st.step} (epoch {st.epoch + 1}): {names}; training "
+                              f"stopped; {where}")
+
+    # ---------------------------------------------------------------------------------------- run
+    def run_loop(self) -> Path:
+        st, task = self.state, self.task
+        deadline = time.monotonic() + 60 * self.max_minutes if self.max_minutes > 0 else math.inf
+        reason: str | None = None
+        between_steps = True  # the models and ``st`` agree: a checkpoint now is exact
+        self._emit("on_start")
+        try:
+            with graceful_interrupt() as interrupted:
+                while st.step < self.total and reason is None:
+                    task.start_epoch(st.epoch)
+                    for batch in task.batches(st.epoch, st.batch_in_epoch):
+                        between_steps = False
+                        losses = task.step(batch, st)
+                        st.step += 1
+                        st.batch_in_epoch += 1
+                        between_steps = True
+                        values = {k: float(v) for k, v in losses.items()}
+                        if not all(math.isfinite(v) for v in values.values()):
+                            reason = NON_FINITE
+                            self._check_finite(values)
+                        self._emit("on_step", StepInfo(st.step, st.epoch, values, task.models))
+                        if interrupted():
+                            raise KeyboardInterrupt
+                        if self.abort is not None and self.abort():
+                            reason = ABORTED
+                            path = self.save(INTERRUPTED_NAME, "interrupted")
+                            raise TrainingAborted(f"training stopped at step {st.step}; saved {path} (continue "
+                                                  f"with --resume {self.run.path})")
+                        if st.step >= self.total:
+                            reason = FINISHED
+                            break
+                        if time.monotonic() > deadline:
+                            reason = TIME_BUDGET
+                            break
+                    complete = st.batch_in_epoch >= task.steps_per_epoch
+                    if not complete and reason != TIME_BUDGET:
+                        if reason is None:  # the epoch had fewer batches than expected: nothing to train on
+                            reason = FINISHED
+                        break
+                    record = task.end_epoch(st, complete)
+                    if complete:
+                        st.epoch += 1
+                        st.batch_in_epoch = 0
+                    self._emit("on_epoch_end", record)
+                    if complete and reason is None and self.snapshot_every > 0 and st.epoch % self.snapshot_every == 0:
+                        self.save(periodic_name(st.epoch), "periodic")
+                if reason is None:
+                    reason = FINISHED
+        except KeyboardInterrupt:
+            reason = INTERRUPTED
+            if between_steps:
+                path = self.save(INTERRUPTED_NAME, "interrupted")
+                log.warning("interrupted at step %d; saved %s (continue with --resume %s)", st.step, path, self.run.path)
+            else:
+                log.warning("interrupted during step %d; the last checkpoint in %s is kept", st.step + 1, self.run.path)
+            raise
+        finally:
+            self._emit("on_end", reason or ABORTED)
+        if reason == TIME_BUDGET:
+            log.info("stopped after %.1f minutes (time budget) at step %d of %d", self.max_minutes, st.step, self.total)
+        final = self.save(FINAL_NAME, "final")
+        log.info("saved %s", final)
+        return final
+
+
+# --------------------------------------------------------------------------------------------------
+# Callbacks every loop uses
+# --------------------------------------------------------------------------------------------------
+class ProgressBar(Callback):
+    """The loop's progress bar; ``show`` maps a step's losses to the fields shown beside it."""
+
+    def __init__(self, show: Callable[[dict[str, float]], dict[str, float]] = lambda v: {}) -> None:
+        self.show = show
+        self._stack = contextlib.ExitStack()
+        self._bar: Any = None
+
+    def on_start(self, loop: Loop) -> None:
+        self._bar = self._stack.enter_context(loop.progress.task(loop.task.label, total=loop.total, unit=loop.task.unit))
+        self._bar.update(completed=loop.state.step)
+
+    def on_step(self, loop: Loop, info: StepInfo) -> None:
+        self._bar.advance(1, epoch=info.epoch + 1, **self.show(info.losses))
+
+    def on_epoch_end(self, loop: Loop, record: dict[str, Any]) -> None:
+        shown = {k: record[k] for k in ("rprec", "i2t_top1") if record.get(k) is not None}
+        if shown:
+            self._bar.update(**shown)
+
+    def on_end(self, loop: Loop, reason: str) -> None:
+        self._stack.close()
+
+
+class StatsLog(Callback):
+    """``stats.jsonl``: the mean of each loss over ``every`` steps (0: over each epoch, merged with the
+    epoch's record), and a last line whenever the loop ends, so every run leaves its stats."""
+
+    def __init__(self, every: int = 0, prefix: str = "") -> None:
+        self.every, self.prefix = every, prefix
+        self.sums: dict[str, float] = {}
+        self.n = 0
+        self.written = 0
+        self.t0 = time.perf_counter()
+
+    def _flush(self, loop: Loop, epoch: int, extra: dict[str, Any]) -> None:
+        dt = time.perf_counter() - self.t0
+        record: dict[str, Any] = {"step": loop.state.step, "epoch": epoch}
+        record.update({f"{self.prefix}{k}": v / self.n for k, v in self.sums.items()} if self.n else {})
+        if self.n:
+            record[f"{self.prefix}images_per_s"] = self.n * loop.task.batch_size / max(dt, 1e-9)
+        record.update(extra)
+        loop.run.log_stats(record)
+        self.written += 1
+        self.sums, self.n, self.t0 = {}, 0, time.perf_counter()
+
+    def on_step(self, loop: Loop, info: StepInfo) -> None:
+        for k, v in info.losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+        if self.every > 0 and info.step % self.every == 0:
+            self._flush(loop, info.epoch + 1, {})
+
+    def on_epoch_end(self, loop: Loop, record: dict[str, Any]) -> None:
+        if self.every == 0:  # the epoch just ended is 1-based ``state.epoch`` (or the partial one after it)
+            st = loop.state
+            self._flush(loop, st.epoch + (1 if st.batch_in_epoch else 0), record)
+
+    def on_end(self, loop: Loop, reason: str) -> None:
+        if self.n or not self.written:
+            self._flush(loop, loop.state.epoch + 1, {"end": reason})
+
+
+class PruneCheckpoints(Callback):
+    """Keep the newest ``keep_last`` periodic checkpoints (``final.pt`` and ``interrupted.pt`` stay)."""
+
+    def __init__(self, keep_last: int) -> None:
+        self.keep_last = keep_last
+
+    def on_checkpoint(self, loop: Loop, path: Path, kind: str) -> None:
+        if kind == "periodic":
+            loop.run.prune_checkpoints(self.keep_last)
