@@ -27,7 +27,7 @@ import torch
 
 from . import __version__
 from .config import check_matches
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigMismatchError
 from .io import atomic_path
 
 FORMAT = "attngan"
@@ -131,8 +131,6 @@ def check_vocab(ckpt: Checkpoint, words: list[str], what: str = "the dataset") -
     if ckpt.vocab is None:
         return
     if vocab_sha256(ckpt.vocab) != vocab_sha256(words):
-        from .errors import ConfigMismatchError
-
         detail = f"{len(ckpt.vocab)} words there, {len(words)} in {what}"
         if len(ckpt.vocab) == len(words):
             first = next(i for i, (a, b) in enumerate(zip(ckpt.vocab, words, strict=True)) if a != b)

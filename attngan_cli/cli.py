@@ -10,6 +10,8 @@ from . import __version__
 from .commands import attend, demo, prep, pretrain, sample, train
 from .commands import eval as eval_cmd
 from .commands import import_ as import_cmd
+from .commands import plot as plot_cmd
+from .commands import runs as runs_cmd
 from .console import set_quiet
 
 app = typer.Typer(
@@ -48,6 +50,8 @@ app.command("attend")(attend.attend)
 app.command("eval")(eval_cmd.evaluate)
 app.command("demo")(demo.demo)
 app.add_typer(import_cmd.app, name="import")
+app.command("runs")(runs_cmd.runs)
+app.command("plot")(plot_cmd.plot)
 
 
 def main() -> None:

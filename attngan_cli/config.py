@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class PretrainConfig:
     workers: int = 0
     seed: int = 0
     device: str = "auto"
+    tensorboard: bool = True  # TensorBoard events in the run directory (when the package is installed)
 
 
 @dataclass
@@ -147,6 +149,7 @@ class TrainConfig:
     keep_last: int = 3
     seed: int = 0
     device: str = "auto"
+    tensorboard: bool = True  # TensorBoard events in the run directory (when the package is installed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,12 +228,62 @@ def apply_overrides(cfg: T, overrides: dict[str, Any]) -> T:
     return cfg
 
 
+# Numeric ranges of the job configs: dotted field -> (lowest, highest, lowest allowed?, the CLI flag).
+# Checked by :func:`validate` whenever a config is built or overridden, so a bad value fails before any
+# work, with a message naming the flag.
+_RANGES: dict[str, tuple[float, float, bool, str]] = {
+    "batch_size": (1, math.inf, True, "--batch-size"),
+    "epochs": (1, math.inf, True, "--epochs"),
+    "words": (1, math.inf, True, "--words"),
+    "text.words": (1, math.inf, True, "text.words"),
+    "lambda_damsm": (0, math.inf, True, "--lambda"),
+    "kl_weight": (0, math.inf, True, "kl_weight"),
+    "lr": (0, math.inf, False, "--lr"),
+    "lr_g": (0, math.inf, False, "--lr-g"),
+    "lr_d": (0, math.inf, False, "--lr-d"),
+    "lr_decay": (0, 1, False, "lr_decay"),
+    "min_lr_fraction": (0, 1, True, "min_lr_fraction"),
+    "grad_clip": (0, math.inf, False, "grad_clip"),
+    "ema_decay": (0, 1, True, "ema_decay"),
+    "max_steps": (0, math.inf, True, "--max-steps"),
+    "max_minutes": (0, math.inf, True, "--max-minutes"),
+    "snapshot_every": (0, math.inf, True, "--snapshot-every"),
+    "sample_every": (0, math.inf, True, "--sample-every"),
+    "keep_last": (0, math.inf, True, "--keep-last"),
+    "workers": (0, math.inf, True, "--workers"),
+    "group_share": (0, 1, True, "group_share"),
+    "generator.ngf": (1, math.inf, True, "--ngf"),
+    "generator.r_num": (0, math.inf, True, "generator.r_num"),
+    "generator.z_dim": (1, math.inf, True, "generator.z_dim"),
+    "generator.condition_dim": (1, math.inf, True, "generator.condition_dim"),
+    "generator.embedding_dim": (1, math.inf, True, "generator.embedding_dim"),
+    "discriminator.ndf": (1, math.inf, True, "--ndf"),
+    "image.width": (1, math.inf, True, "image.width"),
+    "image.image_size": (8, math.inf, True, "image.image_size"),
+    "image.embedding_dim": (1, math.inf, True, "image.embedding_dim"),
+    "text.word_dim": (1, math.inf, True, "text.word_dim"),
+    "text.embedding_dim": (2, math.inf, True, "text.embedding_dim"),
+    "text.dropout": (0, 1, True, "text.dropout"),
+    "damsm.gamma1": (0, math.inf, False, "damsm.gamma1"),
+    "damsm.gamma2": (0, math.inf, False, "damsm.gamma2"),
+    "damsm.gamma3": (0, math.inf, False, "damsm.gamma3"),
+}
+
+
+def _dotted(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not hasattr(cfg, part):
+            return None
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def validate(cfg: Any) -> None:
-    """Range checks shared by all job configs; raises an error naming the field."""
+    """Range checks shared by all job configs; raises an error naming the field (and its CLI flag)."""
     gen = getattr(cfg, "generator", None)
     if gen is not None:
         if not 1 <= gen.stages <= 4:
-            raise AttnGANError(f"generator.stages must be 1, 2, 3 or 4, got {gen.stages}")
+            raise AttnGANError(f"--stages (generator.stages) must be 1, 2, 3 or 4, got {gen.stages}")
         if gen.base_size < 8 or gen.base_size & (gen.base_size - 1):
             raise AttnGANError(f"generator.base_size must be a power of two >= 8, got {gen.base_size}")
     image = getattr(cfg, "image", None)
@@ -238,14 +291,19 @@ def validate(cfg: Any) -> None:
         default_image_size(image.backbone)  # a known backbone
     prec = getattr(cfg, "precision", None)
     if prec is not None and prec not in PRECISIONS:
-        raise AttnGANError(f"precision must be one of {', '.join(PRECISIONS)}, got {prec!r}")
-    for name in ("batch_size", "epochs"):
-        v = getattr(cfg, name, None)
-        if v is not None and v < 1:
-            raise AttnGANError(f"{name} must be >= 1, got {v}")
-    share = getattr(cfg, "group_share", None)
-    if share is not None and not 0.0 <= share <= 1.0:
-        raise AttnGANError(f"group_share must be between 0 and 1, got {share}")
+        raise AttnGANError(f"--precision must be one of {', '.join(PRECISIONS)}, got {prec!r}")
+    for key, (low, high, low_ok, flag) in _RANGES.items():
+        v = _dotted(cfg, key)
+        if v is None or isinstance(v, bool):
+            continue
+        if not isinstance(v, (int, float)) or math.isnan(v) or v > high or v < low or (v == low and not low_ok):
+            rng = (f">= {low:g}" if low_ok else f"> {low:g}") if high == math.inf else \
+                (f"in [{low:g}, {high:g}]" if low_ok else f"in ({low:g}, {high:g}]")
+            name = flag if flag == key else f"{flag} ({key})"
+            raise AttnGANError(f"{name} must be {rng}, got {v!r}")
+    betas = getattr(cfg, "betas", None)
+    if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
+        raise AttnGANError(f"betas must be two numbers in [0, 1), got {list(betas)!r}")
 
 
 def diff(saved: dict[str, Any], requested: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:

@@ -27,14 +27,13 @@ stdout = Console()  # machine output (paths, --json) goes to stdout
 _state = {"quiet": False}
 
 
-# Core modules log to "attngan.*" or to their module name "attngan_cli.*": both reach the console.
-LOGGERS = ("attngan", "attngan_cli")
+# Every module logs to logging.getLogger(__name__), a child of this one, which reaches the console.
+LOGGER = "attngan_cli"
 
 
 def set_quiet(quiet: bool) -> None:
     _state["quiet"] = quiet
-    for name in LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.getLogger(LOGGER).setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def is_quiet() -> bool:
@@ -43,14 +42,13 @@ def is_quiet() -> bool:
 
 def setup_logging() -> None:
     """Route the core's log records to the Rich console on stderr (once; records still propagate)."""
-    for name in LOGGERS:
-        log = logging.getLogger(name)
-        if not any(isinstance(h, RichHandler) for h in log.handlers):
-            handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
-                                  rich_tracebacks=False)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            log.addHandler(handler)
-        log.setLevel(logging.WARNING if is_quiet() else logging.INFO)
+    log = logging.getLogger(LOGGER)
+    if not any(isinstance(h, RichHandler) for h in log.handlers):
+        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
+                              rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.WARNING if is_quiet() else logging.INFO)
 
 
 def _fmt(v: Any) -> str:

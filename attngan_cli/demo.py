@@ -60,6 +60,7 @@ class DemoOptions:
     eval_samples: int = 1000
     captions: list[str] = field(default_factory=lambda: list(DEMO_CAPTIONS))
     attend_caption: str = ATTEND_CAPTION
+    max_steps: int = 0  # > 0: the train phase also ends after this many steps (a budget free of machine speed)
 
 
 @dataclass
@@ -130,6 +131,8 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
     for name in ("n_train", "n_test", "eval_samples"):
         if getattr(options, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
+    if options.max_steps < 0:
+        raise InputError(f"max_steps must be 0 (no limit) or more, got {options.max_steps}")
     progress = progress or NullProgress()
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +173,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
         rec = _training_phase(state, "train", runs, lambda resume: resolve_train(data, encoders=encoders, preset="shapes", overrides={
             "seed": options.seed, "device": options.device, "precision": options.precision,
             "max_minutes": remaining_minutes(TRAIN_SHARE), "lambda_damsm": options.lambda_damsm, "epochs": 1000,
+            "max_steps": options.max_steps or None,
         }, resume=resume), train_gan, progress, abort)
         generator = Path(rec["checkpoint"])
         overall.advance(1)

@@ -19,6 +19,7 @@ preset, the vocabulary and the other files, with a message naming the file and w
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import pickle
@@ -46,8 +47,12 @@ from .config import (
     to_dict,
 )
 from .errors import CheckpointError, ConfigMismatchError, InputError
+from .models.discriminator import Discriminator
+from .models.generator import Generator
+from .models.image_encoder import ImageEncoder
+from .models.text_encoder import TextEncoder
 
-log = logging.getLogger("attngan.official")
+log = logging.getLogger(__name__)
 
 # Vocabulary sizes of the released captions.pickle files (index 0 = "<end>").
 OFFICIAL_VOCAB_SIZES = {"bird": 5450, "coco": 27297}
@@ -135,6 +140,12 @@ def to_official(state: dict[str, torch.Tensor], num_batches_tracked: bool = Fals
     )
 
 
+# What unpickling raises on corrupted bytes besides UnpicklingError (found by corrupting, truncating and
+# extending a captions.pickle: bad opcodes and lengths, truncation, undecodable strings, huge sizes).
+_MALFORMED_PICKLE = (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
+                     MemoryError)
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickles containers, numbers and strings only; any other global is refused."""
 
@@ -171,12 +182,10 @@ def read_captions_pickle(path: str | Path) -> list[str]:
     if raw[:2] == b"PK" or raw[:10] == b"\x80\x02\x8a\nl\xfc\x9cF\xf9 ":
         raise InputError(f"--captions {path} is a PyTorch file, not the official captions.pickle")
     try:
-        import io
-
         data = _RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except pickle.UnpicklingError as e:
         raise InputError(f"--captions {path} cannot be read safely: {e}; it is not an official captions.pickle") from e
-    except Exception as e:  # noqa: BLE001 - any malformed pickle
+    except _MALFORMED_PICKLE as e:
         raise InputError(f"--captions {path} is not a readable pickle ({type(e).__name__}: {e})") from e
     if not isinstance(data, (list, tuple)) or len(data) < 3:
         raise InputError(
@@ -412,10 +421,6 @@ def import_official(
     ``custom`` accepts sizes that differ from the released models of ``preset`` (the preset then only
     supplies the training settings).
     """
-    from .models.discriminator import Discriminator
-    from .models.generator import Generator
-    from .models.text_encoder import TextEncoder
-
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if preset not in OFFICIAL_VOCAB_SIZES and not custom:
@@ -587,18 +592,9 @@ def import_official(
 
 
 def _check_image_encoder(state: dict[str, torch.Tensor], icfg: ImageEncoderConfig, path: Path) -> dict[str, torch.Tensor]:
-    """Load the official image encoder into this project's ImageEncoder when that module is available
-    (strict key/shape check); returns the state dict to store."""
-    try:
-        from .models.image_encoder import ImageEncoder  # written by the DAMSM part
-    except ImportError:
-        log.debug("models.image_encoder is not available; image encoder keys not verified")
-        return state
-    try:
-        net = ImageEncoder(icfg)
-    except Exception as e:  # noqa: BLE001 - construction details belong to the DAMSM part
-        log.debug("could not build ImageEncoder(%s) to verify %s: %s", icfg, path, e)
-        return state
+    """Load the official image encoder into this project's ImageEncoder (strict key/shape check); returns
+    the state dict to store."""
+    net = ImageEncoder(icfg)
     own = net.state_dict()
     # Official files may lack BN buffers the modern inception has, or carry extra ones we do not use.
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]

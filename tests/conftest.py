@@ -60,10 +60,10 @@ def cub_records(cub_root):
 
 @pytest.fixture()
 def attngan_caplog(caplog):
-    """``caplog`` at INFO for the ``attngan`` loggers (a CLI run may have set them to WARNING with --quiet)."""
+    """``caplog`` at INFO for the ``attngan_cli`` loggers (a CLI run may have set them to WARNING with --quiet)."""
     import logging
 
-    logs = [logging.getLogger(n) for n in ("attngan", "attngan_cli")]
+    logs = [logging.getLogger("attngan_cli")]
     old = [log.level for log in logs]
     for log in logs:
         log.setLevel(logging.INFO)

@@ -41,7 +41,7 @@ def coco_json(tmp_path):
 
 def test_coco_json(coco_json, tmp_path, attngan_caplog):
     out = tmp_path / "c.h5"
-    with attngan_caplog.at_level("WARNING", logger="attngan"):
+    with attngan_caplog.at_level("WARNING", logger="attngan_cli"):
         res = prep_coco(coco_json, out, image_size=24)
     assert (res.n_train, res.n_test) == (3, 2)
     assert "fewer than 5 captions" in attngan_caplog.text
@@ -101,7 +101,7 @@ def test_folder_txt(tmp_path, attngan_caplog):
         _img(root / ("cats" if i < 3 else "dogs") / f"{i}.png", seed=i)
         if i != 4:
             (root / ("cats" if i < 3 else "dogs") / f"{i}.txt").write_text(f"animal number {i}\nanother line {i}\n")
-    with attngan_caplog.at_level("WARNING", logger="attngan"):
+    with attngan_caplog.at_level("WARNING", logger="attngan_cli"):
         res = prep_folder(root, tmp_path / "f.h5", image_size=16, labels_from_folders=True, test_fraction=0.25)
     assert "without a .txt caption" in attngan_caplog.text and "4.png" in attngan_caplog.text
     assert res.n_images == 4 and res.n_test == 1

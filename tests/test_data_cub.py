@@ -86,7 +86,7 @@ def mini_cub(tmp_path):
 def test_mini_cub_fallback_split_and_crop(mini_cub, tmp_path, attngan_caplog):
     root, keys = mini_cub
     out = tmp_path / "m.h5"
-    with attngan_caplog.at_level("INFO", logger="attngan"):
+    with attngan_caplog.at_level("INFO", logger="attngan_cli"):
         res = prep_cub(root, out, image_size=32)
     assert "train_test_split.txt" in attngan_caplog.text
     assert (res.n_train, res.n_test) == (3, 1)
@@ -104,7 +104,7 @@ def test_mini_cub_bad_input(mini_cub, tmp_path, attngan_caplog):
     (root / "text" / f"{keys[1]}.txt").write_text("\n\n")
     (root / "CUB_200_2011/images" / f"{keys[2]}.jpg").write_bytes(b"not a jpeg")
     (root / "text" / f"{keys[3]}.txt").write_text("only one caption\n")
-    with attngan_caplog.at_level("WARNING", logger="attngan"):
+    with attngan_caplog.at_level("WARNING", logger="attngan_cli"):
         res = prep_cub(root, tmp_path / "b.h5", image_size=32)
     assert res.n_images == 2 and res.n_corrupt == 1
     assert "without any usable caption" in attngan_caplog.text and keys[1] in attngan_caplog.text

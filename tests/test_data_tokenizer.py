@@ -55,7 +55,7 @@ def test_vocabulary_encode_and_errors(attngan_caplog):
     assert v.words == ["<end>", "a", "red", "bird", "blue"]
     assert len(v) == 5 and v.word_to_index["bird"] == 3
     assert v.encode("A RED zebra bird") == ([1, 2, 3], ["zebra"])
-    with attngan_caplog.at_level("WARNING", logger="attngan"):
+    with attngan_caplog.at_level("WARNING", logger="attngan_cli"):
         ids, lengths = v.encode_batch(["a red bird", "blue zebra"])
     assert "zebra" in attngan_caplog.text
     assert ids.dtype == torch.long and ids.tolist() == [[1, 2, 3], [4, 0, 0]]

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from attngan_cli.checkpoints import load_checkpoint
 from attngan_cli.cli import app
-from attngan_cli.demo import PHASES
+from attngan_cli.demo import PHASES, DemoOptions, run_demo
+from attngan_cli.errors import TrainingAborted
+from attngan_cli.progress import NullProgress
 
 runner = CliRunner()
 
@@ -71,3 +74,55 @@ def test_demo_rejects_bad_budgets_before_writing_anything(tmp_path: Path, args: 
     res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), *args])
     assert res.exit_code == 1 and message in res.output
     assert not (tmp_path / "d").exists()
+
+
+class _CountingProgress(NullProgress):
+    """Silent progress that also counts each bar's advances (a resumed loop's bar starts at its step)."""
+
+    def task(self, description, total=None, unit="it"):
+        bar = super().task(description, total, unit)
+        bar.advances = 0
+        advance = bar.advance
+
+        def counted(n=1, **fields):
+            bar.advances += n
+            advance(n, **fields)
+
+        bar.advance = counted
+        return bar
+
+
+def _bar(progress: _CountingProgress, description: str):
+    return next((t for t in progress.tasks if t.description == description), None)
+
+
+def test_an_interrupted_demo_continues_its_train_run(tmp_path: Path) -> None:
+    """Train stopped after step 1 of 3 (the `abort` poll, as Ctrl-C would): the next demo resumes that run
+    directory from step 1 (2 more steps, not 3) and finishes it with final.pt. A step budget and a large
+    time budget keep the test independent of the machine's speed; 32 training images are one batch."""
+    opts = DemoOptions(out=tmp_path / "d", minutes=30, device="cpu", precision="fp32", seed=3, n_train=32,
+                       n_test=20, eval_samples=10, max_steps=3)
+    first = _CountingProgress()
+
+    def abort() -> bool:
+        bar = _bar(first, "train")
+        return bar is not None and bar.completed >= 1
+
+    with pytest.raises(TrainingAborted, match="step 1"):
+        run_demo(opts, progress=first, abort=abort)
+    runs = tmp_path / "d" / "runs"
+    (run,) = runs.glob("*-train")
+    assert (run / "interrupted.pt").is_file() and not (run / "final.pt").exists()
+    assert set(json.loads((tmp_path / "d" / "demo.json").read_text())["phases"]) == {"prep", "pretrain"}
+    runs_before = sorted(p.name for p in runs.iterdir())
+
+    second = _CountingProgress()
+    result = run_demo(opts, progress=second)
+    assert sorted(p.name for p in runs.iterdir()) == runs_before  # no new run directory
+    assert result.phases["train"]["run"] == str(run)
+    assert Path(result.phases["train"]["checkpoint"]) == run / "final.pt"
+    assert load_checkpoint(run / "final.pt", kind="gan").step == 3
+    bar = _bar(second, "train")
+    assert (bar.advances, bar.completed) == (2, 3)  # resumed at step 1
+    assert _bar(second, "pretrain DAMSM") is None  # the finished pretrain phase was reused
+    assert list(result.phases) == list(PHASES)

@@ -9,11 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-pytest.importorskip("torch_fidelity")
-
-from attngan_cli.checkpoints import Checkpoint, save_checkpoint  # noqa: E402
-from attngan_cli.cli import app  # noqa: E402
-from attngan_cli.config import (  # noqa: E402
+from attngan_cli.checkpoints import Checkpoint, save_checkpoint
+from attngan_cli.cli import app
+from attngan_cli.config import (
     GeneratorConfig,
     ImageEncoderConfig,
     PretrainConfig,
@@ -21,7 +19,7 @@ from attngan_cli.config import (  # noqa: E402
     TrainConfig,
     to_dict,
 )
-from attngan_cli.io import atomic_write_json, read_jsonl  # noqa: E402
+from attngan_cli.io import atomic_write_json, read_jsonl
 
 runner = CliRunner()
 
@@ -103,37 +101,82 @@ def test_eval_all_metrics_end_to_end(setup, tmp_path, monkeypatch, exact_sqrtm):
     assert rec["data"] == str(setup["data"])
 
 
-def test_eval_is_reproducible_and_batch_size_free_without_inception(setup):
-    from attngan_cli.metrics.evaluate import EvalOptions, evaluate
-
-    opts = dict(metrics=["rprecision", "attributes"], num_samples=10, batch_size=4, device="cpu", log_to_run=False)
-    a = evaluate(setup["run"] / "final.pt", setup["data"], EvalOptions(**opts))
-    b = evaluate(setup["run"] / "final.pt", setup["data"], EvalOptions(**opts))
-    assert a.metrics == b.metrics  # same seed: same plan, z, captions and CA noise
-    assert a.num_samples == 10 and a.metrics_file is None
-    c = evaluate(setup["run"], setup["data"], EvalOptions(**{**opts, "batch_size": 10}))
-    assert set(c.metrics) == {"rprecision", "attributes"}
-    assert 0 <= c.metrics["attributes"]["mean"] <= 1
-
-
-
-def test_eval_images_do_not_depend_on_the_batch_size(setup, tmp_path):
-    """z, the caption words and the conditioning-augmentation noise are drawn per image up front."""
+def test_eval_is_reproducible_and_batch_size_free_without_inception(setup, tmp_path):
+    """z, the caption words, the conditioning-augmentation noise and the mismatched captions are drawn
+    per image up front: the same seed gives the same numbers and the same images at any batch size."""
     import numpy as np
     from PIL import Image
 
     from attngan_cli.metrics.evaluate import EvalOptions, evaluate
 
-    pix = {}
-    for b in (3, 10):
-        opts = EvalOptions(metrics=["attributes"], num_samples=10, batch_size=b, device="cpu", log_to_run=False,
-                           save_images=tmp_path / f"b{b}")
-        evaluate(setup["run"] / "final.pt", setup["data"], opts)
-        pix[b] = np.stack([np.asarray(Image.open(f), dtype=np.int16) for f in sorted((tmp_path / f"b{b}").glob("*.png"))])
+    opts = dict(metrics=["rprecision", "attributes"], num_samples=10, device="cpu", log_to_run=False)
+    a = evaluate(setup["run"] / "final.pt", setup["data"], EvalOptions(**opts, batch_size=3, save_images=tmp_path / "b3"))
+    b = evaluate(setup["run"] / "final.pt", setup["data"], EvalOptions(**opts, batch_size=3))
+    assert a.metrics == b.metrics  # same seed: same plan, z, captions and CA noise
+    assert a.num_samples == 10 and a.metrics_file is None
+    c = evaluate(setup["run"], setup["data"], EvalOptions(**opts, batch_size=10, save_images=tmp_path / "b10"))
+    assert set(c.metrics) == {"rprecision", "attributes"} and c.metrics == a.metrics
+    assert 0 <= c.metrics["attributes"]["mean"] <= 1
+    pix = {b: np.stack([np.asarray(Image.open(f)) for f in sorted((tmp_path / f"b{b}").glob("*.png"))]) for b in (3, 10)}
     assert pix[3].shape == pix[10].shape and len(pix[3]) == 10
-    assert np.abs(pix[3] - pix[10]).max() <= 1  # float differences of the batched convolutions at most
+    assert np.array_equal(pix[3], pix[10])
+    assert read_jsonl(tmp_path / "b3" / "index.jsonl") == read_jsonl(tmp_path / "b10" / "index.jsonl")
 
 
+def test_rprecision_scores_each_image_against_the_caption_it_was_generated_from(setup, tmp_path, monkeypatch):
+    """The wiring of plan, generation and R-precision, with oracle DAMSM encoders: a caption's sentence
+    vector is a fixed random vector of its words, and the image encoder returns the vector of the words
+    the image was generated from (the patched ``generate`` stamps each image with its number). R-precision
+    is then exactly 1 if and only if every image is scored against the caption it was generated from (and
+    mismatched captions that differ from it); ``--save-images``' index.jsonl names that same caption."""
+    import zlib
+
+    from attngan_cli.inference import Generated
+    from attngan_cli.metrics import evaluate as ev
+
+    D = 16
+    words_of: list[tuple[int, ...]] = []  # per generated image, in order: the words it was generated from
+
+    def vec(words: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(D, generator=torch.Generator().manual_seed(zlib.crc32(repr(words).encode())))
+
+    class OracleText(torch.nn.Module):
+        def forward(self, captions, lengths):
+            sent = torch.stack([vec(tuple(c[: int(n)].tolist())) for c, n in zip(captions, lengths, strict=True)])
+            return torch.zeros(len(captions), D, captions.shape[1]), sent
+
+    class OracleImage(torch.nn.Module):
+        def forward(self, images):
+            ids = images[:, 0, 0, 0].mul(1000).round().long().tolist()
+            return torch.zeros(len(images), D, 2, 2), torch.stack([vec(words_of[i]) for i in ids])
+
+    def generate(bundle, token_ids, lengths, z, eps=None, precision="fp32"):
+        out = real_generate(bundle, token_ids, lengths, z, eps, precision)
+        images = torch.zeros_like(out.images[-1])
+        for j, (c, n) in enumerate(zip(token_ids, lengths, strict=True)):
+            images[j, 0, 0, 0] = len(words_of) / 1000
+            words_of.append(tuple(c[: int(n)].tolist()))
+        return Generated([*out.images[:-1], images], out.attn)
+
+    def load_damsm(path, device="cpu"):
+        real = real_load_damsm(path, device)
+        return ev.DAMSMBundle(OracleText(), OracleImage(), real.vocab, real.config, real.path)
+
+    real_generate, real_load_damsm = ev.generate, ev.load_damsm
+    monkeypatch.setattr(ev, "generate", generate)
+    monkeypatch.setattr(ev, "load_damsm", load_damsm)
+    opts = ev.EvalOptions(metrics=["rprecision"], num_samples=30, batch_size=7, device="cpu", log_to_run=False,
+                          save_images=tmp_path / "img")
+    res = ev.evaluate(setup["run"] / "final.pt", setup["data"], opts)
+    assert len(words_of) == 30
+    assert res.metrics["rprecision"] == {"mean": 1.0, "std": 0.0}
+    # the index names the caption each image was generated from; the plan used more than one caption per image
+    from attngan_cli.data.h5 import read_info
+
+    vocab = list(read_info(setup["data"]).vocab.words)
+    index = read_jsonl(tmp_path / "img" / "index.jsonl")
+    assert [r["caption"] for r in index] == [" ".join(vocab[t] for t in w) for w in words_of]
+    assert len(set(words_of)) > 10  # 10 test images, 5 captions each
 def test_real_fid_statistics_are_cached_by_data_and_extractor(setup, tmp_path):
     import shutil
 

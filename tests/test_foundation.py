@@ -129,7 +129,7 @@ def test_a_misspelled_preset_key_is_an_error_naming_it() -> None:
         build_preset("x", _definition(pretrain__image__widht=8))
     with pytest.raises(ConfigMismatchError, match=r"presets\.x\.captions_per_image: expected int"):
         build_preset("x", _definition(captions_per_image="five"))
-    with pytest.raises(AttnGANError, match="generator.stages must be"):  # range checks too
+    with pytest.raises(AttnGANError, match=r"--stages \(generator.stages\) must be"):  # range checks too
         build_preset("x", _definition(generator__stages=9))
     # the values both jobs share are set once, at the top level
     with pytest.raises(ConfigMismatchError, match=r"pretrain: damsm is shared with training"):

@@ -302,6 +302,19 @@ def test_pickled_objects_are_not_executed(official_files: dict, tmp_path: Path) 
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("raw", [
+    b"",  # EOFError
+    b"\x80\x02(t",  # truncated: UnpicklingError
+    b"\x80\x02X\x01\x00\x00\x00\x85.",  # a string that is not UTF-8: UnicodeDecodeError
+    b"\x80\x02K\x01K\x02a.",  # APPEND to an int: AttributeError
+    b"\x80\x02}]K\x01s.",  # a list as a dict key: TypeError
+])
+def test_malformed_captions_pickle_is_an_input_error(tmp_path: Path, raw: bytes) -> None:
+    (tmp_path / "bad.pickle").write_bytes(raw)
+    with pytest.raises(InputError, match=r"bad\.pickle"):
+        read_captions_pickle(tmp_path / "bad.pickle")
+
+
 def test_existing_output_needs_overwrite(official_files: dict) -> None:
     _run(official_files, discriminators=())
     with pytest.raises(InputError, match="--overwrite"):

@@ -1,4 +1,4 @@
-"""`attngan pretrain` end to end on tiny shapes data, resume, and Inception feature caching (issue 4)."""
+"""`attngan pretrain` end to end on tiny shapes data, resume, and Inception feature caching."""
 
 from __future__ import annotations
 

@@ -34,9 +34,9 @@ def bundle3(ckpt3):
 @pytest.fixture
 def attngan_log(caplog):
     """caplog that also sees the 'attngan' logger after the CLI set propagate=False on it."""
-    log = logging.getLogger("attngan")
+    log = logging.getLogger("attngan_cli")
     log.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="attngan")
+    caplog.set_level(logging.INFO, logger="attngan_cli")
     yield caplog
     log.removeHandler(caplog.handler)
 

@@ -151,6 +151,49 @@ def test_keyboard_interrupt_saves_checkpoint(shapes_h5, damsm_path, tmp_path):
     assert ck.step == 2 and ck.extra["batch_in_epoch"] == 2
 
 
+def test_a_real_ctrl_c_mid_step_finishes_the_step_and_resumes_exactly(shapes_h5, damsm_path, tmp_path):
+    """A real SIGINT arriving inside step 3 (from G's forward): the step finishes, interrupted.pt holds
+    step 3, KeyboardInterrupt propagates, Python's handler is back; resuming from the run directory gives
+    the uninterrupted run's losses for steps 4-6 and its final weights, to the bit."""
+    import os
+    import signal
+
+    cfg = tiny_cfg(shapes_h5, damsm_path, max_steps=6)  # 4 steps per epoch: the resumed part crosses an epoch
+    full = Recorder()
+    final_a = train_gan(cfg, RunDir.create(tmp_path, "a", "train"), callbacks=[full])
+
+    def ctrl_c_inside_next_step(info):
+        def hook(module, args):
+            handle.remove()
+            os.kill(os.getpid(), signal.SIGINT)
+
+        handle = info.models.G.register_forward_pre_hook(hook)
+
+    rec = Recorder()
+    run = RunDir.create(tmp_path, "sig", "train")
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(cfg, run, callbacks=[rec, lambda info: info.step == 2 and ctrl_c_inside_next_step(info)])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert sorted(rec.losses) == [1, 2, 3]  # step 3 was finished, no step 4 started
+    assert rec.losses[3] == full.losses[3]
+    ck = load_checkpoint(run.file("interrupted.pt"), kind="gan")
+    assert (ck.step, ck.epoch, ck.extra["batch_in_epoch"]) == (3, 0, 3)
+    assert read_jsonl(run.file("stats.jsonl"))[-1]["end"] == "interrupted"
+
+    rest = Recorder()
+    final_c = train_gan(cfg, RunDir.create(tmp_path, "c", "train"), resume=run.path, callbacks=[rest])
+    assert sorted(rest.losses) == [4, 5, 6]
+    for s in rest.losses:
+        assert rest.losses[s] == full.losses[s], s
+    a, c = load_checkpoint(final_a), load_checkpoint(final_c)
+    for part in ("generator", "generator_ema"):
+        for k, v in a.state[part].items():
+            assert torch.equal(v, c.state[part][k]), (part, k)
+    for d, state in a.state["discriminators"].items():
+        for k, v in state.items():
+            assert torch.equal(v, c.state["discriminators"][d][k]), (d, k)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(shapes_h5, damsm_path, tmp_path):
     cfg = tiny_cfg(shapes_h5, damsm_path, epochs=3, keep_last=1)
 

@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from attngan_cli.viz.attention import all_word_maps, attention_figure, blend, rank_words, threshold, word_map
+from attngan_cli.viz.damsm_maps import CELL, LABEL, damsm_attention_image
 from attngan_cli.viz.fonts import fit_text, get_font, text_size
-from attngan_cli.viz.grid import make_grid, save_png, to_uint8, wrap
+from attngan_cli.viz.grid import images_to_uint8, make_grid, save_png, to_uint8, wrap
 
 WORDS = ["this", "bird", "is", "red", "with", "white", "and", "beak"]  # T = 8, 1/T = 0.125
 
@@ -108,6 +109,30 @@ def test_grid_and_png(tmp_path) -> None:
     p = save_png(g, tmp_path / "g.png")
     assert Image.open(p).size == (16, 11)
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_images_to_uint8_rounds_like_saving() -> None:
+    x = torch.tensor([-1.0, -2.0, 0.0, 1.0, 3.0, 0.5]).view(1, 1, 2, 3)
+    u = images_to_uint8(x)
+    assert u.dtype == torch.uint8 and u.shape == x.shape
+    assert u.flatten().tolist() == [0, 0, 128, 255, 255, 191]
+
+
+def test_to_uint8_is_images_to_uint8_channels_last() -> None:
+    x = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 1.5
+    expected = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(to_uint8(x), expected)
+    assert np.array_equal(to_uint8(x[1]), expected[1])
+    assert np.array_equal(to_uint8(x), images_to_uint8(x).permute(0, 2, 3, 1).numpy())
+
+
+def test_damsm_attention_image_tiles_keep_their_pixels() -> None:
+    """The image column is the image resized to CELL and converted exactly as PNG saving does."""
+    img = torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    fig = damsm_attention_image(img, [["red", "bird"]], [torch.rand(1, 2, 4, 4)])
+    resized = torch.nn.functional.interpolate(img, size=(CELL, CELL), mode="bilinear", align_corners=False)
+    expected = ((resized[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(np.asarray(fig)[LABEL:LABEL + CELL, :CELL], expected)
 
 
 def test_fonts_come_from_the_packages() -> None:

@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
+from ..errors import InputError
 from .common import command
 from .options import Checkpoint, Device, Precision, Quiet, Seed
 
-log = logging.getLogger("attngan")
+log = logging.getLogger(__name__)
 
 
 @command
@@ -38,8 +39,8 @@ def attend(
 
       attngan attend "a small green circle at the top left" -c final.pt -o fig.png --word-maps
     """
+    # deferred: keeps `attngan --help` fast
     from ..device import resolve_device
-    from ..errors import InputError
     from ..inference import load_generator
     from ..sample import attend as draw
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,7 +13,6 @@ from ..errors import AttnGANError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-log = logging.getLogger("attngan")
 
 
 def command(fn: F) -> F:
@@ -36,13 +34,6 @@ def command(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def not_implemented(name: str, issue: str) -> None:
-    console.print(
-        f"[bold yellow]attngan {name}: not implemented yet[/] ({issue}). Nothing was done.", highlight=False
-    )
-    raise typer.Exit(2)
 
 
 def progress() -> RichProgress:

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
+from ..console import console, stdout
 from .common import command, progress
 from .options import Device, Json, Precision, Quiet, Seed
 
@@ -43,10 +45,7 @@ def demo(
 
       attngan demo --lambda 0 --out demo-no-damsm
     """
-    from rich.table import Table
-
-    from ..console import console, stdout
-    from ..demo import DemoOptions, run_demo
+    from ..demo import DemoOptions, run_demo  # deferred: keeps `attngan --help` fast
 
     opts = DemoOptions(out=out, minutes=minutes, device=device, seed=seed, precision=precision,
                        lambda_damsm=lambda_, n_train=n_train, n_test=max(200, n_train // 4),

@@ -1,15 +1,21 @@
-"""`attngan eval`: R-precision, Inception Score, FID and (shapes) attribute accuracy (issue 7)."""
+"""`attngan eval`: R-precision, Inception Score, FID and (shapes) attribute accuracy."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Table
 
+from ..console import console
+from ..metrics.registry import parse_metric_names
 from .common import command, progress
 from .options import Checkpoint, Device, InceptionWeights, Json, Quiet, Seed, Workers
+
+if TYPE_CHECKING:
+    from ..metrics.evaluate import EvalResult
 
 
 @command
@@ -50,9 +56,9 @@ def evaluate(
 
       attngan eval -m attributes,rprecision -c runs/00003-shapes-train --data data/shapes.h5 -n 2000
     """
+    # deferred: keeps `attngan --help` fast
     from ..metrics.evaluate import EvalOptions
     from ..metrics.evaluate import evaluate as run_eval
-    from ..metrics.registry import parse_metric_names
 
     names = parse_metric_names(metric)
     options = EvalOptions(metrics=names, num_samples=num_samples, batch_size=batch_size,
@@ -67,11 +73,7 @@ def evaluate(
         typer.echo(str(result.metrics_file))
 
 
-def _print_table(result) -> None:  # noqa: ANN001
-    from rich.table import Table
-
-    from ..console import console
-
+def _print_table(result: EvalResult) -> None:
     where = f"step {result.step}" if result.step else ""
     table = Table(title="attngan eval", title_justify="left", caption_justify="left",
                   caption=f"{result.checkpoint} {where}\non {result.data}: {result.num_samples} samples at "

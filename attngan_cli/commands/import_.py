@@ -46,7 +46,7 @@ def official(
 
       attngan import official -g netG.pth -t text_encoder.pth --captions captions.pickle --discriminators netD0.pth netD1.pth netD2.pth --preset bird --custom --out imported/mine
     """
-    from ..official import import_official
+    from ..official import import_official  # deferred: keeps `attngan --help` fast
 
     if more_discriminators and not discriminators:
         raise InputError(f"unexpected argument(s): {' '.join(map(str, more_discriminators))} "

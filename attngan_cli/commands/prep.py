@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
+from ..console import stdout
 from .common import command, progress
 from .options import Overwrite, Quiet, Seed
 
-log = logging.getLogger("attngan")
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     help="Prepare a dataset as one HDF5 file (CUB, COCO, a custom folder, built-in shapes). Images are "
@@ -39,8 +40,7 @@ Compression = Annotated[str, typer.Option("--compression", help="Image compressi
 
 
 def _report(path: Path) -> None:
-    from ..console import stdout
-    from ..data.h5 import read_info
+    from ..data.h5 import read_info  # deferred: keeps `attngan --help` fast
 
     info = read_info(path)
     log.info("%s", info.summary())
@@ -84,7 +84,7 @@ def cub(
       attngan prep cub data/birds --vocab data/birds/captions.pickle --out data/cub.h5
       attngan prep cub birds --vocab birds/captions.pickle --allow-missing
     """
-    from ..data.cub import prep_cub
+    from ..data.cub import prep_cub  # deferred: keeps `attngan --help` fast
 
     path = _out(out, "cub")
     with progress() as p:
@@ -128,7 +128,7 @@ def coco(
       attngan prep coco data/coco --out data/coco.h5
       attngan prep coco data/coco --vocab data/coco/captions.pickle --workers 2
     """
-    from ..data.coco import prep_coco
+    from ..data.coco import prep_coco  # deferred: keeps `attngan --help` fast
 
     path = _out(out, "coco")
     with progress() as p:
@@ -171,7 +171,7 @@ def folder(
       attngan prep folder my_photos --out data/mine.h5
       attngan prep folder my_photos --labels-from-folders --test-fraction 0.2 --image-size 152
     """
-    from ..data.folder import prep_folder
+    from ..data.folder import prep_folder  # deferred: keeps `attngan --help` fast
 
     path = _out(out, "folder")
     with progress() as p:
@@ -206,7 +206,7 @@ def shapes(
       attngan prep shapes --out data/shapes.h5 --train 8000 --test 1000 --seed 1
       attngan prep shapes --image-size 152 --out data/shapes128.h5
     """
-    from ..data.shapes import make_shapes
+    from ..data.shapes import make_shapes  # deferred: keeps `attngan --help` fast
 
     path = _out(out, "shapes")
     with progress() as p:

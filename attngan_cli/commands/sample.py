@@ -11,7 +11,7 @@ import typer
 from .common import command, progress
 from .options import Checkpoint, Device, Precision, Quiet, Seed
 
-log = logging.getLogger("attngan")
+log = logging.getLogger(__name__)
 
 
 @command
@@ -45,6 +45,7 @@ def sample(
 
       attngan sample "a red square on a blue background" -c runs/00001-shapes-train --stage last -o out/
     """
+    # deferred: keeps `attngan --help` fast
     from ..device import resolve_device
     from ..inference import load_generator
     from ..sample import CaptionSource, SampleSettings, sample_to_dir

@@ -10,6 +10,7 @@ import typer
 from ..rundir import RunDir
 from .common import command, progress
 from .options import Device, Precision, Quiet, Resume, RunsRoot, Seed, Workers
+from .watch_options import NoTensorBoard
 
 
 def _overrides(**options: Any) -> dict[str, Any]:
@@ -49,6 +50,7 @@ def train(
     sample_every: Annotated[int | None, typer.Option("--sample-every", help="Steps between grids of EMA samples.")] = None,
     snapshot_every: Annotated[int | None, typer.Option("--snapshot-every", help="Epochs between checkpoints.")] = None,
     keep_last: Annotated[int | None, typer.Option("--keep-last", help="Periodic checkpoints kept (plus final.pt).")] = None,
+    no_tensorboard: NoTensorBoard = False,
     resume: Resume = None,
     runs: RunsRoot = Path("runs"),
     device: Annotated[str | None, Device.__metadata__[0]] = None,  # type: ignore[attr-defined]
@@ -78,6 +80,7 @@ def train(
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
         channels_last=channels_last or None, compile=compile_ or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
+        tensorboard=False if no_tensorboard else None,
     )
     settings = resolve_train(data, encoders=encoders, preset=preset or None, overrides=overrides, resume=resume)
     run = RunDir.create(runs, Path(settings.config.dataset).stem, "train")

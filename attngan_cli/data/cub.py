@@ -15,7 +15,7 @@ from .records import DEFAULT_IMAGE_SIZE, PrepResult, Record, few, vocab_and_opti
 from .tokenizer import read_caption_file
 from .vocab import Vocabulary
 
-log = logging.getLogger("attngan.data")
+log = logging.getLogger(__name__)
 
 CAPTIONS_PER_IMAGE = 10
 

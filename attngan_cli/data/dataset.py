@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 from PIL import Image
@@ -15,7 +16,7 @@ from PIL import Image
 from ..errors import InputError
 from .h5 import SPLIT_NAMES, open_h5, read_info
 
-log = logging.getLogger("attngan.data")
+log = logging.getLogger(__name__)
 
 
 def pad_caption(ids: np.ndarray | Sequence[int], words: int, generator: torch.Generator | None = None
@@ -98,7 +99,7 @@ class TextImageDataset(torch.utils.data.Dataset):
         if self.info.image_size < self.load_size:
             log.warning("%s stores %d px images; training at %d px upsamples them (prep with --image-size %d "
                         "for full detail)", self.path, self.info.image_size, max_size, self.load_size)
-        self._h5: Any = None
+        self._h5: h5py.File | None = None
         self._pid: int | None = None
         self._caps: np.ndarray | None = None
         self._lens: np.ndarray | None = None

@@ -25,7 +25,7 @@ from .records import (
 from .tokenizer import read_caption_file, split_caption_lines
 from .vocab import Vocabulary
 
-log = logging.getLogger("attngan.data")
+log = logging.getLogger(__name__)
 
 MAX_CAPTIONS = 10
 

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from ..errors import InputError
 from ..io import atomic_path
 from .vocab import Vocabulary
-
-log = logging.getLogger("attngan.data")
 
 FORMAT = "attngan-data"
 FORMAT_VERSION = 1
@@ -76,15 +74,8 @@ class DatasetInfo:
                 f"{len(self.vocab)} words")
 
 
-def _h5py():
-    import h5py
-
-    return h5py
-
-
-def open_h5(path: str | os.PathLike[str]):
+def open_h5(path: str | os.PathLike[str]) -> h5py.File:
     """Open a prepared file read-only, checking that it is one. Raises :class:`InputError`."""
-    h5py = _h5py()
     path = Path(path)
     if not path.is_file():
         raise InputError(f"dataset file {path} does not exist (make one with `attngan prep`)")
@@ -109,7 +100,7 @@ def open_h5(path: str | os.PathLike[str]):
     return f
 
 
-def _strs(ds) -> list[str]:
+def _strs(ds: h5py.Dataset) -> list[str]:
     return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ds[()]]
 
 
@@ -158,7 +149,6 @@ class H5Writer:
                  vocab: Vocabulary, prep_options: dict[str, Any], capacity: int,
                  attributes: dict[str, Sequence[str]] | None = None, compression: str = DEFAULT_COMPRESSION,
                  block: int = 256) -> None:
-        h5py = _h5py()
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}")
         if compression not in COMPRESSIONS:
@@ -241,7 +231,7 @@ class H5Writer:
         self.n = b
         self._buf.clear()
 
-    def _all(self):
+    def _all(self) -> list[h5py.Dataset]:
         return [self.images, self.captions, self.lengths, self.class_ids, self.keys, self.split,
                 *self.attrs_ds.values()]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from ..progress import NullProgress, Progress
 from .h5 import DEFAULT_COMPRESSION, TEST, TRAIN, check_output, write_dataset
 from .vocab import Vocabulary
 
-log = logging.getLogger("attngan.data")
+log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_SIZE = 304  # 256 * 76 / 64: the official random-crop input for 256 px training
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -198,8 +199,6 @@ def write_records(records: list[Record], out: str | os.PathLike[str], *, source:
                   layout_hint: str = "", progress: Progress | None = None, abort: Callable[[], bool] | None = None,
                   workers: int = 0, compression: str | None = None) -> PrepResult:
     """Write ``records`` (train and test, in order) to ``out``. See the module docstring."""
-    import time
-
     compression = compression or DEFAULT_COMPRESSION
 
     t0 = time.perf_counter()

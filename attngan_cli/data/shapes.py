@@ -28,12 +28,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import AttnGANError, InputError
-from ..progress import Progress
-from .h5 import TEST, TRAIN, write_dataset
+from ..progress import NullProgress, Progress
+from .h5 import DEFAULT_COMPRESSION, TEST, TRAIN, write_dataset
 from .tokenizer import tokenize
 from .vocab import Vocabulary
 
-log = logging.getLogger("attngan.data")
+log = logging.getLogger(__name__)
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (225, 20, 30),
@@ -268,9 +268,6 @@ def make_shapes(out: str | Path, *, n_train: int = 4000, n_test: int = 1000, ima
                 compression: str | None = None) -> Path:
     """Render the shapes dataset to ``out`` (HDF5, see :mod:`attngan_cli.data.h5`). Deterministic in
     ``seed``: image ``i`` depends only on ``(seed, i)``."""
-    from ..progress import NullProgress
-    from .h5 import DEFAULT_COMPRESSION
-
     if n_train < 1 or n_test < 0:
         raise InputError(f"need at least 1 train image and >= 0 test images (got {n_train} and {n_test})")
     if not 8 <= image_size <= 1024:

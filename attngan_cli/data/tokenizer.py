@@ -14,15 +14,18 @@ exactly; :func:`read_caption_file` the per-file ones.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 
-log = logging.getLogger("attngan.data")
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
 
 # NLTK's RegexpTokenizer compiles with UNICODE | MULTILINE | DOTALL; on a Python 3 str \w is Unicode anyway.
 _WORD_RUN = re.compile(r"\w+", re.UNICODE | re.MULTILINE | re.DOTALL)
@@ -51,11 +54,11 @@ class AttnGANTokenizer:
     official token list.
     """
 
-    def __init__(self, vocab) -> None:  # spacy.vocab.Vocab
+    def __init__(self, vocab: Vocab) -> None:
         self.vocab = vocab
 
-    def __call__(self, text: str):
-        from spacy.tokens import Doc
+    def __call__(self, text: str) -> Doc:
+        from spacy.tokens import Doc  # deferred with spacy itself, see nlp()
 
         words = _ascii_only(_raw_runs(text))
         return Doc(self.vocab, words=words, spaces=[True] * len(words))
@@ -75,8 +78,10 @@ class AttnGANTokenizer:
 
 
 @lru_cache(maxsize=1)
-def nlp():
+def nlp() -> Language:
     """The shared blank English pipeline with :class:`AttnGANTokenizer` (created on first use)."""
+    # deferred: spaCy takes ~0.9 s to import and only tokenizing needs it (loading a checkpoint, the
+    # DataLoader and eval do not)
     import spacy
 
     pipeline = spacy.blank("en")

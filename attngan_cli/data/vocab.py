@@ -16,7 +16,7 @@ from ..io import atomic_write_json
 from ._py2dict import py2_dict_order
 from .tokenizer import tokenize
 
-log = logging.getLogger("attngan.data")
+log = logging.getLogger(__name__)
 
 END = "<end>"
 VOCAB_FORMAT = "attngan-vocab"
@@ -140,7 +140,7 @@ class Vocabulary:
             raise InputError(f"vocabulary file {path} does not exist")
         head = path.read_bytes()[:8]
         if head.startswith(b"\x89HDF"):
-            from .h5 import read_vocab
+            from .h5 import read_vocab  # local: .h5 imports this module (an import cycle)
 
             return read_vocab(path)
         if head[:1] == b"\x80":  # a pickle (protocol >= 2)

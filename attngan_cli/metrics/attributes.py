@@ -26,7 +26,7 @@ the center" may have any size. ``<name>_n`` gives the number of images each accu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +35,10 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..data import shapes as S
 from .registry import register_metric
+
+if TYPE_CHECKING:
+    # types only: a runtime import would cycle (evaluate -> registry -> this module)
+    from .evaluate import EvalContext, GeneratedBatch
 
 BG_NAMES = list(S.BG_COLORS)
 OBJ_NAMES = list(S.COLORS)
@@ -139,12 +143,12 @@ def attribute_hits(images: np.ndarray | torch.Tensor, truth: dict[str, np.ndarra
 @register_metric("attributes", description="shapes only: accuracy of the true attributes read off the images "
                  "by pixel statistics", needs_attributes=True)
 class AttributeAccuracyMetric:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: EvalContext) -> None:
         self.ctx = ctx
         self.hits: dict[str, int] = {}
         self.counts: dict[str, int] = {}
 
-    def update(self, batch: Any) -> None:
+    def update(self, batch: GeneratedBatch) -> None:
         truth = {name: arr[batch.items] for name, arr in self.ctx.attribute_truth.items()}
         hits = attribute_hits(batch.uint8(), truth, self.ctx.attribute_values)
         named = [S.named_attributes(self._words(int(i), int(c))) for i, c in zip(batch.items, batch.captions, strict=True)]

@@ -34,7 +34,8 @@ from ..errors import AttnGANError, ConfigMismatchError, InputError
 from ..inference import DAMSMBundle, GeneratorBundle, generate, load_damsm, load_generator
 from ..io import append_jsonl, atomic_write_text
 from ..progress import NullProgress, Progress
-from .features import InceptionFeatures, images_to_uint8
+from ..viz.grid import images_to_uint8
+from .features import InceptionFeatures
 from .fid import GaussianStats, stats_cache_path
 from .registry import get_metric, parse_metric_names
 

@@ -20,12 +20,17 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import InputError
 from ..io import atomic_path
+
+if TYPE_CHECKING:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_FILE_ALT = "weights-inception-2015-12-05-6726825d.pth"
@@ -42,16 +47,10 @@ _NEEDED = (f"IS and FID need the TF-Inception weights file {INCEPTION_FILE} (sam
            f"and pass it with --inception-weights PATH")
 
 
-def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float images in [-1, 1] (B, 3, H, W) -> uint8 (B, 3, H, W), rounded as when saved as PNG."""
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+def _extractor_class() -> type[FeatureExtractorInceptionV3]:
+    # deferred: torch-fidelity takes ~3 s to import (it loads torchvision.models); only IS and FID need it
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-
-def _require_torch_fidelity():
-    try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    except ImportError as e:  # pragma: no cover - it is a dependency
-        raise InputError("IS and FID need the torch-fidelity package: pip install torch-fidelity") from e
     return FeatureExtractorInceptionV3
 
 
@@ -112,7 +111,7 @@ class InceptionFeatures:
 
     def __init__(self, weights: str | os.PathLike[str] | None, device: torch.device | str = "cpu") -> None:
         self.path = check_inception_weights(weights)
-        cls = _require_torch_fidelity()
+        cls = _extractor_class()
         # torch-fidelity reads the file with weights_only=False; check_inception_weights has just loaded it
         # with weights_only=True, so it holds tensors only and nothing can execute.
         try:
@@ -134,7 +133,7 @@ class InceptionFeatures:
     @torch.no_grad()
     def __call__(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
         if images_uint8.dtype != torch.uint8:
-            raise TypeError("InceptionFeatures expects uint8 images; use images_to_uint8 first")
+            raise TypeError("InceptionFeatures expects uint8 images; use viz.grid.images_to_uint8 first")
         pool, logits = self.model(images_uint8.to(self.device))
         return {"pool": pool.float().cpu(), "logits": logits.float().cpu()}
 
@@ -144,9 +143,7 @@ def write_random_inception_weights(path: str | os.PathLike[str], seed: int = 0) 
 
     For tests and dry runs of the pipeline only: the numbers it gives mean nothing.
     """
-    import tempfile
-
-    cls = _require_torch_fidelity()
+    cls = _extractor_class()
 
     class _Unloaded(cls):  # type: ignore[misc, valid-type]
         def load_state_dict(self, state_dict, strict=True, assign=False):  # noqa: D401

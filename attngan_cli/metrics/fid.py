@@ -19,7 +19,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +28,10 @@ from scipy import linalg
 from ..errors import AttnGANError, InputError
 from ..io import atomic_path
 from .registry import register_metric
+
+if TYPE_CHECKING:
+    # types only: a runtime import would cycle (evaluate -> registry -> this module)
+    from .evaluate import EvalContext, GeneratedBatch
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +150,11 @@ def stats_cache_path(data_path: str | os.PathLike[str], key_hash: str) -> Path:
 @register_metric("fid", description="Fréchet Inception Distance to the real test images (2048-d pool3)",
                  needs_inception=True)
 class FIDMetric:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: EvalContext) -> None:
         self.ctx = ctx
         self.fake = GaussianStats()
 
-    def update(self, batch: Any) -> None:
+    def update(self, batch: GeneratedBatch) -> None:
         self.fake.update(batch.inception()["pool"])
 
     def compute(self) -> dict[str, float]:

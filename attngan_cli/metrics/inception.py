@@ -13,12 +13,16 @@ torch-fidelity's ``isc_features_to_metric(..., shuffle=False)`` (our samples com
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .registry import register_metric
+
+if TYPE_CHECKING:
+    # types only: a runtime import would cycle (evaluate -> registry -> this module)
+    from .evaluate import EvalContext, GeneratedBatch
 
 
 def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
@@ -73,10 +77,10 @@ class InceptionScoreAccumulator:
 
 @register_metric("is", description="Inception Score (10 splits, TF-Inception 2015-12-05)", needs_inception=True)
 class InceptionScoreMetric:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: EvalContext) -> None:
         self.acc = InceptionScoreAccumulator(ctx.num_samples, ctx.options.is_splits)
 
-    def update(self, batch: Any) -> None:
+    def update(self, batch: GeneratedBatch) -> None:
         self.acc.update(batch.inception()["logits"])
 
     def compute(self) -> dict[str, float]:

@@ -54,7 +54,8 @@ def register_metric(name: str, *, description: str = "", needs_inception: bool =
 
 
 def _load_builtin() -> None:
-    # Importing the modules runs their @register_metric decorators.
+    # Importing the modules runs their @register_metric decorators. Local: they import register_metric
+    # from this module (an import cycle).
     from . import attributes, fid, inception, rprecision  # noqa: F401
 
 

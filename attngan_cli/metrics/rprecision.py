@@ -13,22 +13,26 @@ depend on the batch size. The pure functions live in :mod:`attngan_cli.metrics.r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from .registry import register_metric
 from .retrieval import r_precision, r_precision_hits
 
+if TYPE_CHECKING:
+    # types only: a runtime import would cycle (evaluate -> registry -> this module)
+    from .evaluate import EvalContext, GeneratedBatch
+
 
 @register_metric("rprecision", description="R-precision with the DAMSM encoders (1 true vs 99 other-class captions)",
                  needs_damsm=True)
 class RPrecisionMetric:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: EvalContext) -> None:
         self.ctx = ctx
         self.hits: list[torch.Tensor] = []
 
-    def update(self, batch: Any) -> None:
+    def update(self, batch: GeneratedBatch) -> None:
         table = self.ctx.caption_embeddings()  # (M, D)
         img = batch.damsm_global().float().cpu()  # (B, D)
         true = table[torch.as_tensor(batch.caption_rows)]  # (B, D)

@@ -59,6 +59,7 @@ class ImageEncoder(nn.Module):
         self.backbone = cfg.backbone
         D = cfg.embedding_dim
         if cfg.backbone == "inception-v3":
+            # deferred: torchvision.models takes ~2 s to import; only this backbone needs it
             from torchvision.models import inception_v3
 
             net = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=False)

@@ -58,6 +58,7 @@ from .loop import (
     make_loader,
     preserve_rng,
 )
+from .tensorboard import SAMPLES_TAG, tensorboard_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,11 @@ class GANTask:
     def end_epoch(self, state: LoopState, complete: bool) -> dict[str, Any]:
         return {}
 
+    def learning_rates(self) -> dict[str, float]:
+        """The optimisers' current learning rates (logged to TensorBoard as ``lr/G``, ``lr/D``)."""
+        m = self.models
+        return {"G": m.opt_g.param_groups[0]["lr"], "D": m.opt_ds[0].param_groups[0]["lr"]}
+
     def checkpoint(self, state: LoopState) -> Checkpoint:
         m, cfg = self.models, self.cfg
         return Checkpoint(
@@ -347,7 +353,10 @@ class SampleGrids(Callback):
         s = self.samples
         with preserve_rng():
             out = generate(self.bundle, s.captions, s.lengths, s.noise, eps=None, precision=self.precision)
-        return save_png(stage_grid([x.cpu() for x in out.images]), loop.run.file(f"samples-{step:06d}.png"))
+        grid = stage_grid([x.cpu() for x in out.images])
+        path = save_png(grid, loop.run.file(f"samples-{step:06d}.png"))
+        loop.log_image(SAMPLES_TAG, grid, step)
+        return path
 
     def on_start(self, loop: Loop) -> None:
         if loop.state.step == 0:
@@ -417,7 +426,8 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
                 progress=progress, abort=abort,
                 callbacks=[ProgressBar(lambda v: {"d": v["d"], "g": v["g"]}), StatsLog(every=LOG_EVERY),
                            SampleGrids(ema_bundle, samples, cfg.sample_every, cfg.precision),
-                           PruneCheckpoints(cfg.keep_last), *callbacks])
+                           PruneCheckpoints(cfg.keep_last), *tensorboard_callbacks(cfg.tensorboard, run, to_dict(cfg)),
+                           *callbacks])
     budget = f"for {cfg.max_minutes:g} minutes (at most {loop.total} steps)" if cfg.max_minutes > 0 else f"{loop.total} steps"
     log.info("training %s (%d per epoch, batch %d, %s) on %s into %s", budget, task.steps_per_epoch,
              cfg.batch_size, cfg.precision, device, run.path)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -98,6 +99,12 @@ class Callback:
 
     def on_end(self, loop: Loop, reason: str) -> None:
         pass
+
+    def on_stats(self, loop: Loop, record: dict[str, Any]) -> None:
+        """A record just written to ``stats.jsonl`` (:meth:`Loop.log_stats`)."""
+
+    def on_image(self, loop: Loop, tag: str, image: np.ndarray, step: int) -> None:
+        """An image the run just wrote (:meth:`Loop.log_image`): (H, W, 3) uint8, e.g. a sample grid."""
 
 
 class _StepFunction(Callback):
@@ -184,6 +191,15 @@ class Loop:
     def _emit(self, event: str, *args: Any) -> None:
         for cb in self.callbacks:
             getattr(cb, event)(self, *args)
+
+    def log_stats(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to ``stats.jsonl`` and tell the callbacks (``on_stats``)."""
+        self.run.log_stats(record)
+        self._emit("on_stats", record)
+
+    def log_image(self, tag: str, image: np.ndarray, step: int | None = None) -> None:
+        """Tell the callbacks (``on_image``) about an image the run wrote: (H, W, 3) uint8."""
+        self._emit("on_image", tag, image, self.state.step if step is None else step)
 
     def save(self, name: str, kind: str) -> Path:
         """Write the task's checkpoint as ``run/name`` (main process only) and tell the callbacks."""
@@ -302,7 +318,9 @@ class ProgressBar(Callback):
 
 class StatsLog(Callback):
     """``stats.jsonl``: the mean of each loss over ``every`` steps (0: over each epoch, merged with the
-    epoch's record), and a last line whenever the loop ends, so every run leaves its stats."""
+    epoch's record), and a last line with ``"end": <reason>`` when the loop ends with steps not yet
+    logged, before anything was logged, or for a reason other than a normal end (interrupted, aborted,
+    non-finite loss), so every run leaves its stats and a stopped run says why."""
 
     def __init__(self, every: int = 0, prefix: str = "") -> None:
         self.every, self.prefix = every, prefix
@@ -318,7 +336,7 @@ class StatsLog(Callback):
         if self.n:
             record[f"{self.prefix}images_per_s"] = self.n * loop.task.batch_size / max(dt, 1e-9)
         record.update(extra)
-        loop.run.log_stats(record)
+        loop.log_stats(record)
         self.written += 1
         self.sums, self.n, self.t0 = {}, 0, time.perf_counter()
 
@@ -335,8 +353,9 @@ class StatsLog(Callback):
             self._flush(loop, st.epoch + (1 if st.batch_in_epoch else 0), record)
 
     def on_end(self, loop: Loop, reason: str) -> None:
-        if self.n or not self.written:
-            self._flush(loop, loop.state.epoch + 1, {"end": reason})
+        if self.n or not self.written or reason not in (FINISHED, TIME_BUDGET):
+            st = loop.state  # the epoch under way, or the one just completed
+            self._flush(loop, st.epoch + (1 if st.batch_in_epoch else 0), {"end": reason})
 
 
 class PruneCheckpoints(Callback):

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from ..checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint
@@ -63,6 +64,7 @@ from .loop import (
     epoch_batches,
     make_loader,
 )
+from .tensorboard import ATTENTION_TAG, tensorboard_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +187,10 @@ class AttentionImages(Callback):
         if self.task.last_eval is None or kind == "interrupted":
             return
         name = "attention.png" if kind == "final" else f"attention-{loop.state.epoch}.png"
-        write_attention_image(self.task.last_eval, loop.run.file(name), self.task.train_ds)
+        image = attention_image(self.task.last_eval, self.task.train_ds)
+        if image is not None:
+            save_png(image, loop.run.file(name))
+            loop.log_image(ATTENTION_TAG, np.asarray(image))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,7 +267,8 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     loop = Loop(task, run, state, epochs=cfg.epochs, max_minutes=cfg.max_minutes, snapshot_every=cfg.snapshot_every,
                 nan_hint="a lower --lr", progress=progress, abort=abort,
                 callbacks=[ProgressBar(lambda v: {"loss": v["loss"]}), StatsLog(every=0, prefix="train_"),
-                           AttentionImages(task), *callbacks])
+                           AttentionImages(task), *tensorboard_callbacks(cfg.tensorboard, run, to_dict(cfg)),
+                           *callbacks])
     try:
         return loop.run_loop()
     finally:
@@ -374,7 +380,8 @@ def evaluate(text_enc: TextEncoder, img_enc: ImageEncoder, ds: TextImageDataset 
     return {"stats": stats, "first": enc["first"]}
 
 
-def write_attention_image(ev: dict[str, Any], path: Path, ds: TextImageDataset) -> Path | None:
+def attention_image(ev: dict[str, Any], ds: TextImageDataset) -> Image.Image | None:
+    """The word-region attention maps of an evaluation's first test batch (None without one)."""
     first = ev.get("first")
     if first is None:
         return None
@@ -382,7 +389,7 @@ def write_attention_image(ev: dict[str, Any], path: Path, ds: TextImageDataset) 
     words = []
     for cap, n in zip(first["caption"], first["length"], strict=True):
         words.append([vocab[int(t)] if int(t) < len(vocab) else "?" for t in cap[: int(n)]])
-    return save_png(damsm_attention_image(first["images"], words, first["maps"]), path)
+    return damsm_attention_image(first["images"], words, first["maps"])
 
 
 # --------------------------------------------------------------------------------------------------

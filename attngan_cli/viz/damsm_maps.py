@@ -1,7 +1,5 @@
 """The DAMSM attention-map figure written during pretraining: each row is one real image followed by its
 caption's words, each with its word-to-region attention map (upsampled) laid over the image.
-
-Self-contained on purpose (PIL + torch only), so pretraining does not depend on the rest of ``viz``.
 """
 
 from __future__ import annotations
@@ -11,15 +9,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from .grid import to_uint8
+
 CELL = 96  # pixels per tile
 LABEL = 14  # label strip height
 
 
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
+def _tile(img: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (CELL, CELL, 3) uint8."""
-    x = F.interpolate(img[None].float(), size=(CELL, CELL), mode="bilinear", align_corners=False)[0]
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(1, 2, 0).cpu().numpy()
+    return to_uint8(F.interpolate(img[None].float(), size=(CELL, CELL), mode="bilinear", align_corners=False)[0])
 
 
 def _overlay(base: np.ndarray, amap: torch.Tensor) -> np.ndarray:
@@ -42,7 +40,7 @@ def damsm_attention_image(images: torch.Tensor, words: list[list[str]], maps: li
     draw = ImageDraw.Draw(canvas)
     for r in range(n):
         y = r * (CELL + LABEL)
-        base = _to_uint8(images[r])
+        base = _tile(images[r])
         canvas.paste(Image.fromarray(base), (0, y + LABEL))
         draw.text((2, y + 1), "image", fill=(0, 0, 0))
         amaps = maps[r][0]  # (T_i, h, w)

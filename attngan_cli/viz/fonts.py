@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from PIL import ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -37,7 +37,5 @@ def fit_text(text: str, font: Font, width: int) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _scratch():
-    from PIL import Image
-
+def _scratch() -> Image.Image:
     return Image.new("L", (1, 1))

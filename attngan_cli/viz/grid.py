@@ -14,13 +14,16 @@ from PIL import Image
 from ..io import atomic_path
 
 
+def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] -> uint8 tensor of the same shape (and device), rounded as when saved as
+    PNG: ``round((clamp(x, -1, 1) + 1) * 127.5)``. The one [-1, 1] -> uint8 conversion of the package."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Images (B, 3, H, W) (or (3, H, W)) in [-1, 1] -> uint8 array (B, H, W, 3) (or (H, W, 3))."""
-    x = images.detach().float()
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    if x.dim() == 4:
-        return x.permute(0, 2, 3, 1).cpu().numpy()
-    return x.permute(1, 2, 0).cpu().numpy()
+    """Images (B, 3, H, W) (or (3, H, W)) in [-1, 1] -> uint8 array (B, H, W, 3) (or (H, W, 3)):
+    :func:`images_to_uint8` with the channels moved last, on the CPU."""
+    return images_to_uint8(images).movedim(-3, -1).cpu().numpy()
 
 
 def upsample(images: torch.Tensor, size: int) -> torch.Tensor:
