@@ -87,17 +87,26 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, kind: str | tuple[str, ...] | None = None,
-                    map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Load a checkpoint of this project; ``kind`` (one or several) is checked with a clear error."""
+                    map_location: str | torch.device = "cpu", mmap: bool = False) -> Checkpoint:
+    """Load a checkpoint of this project; ``kind`` (one or several) is checked with a clear error.
+    ``mmap``: map the tensors from the file instead of reading them (cheap when only the metadata, the
+    config or the vocabulary is needed)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; pass a checkpoint file (or a run directory where a command accepts one)")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable attngan checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):
+            raise CheckpointError(_refused(path, str(e))) from None
+        detail = next((line.split("WeightsUnpickler error:", 1)[1].strip() for line in str(e).splitlines()
+                       if "WeightsUnpickler error:" in line), "")
+        raise CheckpointError(f"{path} is not a readable attngan checkpoint (UnpicklingError"
+                              + (f": {detail[:200]}" if detail else "") + ")") from None
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable attngan checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
@@ -114,12 +123,57 @@ def load_checkpoint(path: str | os.PathLike[str], *, kind: str | tuple[str, ...]
         raise CheckpointError(
             f"{path} is a {payload['kind']!r} checkpoint, but a {' or '.join(repr(k) for k in kinds)} checkpoint is needed here"
         )
+    vocab = payload.get("vocab")
+    stored_sha = payload.get("vocab_sha256")
+    if vocab is not None and stored_sha is not None and vocab_sha256(list(vocab)) != stored_sha:
+        raise CheckpointError(f"{path}: its vocabulary does not match the vocab_sha256 stored with it (the file was "
+                              "altered or damaged); use an intact copy of the checkpoint")
+    for key in ("config", "state"):
+        if not isinstance(payload.get(key), dict):
+            raise CheckpointError(f"{path} has no {key!r} mapping: it is damaged or was not written by attngan")
     return Checkpoint(
-        kind=payload["kind"], config=payload["config"], state=payload["state"], vocab=payload.get("vocab"),
+        kind=payload["kind"], config=payload["config"], state=payload["state"], vocab=vocab,
         optim=payload.get("optim") or {}, step=payload.get("step", 0), epoch=payload.get("epoch", 0),
         rng=payload.get("rng"), extra=payload.get("extra") or {}, package_version=payload.get("package_version", "?"),
         format_version=version, path=path,
     )
+
+
+def load_module_state(module: torch.nn.Module, state: Any, what: str, path: Path | None) -> None:
+    """``module.load_state_dict(state)`` with an error that names the first differing tensors (missing,
+    unexpected, or of another shape) instead of PyTorch's traceback."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: the {what} weights are missing or not a state dict")
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = ([f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in unexpected[:3]]
+                + [f"{k}: {tuple(state[k].shape)} there, {tuple(own[k].shape)} here" for k in shapes[:3]])
+    if problems:
+        more = len(missing) + len(unexpected) + len(shapes) - len(problems)
+        raise CheckpointError(f"checkpoint {path}: the {what} weights do not fit the model its config describes ("
+                              + "; ".join(problems) + (f"; and {more} more" if more > 0 else "") + ")")
+    module.load_state_dict(state)
+
+
+def require_state(ckpt: Checkpoint, *keys: str, section: str = "state") -> None:
+    """Fail naming the first of ``keys`` missing from ``ckpt.state`` (or ``ckpt.optim``)."""
+    held = ckpt.state if section == "state" else ckpt.optim
+    for key in keys:
+        if key not in held:
+            raise CheckpointError(f"checkpoint {ckpt.path} has no {section} {key!r} (it holds: "
+                                  f"{', '.join(sorted(held)) or 'nothing'}); it is damaged or of another kind")
+
+
+def _refused(path: Path, message: str) -> str:
+    """The error for a checkpoint whose pickle holds more than tensors and plain data. PyTorch's advice to
+    load it with ``weights_only=False`` is left out: attngan never runs code from a checkpoint."""
+    detail = next((line.strip() for line in message.splitlines() if "WeightsUnpickler error" in line), "")
+    detail = detail.replace("WeightsUnpickler error: ", "").split(". Please use")[0]
+    return (f"{path} was refused: it holds pickled objects other than tensors and plain data"
+            + (f" ({detail})" if detail else "") + "; attngan loads no code from a checkpoint. It is not an "
+            "attngan checkpoint, or it was tampered with")
 
 
 def check_checkpoint_config(ckpt: Checkpoint, requested: dict[str, Any], fields: list[str]) -> None:

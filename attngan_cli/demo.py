@@ -21,6 +21,7 @@ from .errors import AttnGANError, InputError
 from .inference import load_generator
 from .io import atomic_write_json, read_jsonl
 from .metrics.evaluate import EvalOptions, evaluate
+from .plot import plot_runs_if_possible
 from .progress import NullProgress, Progress
 from .rundir import FINAL_NAME, RunDir, checkpoint_files
 from .sample import CaptionSource, SampleSettings, attend, sample_to_dir
@@ -71,10 +72,13 @@ class DemoResult:
 
     @property
     def figures(self) -> dict[str, str]:
-        return {
+        figures = {
             "attention figure": self.phases["attend"]["figure"],
             "sample grid": self.phases["sample"]["grid"],
         }
+        if (self.out / "curves.png").is_file():
+            figures["training curves"] = str(self.out / "curves.png")
+        return figures
 
 
 class _State:
@@ -189,7 +193,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
             t0 = time.monotonic()
             sample_dir = out / "samples"
             settings = SampleSettings(n=4, seed=options.seed, stage="all", grid=True, batch_size=24,
-                                      precision="fp32")
+                                      precision="fp32", overwrite=True)  # redo an interrupted sample phase
             grid = out / "samples.png"
             files = list(sample_to_dir(bundle, CaptionSource(options.captions), sample_dir, settings,
                                        progress=progress, abort=abort, overview=grid))
@@ -218,6 +222,9 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
             rec = state.record("eval", metrics=result.metrics, num_samples=result.num_samples,
                                seconds=round(time.monotonic() - t0, 1))
         overall.advance(1)
+        # the training curves with the eval point (a PNG; skipped with a message without matplotlib)
+        plot_runs_if_possible([state.data["phases"]["train"]["run"]], out / "curves.png",
+                              title="attngan demo: training curves")
         overall.update(description="demo: done")
 
     return DemoResult(out=out, phases=state.data["phases"], metrics=state.data["phases"]["eval"]["metrics"])

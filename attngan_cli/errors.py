@@ -32,3 +32,17 @@ class DeviceError(AttnGANError):
 
 class TrainingAborted(AttnGANError):
     """Training stopped on a non-finite loss or a user abort; the last good checkpoint is intact."""
+
+
+class OutputError(AttnGANError, OSError):
+    """An output file cannot be written where it was asked for (a read-only folder, a file in the way).
+    Also an ``OSError``, so code that tolerates a failed optional write (``except OSError``) still does."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where it arrives (see :func:`attngan_cli.io.sigterm_as_interrupt`), or after the
+    step in a training loop. A :class:`KeyboardInterrupt`, so every cleanup and Ctrl-C path handles it; the
+    CLI exits with 143 instead of 130."""
+
+    def __init__(self) -> None:
+        super().__init__("terminated (SIGTERM)")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import Checkpoint, load_checkpoint
+from .checkpoints import Checkpoint, load_checkpoint, load_module_state, require_state
 from .config import GeneratorConfig, PretrainConfig, TextEncoderConfig, TrainConfig, from_dict
 from .data.vocab import Vocabulary
 from .device import autocast
@@ -66,14 +66,6 @@ def _freeze(module: nn.Module, device: str | torch.device) -> None:
     module.requires_grad_(False)
 
 
-def _load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str, path: Path | None) -> None:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path}: {what} weights do not fit its config "
-                              f"({str(e).splitlines()[0][:200]})") from e
-
-
 def _vocab(ckpt: Checkpoint) -> Vocabulary | None:
     return Vocabulary(list(ckpt.vocab)) if ckpt.vocab is not None else None
 
@@ -99,9 +91,8 @@ def damsm_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") 
     cfg = damsm_config(ckpt.config)
     text, image = build_encoders(cfg)
     for name, module in (("text_encoder", text), ("image_encoder", image)):
-        if name not in ckpt.state:
-            raise CheckpointError(f"DAMSM checkpoint {ckpt.path} has no state {name!r}")
-        _load_state(module, ckpt.state[name], name.replace("_", " "), ckpt.path)
+        require_state(ckpt, name)
+        load_module_state(module, ckpt.state[name], name.replace("_", " "), ckpt.path)
         _freeze(module, device)
     return DAMSMBundle(text, image, _vocab(ckpt), cfg, ckpt.path)
 
@@ -152,8 +143,8 @@ def generator_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cp
             raise CheckpointError(f"generator checkpoint {ckpt.path} needs state 'generator' and 'text_encoder'")
     generator = Generator(cfg.generator)
     text_encoder = TextEncoder(_text_config(ckpt, t_state, cfg.words))
-    _load_state(generator, g_state, "generator", ckpt.path)
-    _load_state(text_encoder, t_state, "text encoder", ckpt.path)
+    load_module_state(generator, g_state, "generator", ckpt.path)
+    load_module_state(text_encoder, t_state, "text encoder", ckpt.path)
     _freeze(generator, device)
     _freeze(text_encoder, device)
     trained = ckpt.kind == GAN_KIND

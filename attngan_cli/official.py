@@ -7,8 +7,8 @@ Python 2. They are read here without executing code from the files:
 - state dicts through ``torch.load(weights_only=True)``, which reads both the old non-zip format and the
   zip format and only rebuilds tensors and containers (a file holding a pickled model object is refused
   with a message saying how to re-save it);
-- ``captions.pickle`` (a Python 2 pickle, ``encoding="latin1"``) through an unpickler that allows no
-  global except a short list of harmless containers.
+- ``captions.pickle`` (a Python 2 pickle, ``encoding="latin1"``) through the one restricted unpickler
+  (:func:`attngan_cli.io.safe_unpickle`), which allows no global except plain containers and numbers.
 
 Our modules use the official parameter names, so the key mapping is trivial: a ``module.`` prefix
 (``DataParallel``) is dropped, and BatchNorm ``num_batches_tracked`` buffers, absent from files saved by
@@ -19,7 +19,6 @@ preset, the vocabulary and the other files, with a message naming the file and w
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import pickle
@@ -47,6 +46,7 @@ from .config import (
     to_dict,
 )
 from .errors import CheckpointError, ConfigMismatchError, InputError
+from .io import safe_unpickle
 from .models.discriminator import Discriminator
 from .models.generator import Generator
 from .models.image_encoder import ImageEncoder
@@ -140,31 +140,6 @@ def to_official(state: dict[str, torch.Tensor], num_batches_tracked: bool = Fals
     )
 
 
-# What unpickling raises on corrupted bytes besides UnpicklingError (found by corrupting, truncating and
-# extending a captions.pickle: bad opcodes and lengths, truncation, undecodable strings, huge sizes).
-_MALFORMED_PICKLE = (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
-                     MemoryError)
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles containers, numbers and strings only; any other global is refused."""
-
-    ALLOWED = {
-        ("collections", "OrderedDict"), ("collections", "defaultdict"),
-        ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"), ("builtins", "dict"),
-        ("builtins", "tuple"), ("builtins", "int"), ("builtins", "float"), ("builtins", "str"),
-        ("__builtin__", "set"), ("__builtin__", "frozenset"), ("__builtin__", "list"), ("__builtin__", "dict"),
-        ("__builtin__", "tuple"), ("__builtin__", "long"), ("__builtin__", "unicode"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            if module == "__builtin__":
-                return {"long": int, "unicode": str}.get(name) or getattr(__import__("builtins"), name)
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
-
-
 def read_captions_pickle(path: str | Path) -> list[str]:
     """The vocabulary (``ixtoword`` as a list, index 0 = ``"<end>"``) of an official ``captions.pickle``
     (``[train_captions, test_captions, ixtoword, wordtoix]``, Python 2 or 3); also accepts a JSON list of
@@ -181,12 +156,7 @@ def read_captions_pickle(path: str | Path) -> list[str]:
         return _check_words(words, path)
     if raw[:2] == b"PK" or raw[:10] == b"\x80\x02\x8a\nl\xfc\x9cF\xf9 ":
         raise InputError(f"--captions {path} is a PyTorch file, not the official captions.pickle")
-    try:
-        data = _RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except pickle.UnpicklingError as e:
-        raise InputError(f"--captions {path} cannot be read safely: {e}; it is not an official captions.pickle") from e
-    except _MALFORMED_PICKLE as e:
-        raise InputError(f"--captions {path} is not a readable pickle ({type(e).__name__}: {e})") from e
+    data = safe_unpickle(path, "an official captions.pickle", label="--captions", data=raw)
     if not isinstance(data, (list, tuple)) or len(data) < 3:
         raise InputError(
             f"--captions {path} is not an official captions.pickle: expected the list "

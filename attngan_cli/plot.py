@@ -12,6 +12,7 @@ during pretraining; the generator's from ``attngan eval``), then one panel per o
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
 import re
@@ -23,6 +24,8 @@ from typing import Any
 from .errors import InputError
 from .io import atomic_path
 from .runs import read_records
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'pip install matplotlib (or, in a checkout, pip install -e ".[plot]")'
 STYLES = ("-", "--", ":", "-.")
@@ -236,6 +239,16 @@ def plot_runs(runs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     return out
+
+
+def plot_runs_if_possible(runs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], **kw: Any) -> Path | None:
+    """:func:`plot_runs`, or None without matplotlib (saying how to install it): for pipelines such as
+    the demo, where the plot is a bonus."""
+    try:
+        return plot_runs(runs, out, **kw)
+    except ImportError as e:
+        log.info("no loss curves plot: %s", e)
+        return None
 
 
 def _legend(run: str, series: str, n_runs: int, n_series: int) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -176,6 +177,7 @@ class SampleSettings:
     grid: bool = False  # also one grid PNG per caption
     batch_size: int = 16
     precision: str = "fp32"
+    overwrite: bool = False  # replace the samples of an earlier run in the output folder
 
     def validate(self) -> None:
         if self.n < 1:
@@ -197,6 +199,47 @@ def grid_name(caption_index: int) -> str:
     return f"c{caption_index:05d}-grid.png"
 
 
+_SAMPLE_FILE = re.compile(r"^c\d{5}-(s\d{2}-\d+|grid)\.png$")
+
+
+def _written(future: Future[Path]) -> Path:
+    """The path a PNG writer returned, or a clear error when the disk refused it (full, read-only)."""
+    try:
+        return future.result()
+    except OSError as e:
+        raise InputError(f"cannot write {e.filename or 'a sample image'}: {e.strerror or e}; the images written "
+                         "before it are complete (free some space or choose another --out)") from None
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Create ``out`` for a sampling run. A folder that already holds files is refused (old images would
+    mix with new ones and ``captions.jsonl`` would describe only the new); with ``overwrite`` the samples
+    of the earlier run (``c*-s*-*.png``, ``c*-grid.png``, ``captions.jsonl``) are deleted first and any
+    other file is left alone."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder: choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"--out {out}: a part of this path is a file, not a folder; choose another --out") from None
+    except PermissionError:
+        raise InputError(f"--out {out}: no permission to create this folder; choose another --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: the folder is not writable; choose another --out")
+    existing = sorted(p.name for p in out.iterdir())
+    if not existing:
+        return
+    if not overwrite:
+        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise InputError(f"--out {out} is not empty ({shown}); choose an empty or new folder, or pass --overwrite "
+                         "to replace the samples written there before")
+    old = [out / n for n in existing if _SAMPLE_FILE.match(n) or n == CAPTIONS_INDEX]
+    for p in old:
+        p.unlink()
+    if old:
+        log.info("--overwrite: removed %d files of an earlier sampling run from %s", len(old), out)
+
+
 
 def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], out_dir: str | os.PathLike[str],
                   settings: SampleSettings, progress: Progress | None = None,
@@ -215,7 +258,7 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
     sizes = cfg.generator.image_sizes
     keep = list(range(len(sizes))) if settings.stage == "all" else [len(sizes) - 1]
     z_dim, c_dim = cfg.generator.z_dim, cfg.generator.condition_dim
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out, settings.overwrite)
     index_path = out / CAPTIONS_INDEX
     index_path.write_text("", encoding="utf-8")  # this run's index (streamed: one line per caption)
 
@@ -269,11 +312,11 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
                             rows = wrap([r[0] for r in rows])
                         current.append(pool.submit(save_png, make_grid(rows), out / grid_name(cap.index)))
             for f in pending:  # the previous batch's files, written while this batch was generated
-                yield f.result()
+                yield _written(f)
             pending = current
             task.advance(len(batch))
         for f in pending:
-            yield f.result()
+            yield _written(f)
     if overview is not None and overview_rows:
         yield save_png(make_grid([overview_rows[k] for k in sorted(overview_rows)]), overview)
 

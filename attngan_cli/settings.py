@@ -110,10 +110,12 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
         raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
     if not cfg.encoders:
         raise InputError(MISSING_ENCODERS)
-    resolve_checkpoint(cfg.encoders, what="DAMSM checkpoint")  # a file, or a run directory holding one
     autocast(resolve_device(cfg.device), cfg.precision)
+    dataset_words = read_info(cfg.dataset).vocab.words
+    encoders_path = resolve_checkpoint(cfg.encoders, what="DAMSM checkpoint")  # a file, or a run directory with one
+    check_vocab(load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True), dataset_words, f"dataset {cfg.dataset}")
     if ckpt is not None:
-        check_vocab(ckpt, read_info(cfg.dataset).vocab.words, f"dataset {cfg.dataset}")
+        check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
     return TrainSettings(cfg, ckpt)
 
 

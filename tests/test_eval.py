@@ -225,3 +225,21 @@ def test_eval_errors_are_clear(setup, tmp_path):
     assert res.exit_code == 1 and "missing.pth does not exist" in res.output
     res = runner.invoke(app, [*base, "--metric", "rprecision", "--encoders", str(tmp_path / "nowhere")])
     assert res.exit_code == 1 and "nowhere" in res.output
+
+
+def test_eval_prints_its_results_when_the_run_directory_cannot_take_them(setup, tmp_path):
+    """metrics.jsonl that cannot be appended to (here a folder of that name; a read-only run directory as a
+    normal user) costs nothing computed: the results are printed, then a warning names the file."""
+    import shutil
+
+    run = tmp_path / "00001-shapes-train"
+    shutil.copytree(setup["run"], run)
+    (run / "metrics.jsonl").unlink(missing_ok=True)  # written by the tests before
+    (run / "metrics.jsonl").mkdir()
+    res = runner.invoke(app, ["eval", "-c", str(run), "--data", str(setup["data"]), "--device", "cpu", "-n", "10",
+                              "--metric", "rprecision", "--encoders", str(setup["damsm"]), "--json"])
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.output.split())
+    assert "rprecision" in flat and "could not append the results to" in flat and "metrics.jsonl" in flat
+    record = json.loads(res.stdout[res.stdout.index("{"):])
+    assert 0.0 <= record["metrics"]["rprecision"]["mean"] <= 1.0

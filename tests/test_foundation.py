@@ -174,20 +174,6 @@ def test_checkpoint_round_trip_is_self_describing(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]  # no temp files left behind
 
 
-def test_checkpoint_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = save_checkpoint(_ckpt(), tmp_path / "a.pt")
-    before = path.read_bytes()
-
-    def boom(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(torch, "save", boom)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(_ckpt(), path)
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
-
-
 def test_checkpoint_errors_name_the_problem(tmp_path: Path) -> None:
     path = save_checkpoint(_ckpt(), tmp_path / "a.pt")
     with pytest.raises(CheckpointError, match="'gan' checkpoint, but a 'damsm' checkpoint is needed"):

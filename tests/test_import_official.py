@@ -78,7 +78,7 @@ def test_reference_outputs_reproduced(official_reference: Path, tmp_path: Path) 
             ours[f"d{k}_cond"] = torch.sigmoid(D.cond_logits(code, sent))
     assert set(ref) <= set(ours)
     errors = {k: rel_err(ours[k], ref[k]) for k in ref}
-    assert all(e < 1e-4 for e in errors.values()), errors
+    assert all(e < 5e-6 for e in errors.values()), errors  # measured: 8.7e-7 at most (image2), float32 rounding
     # the text encoder in damsm.pt is the same
     dck = load_checkpoint(res.damsm_path, kind="damsm")
     for k, v in dck.state["text_encoder"].items():
@@ -87,7 +87,7 @@ def test_reference_outputs_reproduced(official_reference: Path, tmp_path: Path) 
     with torch.no_grad():
         fixed = G(inputs["noise"], sent, words, mask, ca_noise=False)
     assert rel_err(fixed.attn[0], ref["attention0"]) > 1e-2
-    torch.testing.assert_close(fixed.images[0], ref["image0"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fixed.images[0], ref["image0"], rtol=1e-5, atol=1e-6)  # measured: 4.5e-8 at most
 
 
 def test_reference_files_read_safely(official_reference: Path) -> None:

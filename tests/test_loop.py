@@ -12,7 +12,7 @@ import torch
 
 from attngan_cli.checkpoints import Checkpoint, load_checkpoint
 from attngan_cli.device import rng_state, set_rng_state
-from attngan_cli.errors import TrainingAborted
+from attngan_cli.errors import Terminated, TrainingAborted
 from attngan_cli.io import read_jsonl
 from attngan_cli.rundir import RunDir, resolve_checkpoint
 from attngan_cli.train.loop import (
@@ -45,6 +45,7 @@ class ToyTask:
         self.opt = torch.optim.SGD(self.models.parameters(), lr=0.1, momentum=0.9)
         self.seed = seed
         self.epochs_ended: list[tuple[int, bool]] = []
+        self.inside_step: dict[int, object] = {}  # step number -> a function run in the middle of that step
 
     def start_epoch(self, epoch: int) -> None:
         pass
@@ -56,6 +57,8 @@ class ToyTask:
     def step(self, batch, state):
         noise = 0.01 * torch.randn(len(batch))  # global RNG
         loss = ((self.models(self.x[batch]).squeeze(1) - self.y[batch] - noise) ** 2).mean()
+        if state.step + 1 in self.inside_step:
+            self.inside_step[state.step + 1]()
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
@@ -124,10 +127,17 @@ def test_resume_mid_epoch_repeats_the_uninterrupted_run(tmp_path):
         assert rest.losses[s] == full.losses[s], s
 
 
+def sigint() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def test_a_real_sigint_saves_a_resumable_checkpoint(tmp_path):
-    """The first Ctrl-C finishes the step, writes interrupted.pt and re-raises KeyboardInterrupt."""
+    """A Ctrl-C in the middle of a step lets the step finish, then writes interrupted.pt and re-raises
+    KeyboardInterrupt (without the loop's handler, the step would be cut short and nothing saved)."""
     _, full, _ = run_toy(tmp_path, "full")
-    run, rec, _ = run_toy(tmp_path, "sig", at_step={5: lambda loop, info: os.kill(os.getpid(), signal.SIGINT)})
+    task = ToyTask()
+    task.inside_step[5] = sigint
+    run, rec, _ = run_toy(tmp_path, "sig", task=task)
     assert isinstance(rec.error, KeyboardInterrupt) and rec.reason == INTERRUPTED
     assert sorted(rec.losses) == [1, 2, 3, 4, 5]  # the loop stopped at the step where the signal came
     ck = load_checkpoint(run.file("interrupted.pt"), kind="toy")
@@ -166,12 +176,24 @@ def test_every_run_that_ends_writes_a_stats_line(tmp_path, how):
     kw = {"max_steps": 2} if how == "max_steps" else {}
     if how == "time":
         kw["max_minutes"] = 1e-9  # the budget is spent after the first step, whatever the machine's speed
+    task = ToyTask()
     if how == "sigint":
-        kw["at_step"] = {1: lambda loop, info: os.kill(os.getpid(), signal.SIGINT)}
-    run, rec, task = run_toy(tmp_path, how, **kw)
+        task.inside_step[1] = sigint
+    run, rec, task = run_toy(tmp_path, how, task=task, **kw)
     stats = read_jsonl(run.file("stats.jsonl"))
     assert stats[-1]["end"] == {"max_steps": FINISHED, "time": TIME_BUDGET, "sigint": INTERRUPTED}[how]
     assert stats[-1]["step"] == (2 if how == "max_steps" else 1) and stats[-1]["loss"] > 0
     if how == "time":  # the part of the epoch done is evaluated, and the run can continue from final.pt
         assert task.epochs_ended == [(0, False)]
         assert load_checkpoint(run.file("final.pt"), kind="toy").extra["batch_in_epoch"] == 1
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
+    """A scheduler's SIGTERM mid-step: the step finishes, interrupted.pt is written, Terminated (a
+    KeyboardInterrupt, exit 143 in the CLI) is raised and SIGTERM's default action is back."""
+    task = ToyTask()
+    task.inside_step[3] = lambda: os.kill(os.getpid(), signal.SIGTERM)
+    run, rec, _ = run_toy(tmp_path, "term", task=task)
+    assert isinstance(rec.error, Terminated) and rec.reason == INTERRUPTED
+    assert load_checkpoint(run.file("interrupted.pt"), kind="toy").step == 3
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

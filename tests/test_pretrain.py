@@ -189,12 +189,21 @@ def test_pretrain_sigint_and_nan_keep_a_good_checkpoint(shapes_small, tmp_path):
     from attngan_cli.checkpoints import load_checkpoint
     from attngan_cli.train.pretrain import pretrain
 
-    # a real Ctrl-C after step 2: interrupted.pt at step 2, resumable
+    # a real Ctrl-C inside step 2 (from the image encoder's forward): the step finishes, interrupted.pt at
+    # step 2, resumable (sent between steps, Python's own KeyboardInterrupt would give the same result)
+    def ctrl_c_inside_next_step(info):
+        def hook(module, args):
+            handle.remove()
+            os.kill(os.getpid(), signal.SIGINT)
+
+        handle = info.models.image.register_forward_pre_hook(hook)
+
     run = RunDir.create(tmp_path, "sig", "pretrain")
-    rec = _Losses({2: lambda info: os.kill(os.getpid(), signal.SIGINT)})
+    rec = _Losses({1: ctrl_c_inside_next_step})
     with pytest.raises(KeyboardInterrupt):
         pretrain(_tiny_pretrain_cfg(shapes_small), run, callbacks=[rec])
     assert sorted(rec.losses) == [1, 2]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert load_checkpoint(run.file("interrupted.pt"), kind="damsm").step == 2
     assert read_jsonl(run.file("stats.jsonl"))[-1]["end"] == "interrupted"
 

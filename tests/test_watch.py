@@ -9,7 +9,6 @@ milliseconds, so each status is the one a real run of that kind leaves.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -159,25 +158,27 @@ def test_pretrain_writes_losses_retrieval_and_attention_maps_to_tensorboard(shap
         assert (maps[-1].width, maps[-1].height) == png.size
 
 
-def test_no_tensorboard_option_reaches_the_config_and_writes_no_events(shapes_h5, damsm_path, tmp_path):
+def test_tensorboard_options_reach_the_config(shapes_h5, damsm_path, tmp_path):
+    """--no-tensorboard writes no events; on by default; --tensorboard turns it back on when resuming."""
     pytest.importorskip("tensorboard", reason=NEEDS_TB)
     runs = tmp_path / "runs"
-    train = ["train", str(shapes_h5), "--encoders", str(damsm_path), "--preset", "shapes", "--stages", "1",
-             "--ngf", "8", "--ndf", "8", "--batch-size", "16", "--max-steps", "2", "--sample-every", "0",
-             "--runs", str(runs), "--device", "cpu", "--quiet"]
-    pretrain = ["pretrain", str(shapes_h5), "--preset", "shapes", "--epochs", "1", "--batch-size", "32",
-                "--runs", str(runs), "--device", "cpu", "--quiet"]
-    for args in (train, pretrain):
-        res = runner.invoke(app, [*args, "--no-tensorboard"])
+
+    def run_dir(args) -> tuple[Path, bool]:
+        res = runner.invoke(app, [*args, "--runs", str(runs), "--device", "cpu", "--quiet"])
         assert res.exit_code == 0, (res.output, res.exception)
         run = Path(res.stdout.strip().splitlines()[-1]).parent
-        assert json.loads((run / "config.json").read_text())["tensorboard"] is False
-        assert not list(run.glob("events.out.tfevents.*")), args[0]
-    res = runner.invoke(app, train)  # on by default
-    assert res.exit_code == 0, (res.output, res.exception)
-    run = Path(res.stdout.strip().splitlines()[-1]).parent
-    assert json.loads((run / "config.json").read_text())["tensorboard"] is True
-    assert list(run.glob("events.out.tfevents.*"))
+        on = json.loads((run / "config.json").read_text())["tensorboard"]
+        assert on is bool(list(run.glob("events.out.tfevents.*"))), (args, on)
+        return run, on
+
+    train = ["train", str(shapes_h5), "--encoders", str(damsm_path), "--preset", "shapes", "--stages", "1",
+             "--ngf", "8", "--ndf", "8", "--batch-size", "16", "--max-steps", "2", "--sample-every", "0"]
+    pretrain = ["pretrain", str(shapes_h5), "--preset", "shapes", "--epochs", "1", "--batch-size", "32"]
+    off, on = run_dir([*train, "--no-tensorboard"])
+    assert on is False
+    assert run_dir(["train", "--resume", str(off), "--max-steps", "3", "--tensorboard"])[1] is True
+    assert run_dir([*pretrain, "--no-tensorboard"])[1] is False
+    assert run_dir(pretrain)[1] is True
 
 
 def test_without_tensorboard_training_runs_and_says_once_how_to_install_it(shapes_h5, damsm_path, tmp_path,
@@ -425,13 +426,18 @@ def test_plot_writes_a_png_for_one_and_for_two_runs(tmp_path):
     assert res.exit_code == 1 and "stats.jsonl" in res.output
 
 
-def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
+def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, attngan_caplog):
+    from attngan_cli.plot import plot_runs_if_possible
+
     run = fake_train_run(tmp_path / "runs", "00001-s-train", 5)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # any import of it fails
     res = runner.invoke(app, ["plot", str(run), "-o", str(tmp_path / "c.png")])
     assert res.exit_code == 1, res.output
     assert "pip install matplotlib" in res.output and ".[plot]" in res.output
     assert not (tmp_path / "c.png").exists()
+    # a pipeline (the demo) goes on without its plot, saying why
+    assert plot_runs_if_possible([run], tmp_path / "c.png") is None and not (tmp_path / "c.png").exists()
+    assert any("pip install matplotlib" in r.getMessage() for r in attngan_caplog.records)
 
 
 def test_tensorboard_tags_group_the_stats_keys():
@@ -441,4 +447,3 @@ def test_tensorboard_tags_group_the_stats_keys():
         "DAMSM_test/total", "retrieval/rprec"]
     assert tag("step") is None and tag("end") is None and tag("something_new") == "other/something_new"
     assert tb_module.scalars({"step": 3, "end": "finished", "d": 1.5, "rprec": None, "g": float("nan")}) == {"D/total": 1.5}
-    logging.getLogger(__name__).debug("tags checked")

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from ..console import RichProgress, console, set_quiet, setup_logging
-from ..errors import AttnGANError
+from ..errors import AttnGANError, Terminated
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -17,18 +18,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def command(fn: F) -> F:
     """Wrap a command body: set up logging, turn :class:`AttnGANError` into a one-line error and exit 1,
-    and Ctrl-C into exit 130 (loops save their checkpoint before the KeyboardInterrupt reaches here)."""
+    Ctrl-C into exit 130 and SIGTERM into exit 143 (training loops save their checkpoint before either
+    reaches here)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("quiet"):
-            set_quiet(True)
+        set_quiet(bool(kwargs.get("quiet")))  # per run: an earlier in-process run's --quiet does not leak
         setup_logging()
         try:
             return fn(*args, **kwargs)
         except AttnGANError as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+        except Terminated:
+            console.print("[yellow]terminated[/]")
+            raise typer.Exit(143) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ..console import console
+from ..errors import AttnGANError
 from ..metrics.registry import parse_metric_names
 from .common import command, progress
 from .options import Checkpoint, Device, InceptionWeights, Json, Quiet, Seed, Workers
@@ -57,16 +58,24 @@ def evaluate(
       attngan eval -m attributes,rprecision -c runs/00003-shapes-train --data data/shapes.h5 -n 2000
     """
     # deferred: keeps `attngan --help` fast
-    from ..metrics.evaluate import EvalOptions
+    from ..metrics.evaluate import EvalOptions, append_to_run
     from ..metrics.evaluate import evaluate as run_eval
 
     names = parse_metric_names(metric)
     options = EvalOptions(metrics=names, num_samples=num_samples, batch_size=batch_size,
                           inception_weights=inception_weights, encoders=encoders, save_images=save_images,
-                          seed=seed, device=device, workers=workers, ema=not no_ema)
+                          seed=seed, device=device, workers=workers, ema=not no_ema, log_to_run=False)
     with progress() as bar:
         result = run_eval(checkpoint, data, options, progress=bar)
+    try:  # after the results are computed, so that a read-only run directory loses nothing
+        append_to_run(result, checkpoint)
+        write_error = None
+    except AttnGANError as e:
+        write_error = str(e)
     _print_table(result)
+    if write_error is not None:
+        console.print(f"[bold yellow]warning:[/] {write_error}; the results are printed here", highlight=False,
+                      soft_wrap=True)
     if json_:
         typer.echo(json.dumps(result.record(), indent=2))
     elif result.metrics_file is not None:

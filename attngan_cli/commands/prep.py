@@ -147,7 +147,7 @@ def folder(
     allow_missing: AllowMissing = False,
     image_size: ImageSize = 304,
     captions_per_image: Annotated[int | None, typer.Option("--captions-per-image", help="Captions kept per image (default: the most any image has, at most 10); fewer are padded by repeating (reported).")] = None,
-    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share of images put in the test split when no 'split' column is given.")] = 0.1,
+    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share of the usable images (drawn after dropping unreadable ones) put in the test split when no 'split' column is given; 0 = no test split (an empty test split is otherwise an error).")] = 0.1,
     labels_from_folders: Annotated[bool, typer.Option("--labels-from-folders", help="Class label = the image's first folder under ROOT.")] = False,
     seed: Seed = 0,
     overwrite: Overwrite = False,
@@ -164,7 +164,7 @@ def folder(
       ROOT/captions.csv    header: file,caption; one row per caption
       <image stem>.txt     beside each image, one caption per line
 
-    File paths are relative to ROOT. Optional fields / columns: "label" (class name or number: same-class pairs are kept out of the contrastive DAMSM loss) and "split" (train or test; else --test-fraction of the images chosen with --seed form the test split).
+    File paths are relative to ROOT and must stay inside it. Optional fields / columns: "label" (class name or number: same-class pairs are kept out of the contrastive DAMSM loss) and "split" (train or test; else --test-fraction of the usable images chosen with --seed form the test split). An empty test split is an error unless --test-fraction is 0. Images under ROOT that the table does not list are left out (reported).
 
     Examples:
 

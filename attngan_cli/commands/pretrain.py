@@ -12,7 +12,7 @@ from ..progress import NullProgress
 from ..rundir import RunDir
 from .common import command, progress
 from .options import Device, InceptionWeights, Precision, Quiet, Resume, RunsRoot, Seed, Workers
-from .watch_options import NoTensorBoard
+from .watch_options import TensorBoardOption
 
 
 @command
@@ -39,7 +39,7 @@ def pretrain(
         "--group-by", help="Stored attributes (shapes data), comma-separated, that half of every batch agrees "
         "on, so the others become hard negatives; 'none' for random batches (default: the preset's; shapes: "
         "bg_color,color).")] = None,
-    no_tensorboard: NoTensorBoard = False,
+    tensorboard: TensorBoardOption = None,
     resume: Resume = None,
     runs: RunsRoot = Path("runs"),
     device: Device = "auto",
@@ -50,8 +50,9 @@ def pretrain(
     """Pretrain the DAMSM text and image encoders (paper section 3.2).
 
     Writes runs/NNNNN-<dataset>-pretrain/ with config.json, stats.jsonl (losses, retrieval accuracy and
-    R-precision per epoch), checkpoint-<epoch>.pt, final.pt and attention-map images, and prints the
-    final checkpoint's path.
+    R-precision per epoch), checkpoint-<epoch>.pt, final.pt, attention-map images and TensorBoard events
+    (with the tensorboard package; view them with `tensorboard --logdir runs`), and prints the final
+    checkpoint's path.
 
     Examples:
 
@@ -69,7 +70,7 @@ def pretrain(
         "image.backbone": image_encoder, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "snapshot_every": snapshot_every, "max_minutes": max_minutes, "precision": precision,
         "cache_features": cache_features, "device": device, "seed": seed, "workers": workers,
-        "group_by": _group_by_names(group_by), "tensorboard": False if no_tensorboard else None,
+        "group_by": _group_by_names(group_by), "tensorboard": tensorboard,
     }
     settings = resolve_pretrain(data, preset=preset or None, overrides=overrides, resume=resume,
                                 inception_weights=inception_weights)

@@ -46,6 +46,7 @@ def runs(
 
 def _print_table(root: Path, infos: list) -> None:  # noqa: ANN001
     from rich import box
+    from rich.console import Console
     from rich.table import Table
 
     from ..console import stdout
@@ -68,4 +69,6 @@ def _print_table(root: Path, infos: list) -> None:  # noqa: ANN001
         status = f"[{style}]{i.status}[/]" if style else i.status
         table.add_row(i.name, status, i.kind, progress_text(i), losses_text(i), rprec, size_text(i.size_bytes),
                       i.dataset, i.preset)
-    stdout.print(table)
+    # piped (not a terminal, where Rich assumes 80 columns): wide enough for one line per run
+    out = stdout if stdout.is_terminal else Console(width=max(stdout.width, 130), highlight=False)
+    out.print(table)

@@ -29,6 +29,8 @@ def sample(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images generated at once.")] = 16,
     device: Device = "auto",
     precision: Precision = "fp32",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a folder that holds an earlier "
+                                            "run's samples, deleting those first (other files are kept).")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Generate images from captions with a trained (EMA) generator.
@@ -50,7 +52,8 @@ def sample(
     from ..inference import load_generator
     from ..sample import CaptionSource, SampleSettings, sample_to_dir
 
-    settings = SampleSettings(n=n, seed=seed, stage=stage, grid=grid, batch_size=batch_size, precision=precision)
+    settings = SampleSettings(n=n, seed=seed, stage=stage, grid=grid, batch_size=batch_size, precision=precision,
+                              overwrite=overwrite)
     settings.validate()
     source = CaptionSource(captions or [], captions_file)
     bundle = load_generator(checkpoint, resolve_device(device), need_vocab=True)

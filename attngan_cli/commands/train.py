@@ -10,7 +10,7 @@ import typer
 from ..rundir import RunDir
 from .common import command, progress
 from .options import Device, Precision, Quiet, Resume, RunsRoot, Seed, Workers
-from .watch_options import NoTensorBoard
+from .watch_options import TensorBoardOption
 
 
 def _overrides(**options: Any) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def train(
     sample_every: Annotated[int | None, typer.Option("--sample-every", help="Steps between grids of EMA samples.")] = None,
     snapshot_every: Annotated[int | None, typer.Option("--snapshot-every", help="Epochs between checkpoints.")] = None,
     keep_last: Annotated[int | None, typer.Option("--keep-last", help="Periodic checkpoints kept (plus final.pt).")] = None,
-    no_tensorboard: NoTensorBoard = False,
+    tensorboard: TensorBoardOption = None,
     resume: Resume = None,
     runs: RunsRoot = Path("runs"),
     device: Annotated[str | None, Device.__metadata__[0]] = None,  # type: ignore[attr-defined]
@@ -60,7 +60,8 @@ def train(
     """Train the attentional generator and its discriminators (paper section 3.1).
 
     Writes a run directory with config.json, stats.jsonl, samples-<step>.png (EMA samples for fixed test
-    captions), checkpoint-<epoch>.pt and final.pt; prints the final checkpoint's path. Ctrl-C saves
+    captions), checkpoint-<epoch>.pt, final.pt and TensorBoard events (with the tensorboard package; view
+    them with `tensorboard --logdir runs`); prints the final checkpoint's path. Ctrl-C saves
     interrupted.pt; --resume RUN continues exactly where it stopped.
 
     Examples:
@@ -80,7 +81,7 @@ def train(
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
         channels_last=channels_last or None, compile=compile_ or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
-        tensorboard=False if no_tensorboard else None,
+        tensorboard=tensorboard,
     )
     settings = resolve_train(data, encoders=encoders, preset=preset or None, overrides=overrides, resume=resume)
     run = RunDir.create(runs, Path(settings.config.dataset).stem, "train")

@@ -6,6 +6,6 @@ from typing import Annotated
 
 import typer
 
-NoTensorBoard = Annotated[bool, typer.Option(
-    "--no-tensorboard", help="Write no TensorBoard events (by default they go into the run directory when the "
-    "tensorboard package is installed; view them with `tensorboard --logdir runs`).")]
+TensorBoardOption = Annotated[bool | None, typer.Option(
+    "--tensorboard/--no-tensorboard", help="Write TensorBoard events into the run directory (default: on when the "
+    "tensorboard package is installed; a resumed run keeps its setting). View them with `tensorboard --logdir runs`.")]

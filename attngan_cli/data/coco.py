@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import safe_unpickle
 from ..progress import NullProgress, Progress
-from .h5 import TEST, TRAIN
+from .h5 import TEST, TRAIN, check_output
 from .records import DEFAULT_IMAGE_SIZE, PrepResult, Record, few, vocab_and_options, write_records
 from .tokenizer import read_caption_file, split_caption_lines
 from .vocab import Vocabulary
@@ -36,11 +36,7 @@ def _official_records(root: Path, progress: Progress | None) -> list[Record]:
     keys = {}
     for split in ("train", "test"):
         p = root / split / "filenames.pickle"
-        try:
-            with open(p, "rb") as f:
-                ks = pickle.load(f, encoding="latin1")
-        except Exception as e:  # noqa: BLE001
-            raise InputError(f"cannot read {p}: {e}") from None
+        ks = safe_unpickle(p, "the official split file (a list of image keys)")
         if not isinstance(ks, (list, tuple)) or not all(isinstance(k, str) for k in ks):
             raise InputError(f"{p}: expected a list of image keys (strings)")
         keys[split] = ks
@@ -140,6 +136,7 @@ def prep_coco(root: str | Path, out: str | Path, *, vocab: str | Path | Vocabula
               allow_missing: bool = False, overwrite: bool = False, progress: Progress | None = None,
               abort: Callable[[], bool] | None = None, workers: int = 0, compression: str | None = None
               ) -> PrepResult:
+    check_output(out, overwrite)  # before the scan: a bad --out fails at once
     voc, options = vocab_and_options(root, vocab, allow_missing)
     records = coco_records(root, progress)
     return write_records(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import pickle
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import read_text, safe_unpickle
 from ..progress import NullProgress, Progress
-from .h5 import TEST, TRAIN
+from .h5 import TEST, TRAIN, check_output
 from .records import DEFAULT_IMAGE_SIZE, PrepResult, Record, few, vocab_and_options, write_records
 from .tokenizer import read_caption_file
 from .vocab import Vocabulary
@@ -48,12 +49,9 @@ class OfficialBBoxCrop:
         return max(0, cx - r), max(0, cy - r), min(width, cx + r), min(height, cy + r)
 
 
-def _load_pickle(path: Path):
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")  # Python 2 pickles of lists / ints (trusted dataset files)
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"cannot read {path}: {e}") from None
+def _is_int(v: object) -> bool:
+    """An int, or a numpy integer scalar (the birds' train/class_info.pickle holds numpy int64)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _read_table(path: Path, ncols: int) -> dict[int, list[str]]:
@@ -61,17 +59,16 @@ def _read_table(path: Path, ncols: int) -> dict[int, list[str]]:
     if not path.is_file():
         raise InputError(f"{path} is missing. Expected layout:\n{LAYOUT}")
     out: dict[int, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != ncols + 1:
-                raise InputError(f"{path}, line {n}: expected '<id>' and {ncols} value(s), got {line.strip()!r}")
-            try:
-                out[int(parts[0])] = parts[1:]
-            except ValueError:
-                raise InputError(f"{path}, line {n}: the id {parts[0]!r} is not an integer") from None
+    for n, line in enumerate(read_text(path, "CUB table").split("\n"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != ncols + 1:
+            raise InputError(f"{path}, line {n}: expected '<id>' and {ncols} value(s), got {line.strip()!r}")
+        try:
+            out[int(parts[0])] = parts[1:]
+        except ValueError:
+            raise InputError(f"{path}, line {n}: the id {parts[0]!r} is not an integer") from None
     return out
 
 
@@ -82,16 +79,18 @@ def _split(root: Path, cub: Path, names: dict[int, str]) -> tuple[list[str], lis
         keys = {}
         classes: dict[str, int] | None = {}
         for split, p in (("train", tr), ("test", te)):
-            ks = _load_pickle(p)
+            ks = safe_unpickle(p, "the official split file (a list of '<class>/<image>' keys)")
             if not isinstance(ks, (list, tuple)) or not all(isinstance(k, str) for k in ks):
                 raise InputError(f"{p}: expected a list of '<class>/<image>' keys")
             keys[split] = list(ks)
             ci = root / split / "class_info.pickle"
             if ci.is_file() and classes is not None:
-                ids = _load_pickle(ci)
+                ids = safe_unpickle(ci, "the official class_info.pickle (a list of class ids)")
+                if not isinstance(ids, (list, tuple)) or not all(_is_int(c) for c in ids):
+                    raise InputError(f"{ci}: expected a list of class ids (integers), one per key of {p}")
                 if len(ids) != len(ks):
                     raise InputError(f"{ci} has {len(ids)} class ids but {p} lists {len(ks)} images")
-                classes.update({k: int(c) for k, c in zip(ks, ids, strict=False)})
+                classes.update({k: int(c) for k, c in zip(ks, ids, strict=True)})
             else:
                 classes = None
         return keys["train"], keys["test"], classes, (
@@ -173,6 +172,7 @@ def prep_cub(root: str | Path, out: str | Path, *, vocab: str | Path | Vocabular
              progress: Progress | None = None, abort: Callable[[], bool] | None = None, workers: int = 0,
              compression: str | None = None) -> PrepResult:
     """Prepare CUB at ``root`` (official layout) into ``out``."""
+    check_output(out, overwrite)  # before the scan: a bad --out fails at once
     voc, options = vocab_and_options(root, vocab, allow_missing)
     records = cub_records(root, progress)
     return write_records(

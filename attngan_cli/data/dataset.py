@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
-from .h5 import SPLIT_NAMES, open_h5, read_info
+from .h5 import SPLIT_NAMES, damaged_file, open_h5, read_info
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class TextImageDataset(torch.utils.data.Dataset):
             raise InputError(f"caption_index {caption_index} is out of range: {self.path} has "
                              f"{self.info.captions_per_image} captions per image")
         self.caption_index = caption_index
-        with open_h5(self.path) as f:
+        with open_h5(self.path) as f, damaged_file(self.path, "its split or class ids"):
             split_arr = f["split"][()]
             all_class_ids = f["class_ids"][()].astype(np.int64)
         if split == "all":
@@ -109,12 +109,18 @@ class TextImageDataset(torch.utils.data.Dataset):
     def _open(self) -> None:
         if self._h5 is not None and self._pid == os.getpid():
             return
-        self._h5 = open_h5(self.path)
-        self._pid = os.getpid()
-        self._images = self._h5["images"]
-        self._caps = self._h5["captions"][()]  # (N, C, L), small: kept in memory
-        self._lens = self._h5["caption_lengths"][()]  # (N, C)
-        self._keys = [k.decode("utf-8") if isinstance(k, bytes) else str(k) for k in self._h5["keys"][()]]
+        h5 = open_h5(self.path)
+        try:
+            with damaged_file(self.path, "its captions or keys"):
+                caps = h5["captions"][()]  # (N, C, L), small: kept in memory
+                lens = h5["caption_lengths"][()]  # (N, C)
+                keys = h5["keys"][()]
+        except BaseException:
+            h5.close()
+            raise
+        self._h5, self._pid, self._images = h5, os.getpid(), h5["images"]
+        self._caps, self._lens = caps, lens
+        self._keys = [k.decode("utf-8") if isinstance(k, bytes) else str(k) for k in keys]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -149,7 +155,7 @@ class TextImageDataset(torch.utils.data.Dataset):
     def attribute_values(self, name: str) -> np.ndarray:
         """The stored attribute ``name`` (value indices, shapes data) of every item: (len,) int64."""
         self.info.check_attributes([name])
-        with open_h5(self.path) as f:
+        with open_h5(self.path) as f, damaged_file(self.path, f"its attribute {name!r}"):
             return np.asarray(f["attributes"][name][()], dtype=np.int64)[self.indices]
 
     def captions(self, i: int) -> list[tuple[torch.Tensor, int]]:
@@ -165,7 +171,13 @@ class TextImageDataset(torch.utils.data.Dataset):
     def raw_image(self, i: int) -> np.ndarray:
         """The stored uint8 image (S, S, 3) of item ``i``."""
         self._open()
-        return self._images[self.row(i)]
+        r = self.row(i)
+        try:
+            return self._images[r]
+        except OSError as e:  # a damaged chunk: "Can't read data (filter returned failure ...)"
+            raise InputError(f"{self.path} is damaged: the image of item {i} ({self.split} split; row {r}, key "
+                             f"{self._keys[r]!r}) cannot be read ({e}); prepare the file again with "  # type: ignore[index]
+                             "`attngan prep`") from None
 
     def images(self, i: int) -> list[torch.Tensor]:
         img = Image.fromarray(self.raw_image(i))

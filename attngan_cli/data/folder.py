@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+import os
 from collections.abc import Callable
-from pathlib import Path
-
-import numpy as np
+from pathlib import Path, PureWindowsPath
 
 from ..errors import InputError
+from ..io import read_text
 from ..progress import Progress
-from .h5 import TEST, TRAIN
+from .h5 import TEST, TRAIN, check_output
 from .records import (
     DEFAULT_IMAGE_SIZE,
     IMAGE_EXTENSIONS,
     PrepResult,
     Record,
+    SplitRule,
     few,
     vocab_and_options,
     write_records,
@@ -35,48 +37,114 @@ ROOT/ holds images (.jpg .jpeg .png .bmp .webp ..., in subfolders too) and their
                         (or "captions": [...]); a file may appear on several lines
   ROOT/captions.csv     header row with columns file,caption; one row per caption
   <image>.txt           beside each image (same name stem): one caption per line
-  file paths are relative to ROOT. Optional columns / fields: "label" (class name or number, used to
-  keep same-class pairs out of the contrastive loss) and "split" (train or test). Without "split",
-  --test-fraction of the images (chosen with --seed) form the test split; --labels-from-folders takes
-  the class from each image's first folder under ROOT."""
+  file paths are relative to ROOT (and stay inside it). Optional columns / fields: "label" (class name
+  or number, used to keep same-class pairs out of the contrastive loss) and "split" (train or test).
+  Without "split", --test-fraction of the usable images (chosen with --seed) form the test split; an
+  empty test split needs --test-fraction 0. --labels-from-folders takes the class from each image's
+  first folder under ROOT."""
+
+
+def _relative(raw: object, src: Path, line: int, root: Path) -> str:
+    """The ``file`` of a table row as a normalised path relative to ROOT; absolute paths and paths that
+    leave ROOT (``..``) are refused, naming the file and line."""
+    if not isinstance(raw, str):
+        raise InputError(f"{src}, line {line}: \"file\" must be a path (a string), got {raw!r}")
+    rel = raw.strip()
+    if not rel:
+        raise InputError(f"{src}, line {line}: empty file name")
+    if os.path.isabs(rel) or PureWindowsPath(rel).drive:
+        raise InputError(f"{src}, line {line}: file {rel!r} is an absolute path; paths must be relative to {root}")
+    norm = os.path.normpath(rel)
+    if norm == os.curdir or norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        raise InputError(f"{src}, line {line}: file {rel!r} is outside {root}; paths must be relative to it "
+                         "and stay inside it (copy or link the image into the folder)")
+    return Path(norm).as_posix()
+
+
+def _jsonl_rows(path: Path) -> list[dict[str, object]]:
+    text = read_text(path, "caption table", "save it as UTF-8 text, one JSON object per line")
+    rows = []
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or "file" not in obj or not ("caption" in obj or "captions" in obj):
+            raise InputError(f"{path}, line {n}: expected an object with \"file\" and \"caption\" (or "
+                             f"\"captions\"), got {line.strip()[:80]!r}")
+        texts = obj["captions"] if obj.get("captions") is not None else obj.get("caption")
+        texts = texts if isinstance(texts, list) else [texts]
+        for t in texts:
+            if not (t is None or isinstance(t, (str, int, float))):
+                raise InputError(f"{path}, line {n}: a caption must be a string, got {t!r:.80}")
+        rows.append({"file": obj["file"], "captions": texts, "label": obj.get("label"), "split": obj.get("split"),
+                     "_line": n})
+    return rows
+
+
+def _csv_rows(path: Path) -> list[dict[str, object]]:
+    text = read_text(path, "caption table", "save it as UTF-8 text")
+    if text.startswith("\ufeff"):  # a byte-order mark (Excel's "CSV UTF-8")
+        text = text[1:]
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    rows: list[dict[str, object]] = []
+    last = 0  # the line the previous row ended on
+    try:
+        for fields in reader:
+            start, last = last + 1, reader.line_num
+            if not any(f.strip() for f in fields):
+                continue
+            if any("\n" in f for f in fields):
+                raise InputError(f"{path}, line {start}: a quoted field runs on to line {last}: an unterminated "
+                                 "quote? Each row must be on one line (close the quote; a line break inside a "
+                                 "caption must become a space)")
+            if header is None:
+                header = [c.strip().lower() for c in fields]
+                if "file" not in header or "caption" not in header:
+                    raise InputError(f"{path}: the header must name the columns 'file' and 'caption' "
+                                     f"(found: {', '.join(fields)})")
+                continue
+            if len(fields) > len(header):
+                raise InputError(f"{path}, line {start}: {len(fields)} fields but the header names {len(header)} "
+                                 "columns; quote a caption that holds a comma (\"a red, small bird\")")
+            row: dict[str, object] = dict(zip(header, fields, strict=False))
+            caption = row.get("caption")
+            rows.append({"file": row["file"], "captions": [caption], "label": row.get("label"),
+                         "split": row.get("split"), "_line": start})
+    except csv.Error as e:
+        raise InputError(f"{path}, line {last + 1}: cannot read the row ({e}, at line {reader.line_num}): an "
+                         "unterminated or stray quote? Quote a whole field (\"...\") and double a quote inside "
+                         "it (\"\")") from None
+    if header is None:
+        raise InputError(f"{path}: the header must name the columns 'file' and 'caption' (found: nothing)")
+    return rows
 
 
 def _table_rows(root: Path) -> tuple[list[dict[str, object]], Path] | None:
+    """Rows ``{"file", "captions" (a list, None or "" for a missing caption), "label", "split", "_line"}``
+    of ROOT/captions.jsonl or ROOT/captions.csv, or None when there is neither."""
     jl, cs = root / "captions.jsonl", root / "captions.csv"
     if jl.is_file():
-        rows = []
-        with open(jl, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{jl}, line {n}: not valid JSON ({e.msg})") from None
-                if not isinstance(obj, dict) or "file" not in obj or not ("caption" in obj or "captions" in obj):
-                    raise InputError(f"{jl}, line {n}: expected an object with \"file\" and \"caption\" (or "
-                                     f"\"captions\"), got {line.strip()[:80]!r}")
-                obj["_line"] = n
-                rows.append(obj)
-        return rows, jl
+        return _jsonl_rows(jl), jl
     if cs.is_file():
-        with open(cs, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            cols = [c.strip().lower() for c in (reader.fieldnames or [])]
-            if "file" not in cols or "caption" not in cols:
-                raise InputError(f"{cs}: the header must name the columns 'file' and 'caption' "
-                                 f"(found: {', '.join(reader.fieldnames or []) or 'nothing'})")
-            rows = []
-            for n, row in enumerate(reader, 2):
-                row = {(k or "").strip().lower(): v for k, v in row.items()}
-                row["_line"] = n
-                rows.append(row)
-        return rows, cs
+        return _csv_rows(cs), cs
     return None
 
 
+def _image_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
 def folder_records(root: str | Path, *, test_fraction: float = 0.1, seed: int = 0,
-                   labels_from_folders: bool = False, progress: Progress | None = None) -> list[Record]:
+                   labels_from_folders: bool = False, progress: Progress | None = None
+                   ) -> tuple[list[Record], SplitRule]:
+    """The records of a custom folder and the rule that completes their split: with a 'split' column
+    each record has its split; without one the split is drawn by :func:`write_records` among the images
+    actually written (``test_fraction`` of them, chosen with ``seed``). An empty test split is refused
+    unless ``test_fraction`` is 0."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"folder {root} does not exist. Expected layout:\n{LAYOUT}")
@@ -88,27 +156,33 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.1, seed: int = 
         rows, src = table
         log.info("captions from %s (%d rows)", src, len(rows))
         for row in rows:
-            rel = str(row["file"]).strip()
-            if not rel:
-                raise InputError(f"{src}, line {row['_line']}: empty file name")
-            e = entries.setdefault(rel, {"captions": [], "label": None, "split": None, "line": row["_line"]})
-            texts = row["captions"] if "captions" in row and row.get("captions") is not None else [row.get("caption")]
-            if isinstance(texts, str):
-                texts = [texts]
-            for t in texts:
-                toks, _ = split_caption_lines(str(t or "").replace("\n", " "), 1)
+            line = row["_line"]
+            rel = _relative(row["file"], src, line, root)  # type: ignore[arg-type]
+            e = entries.setdefault(rel, {"captions": [], "label": None, "split": None, "line": line})
+            for t in row["captions"]:  # type: ignore[attr-defined]
+                if t is None or (isinstance(t, str) and not t.strip()):
+                    log.warning("%s, line %s: the row has no caption; ignored", src, line)
+                    continue
+                toks, _ = split_caption_lines(str(t).replace("\n", " "), 1)
                 if not toks:
-                    log.warning("%s, line %s: caption %r has no words; ignored", src, row["_line"], t)
+                    log.warning("%s, line %s: caption %r has no words; ignored", src, line, t)
                 e["captions"].extend(toks)  # type: ignore[union-attr]
             for fld in ("label", "split"):
                 v = row.get(fld)
                 if v not in (None, ""):
                     if e[fld] not in (None, v):
-                        raise InputError(f"{src}, line {row['_line']}: {rel} has {fld} {v!r} here but "
+                        raise InputError(f"{src}, line {line}: {rel} has {fld} {v!r} here but "
                                          f"{e[fld]!r} on an earlier line")
                     e[fld] = v
+        if not entries:
+            raise InputError(f"{src} lists no image (only a header or empty lines). Expected layout:\n{LAYOUT}")
+        unlisted = [r for r in (p.relative_to(root).as_posix() for p in _image_files(root)) if r not in entries]
+        if unlisted:
+            log.warning("%d images under %s are not listed in %s and are left out: %s", len(unlisted), root,
+                        src.name, few(unlisted))
+        split_source = f"the 'split' column of {src.name}"
     else:
-        images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        images = _image_files(root)
         if not images:
             raise InputError(f"{root} holds no images and no captions.jsonl / captions.csv. Expected layout:\n{LAYOUT}")
         no_text, empty = [], []
@@ -120,7 +194,7 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.1, seed: int = 
             caps, _ = read_caption_file(txt, None)
             if not caps:
                 empty.append(str(txt))
-            entries[str(p.relative_to(root))] = {"captions": caps, "label": None, "split": None}
+            entries[p.relative_to(root).as_posix()] = {"captions": caps, "label": None, "split": None}
         if not entries:
             raise InputError(f"none of the {len(images)} images under {root} has a caption file beside it "
                              f"(e.g. {root / Path(no_text[0]).with_suffix('.txt')}). Expected layout:\n{LAYOUT}")
@@ -128,6 +202,7 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.1, seed: int = 
             log.warning("skipping %d images without a .txt caption file beside them: %s", len(no_text), few(no_text))
         if empty:
             log.warning("%d caption files hold no caption: %s", len(empty), few(empty))
+        split_source = ""
     # split
     splits = {rel: e["split"] for rel, e in entries.items()}
     given = {str(s).strip().lower() for s in splits.values() if s is not None}
@@ -135,20 +210,21 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.1, seed: int = 
     if bad:
         raise InputError(f"unknown split value(s) {', '.join(sorted(bad))}: use train or test")
     rels = sorted(entries)
+    split_of: dict[str, int | None]
     if given:
         missing = [r for r in rels if splits[r] is None]
         if missing:
             raise InputError(f"{len(missing)} images have no split while others do: {few(missing, 3)}")
         split_of = {r: TRAIN if str(splits[r]).strip().lower() == "train" else TEST for r in rels}
-        how = "the 'split' column"
+        if all(s == TEST for s in split_of.values()):
+            raise InputError(f"no training images: {split_source} puts every image in the test split")
+        rule = SplitRule(split_source, allow_empty_test=test_fraction == 0,
+                         hint="Mark some images 'test', or pass --test-fraction 0 to prepare without a test split.")
     else:
-        rng = np.random.default_rng(seed)
-        n_test = int(round(test_fraction * len(rels)))
-        if test_fraction > 0 and len(rels) > 1:
-            n_test = min(max(1, n_test), len(rels) - 1)
-        test = set(rng.permutation(len(rels))[:n_test].tolist())
-        split_of = {r: TEST if i in test else TRAIN for i, r in enumerate(rels)}
-        how = f"random, test fraction {test_fraction} (seed {seed})"
+        split_of = dict.fromkeys(rels)  # drawn among the images actually written
+        rule = SplitRule(f"random, test fraction {test_fraction:g}, seed {seed}", test_fraction=test_fraction,
+                         seed=seed, allow_empty_test=test_fraction == 0,
+                         hint="Add images, or pass --test-fraction 0 to prepare without a test split.")
     # labels
     labels = {r: entries[r]["label"] for r in rels}
     if labels_from_folders:
@@ -168,11 +244,7 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.1, seed: int = 
         class_of = {r: i for i, r in enumerate(rels)}  # no labels: each image is its own class
     records = [Record(key=r, image_path=root / r, captions=list(entries[r]["captions"]),  # type: ignore[arg-type]
                       class_id=class_of[r], split=split_of[r]) for r in rels]
-    n_tr = sum(r.split == TRAIN for r in records)
-    log.info("split: %s (%d train, %d test)", how, n_tr, len(records) - n_tr)
-    if n_tr == 0:
-        raise InputError("no training images (every image is in the test split)")
-    return records
+    return records, rule
 
 
 def prep_folder(root: str | Path, out: str | Path, *, vocab: str | Path | Vocabulary | None = None,
@@ -181,9 +253,11 @@ def prep_folder(root: str | Path, out: str | Path, *, vocab: str | Path | Vocabu
                 allow_missing: bool = False, overwrite: bool = False, progress: Progress | None = None,
                 abort: Callable[[], bool] | None = None, workers: int = 0, compression: str | None = None
                 ) -> PrepResult:
-    voc, options = vocab_and_options(root, vocab, allow_missing, test_fraction=test_fraction, seed=seed, labels_from_folders=labels_from_folders)
-    records = folder_records(root, test_fraction=test_fraction, seed=seed, labels_from_folders=labels_from_folders,
-                             progress=progress)
+    check_output(out, overwrite)
+    voc, options = vocab_and_options(root, vocab, allow_missing, test_fraction=test_fraction, seed=seed,
+                                     labels_from_folders=labels_from_folders)
+    records, rule = folder_records(root, test_fraction=test_fraction, seed=seed,
+                                   labels_from_folders=labels_from_folders, progress=progress)
     if captions_per_image is None:
         captions_per_image = max(1, min(MAX_CAPTIONS, max(len(r.captions) for r in records)))
         log.info("%d captions per image (the most any image has, at most %d)", captions_per_image, MAX_CAPTIONS)
@@ -192,5 +266,4 @@ def prep_folder(root: str | Path, out: str | Path, *, vocab: str | Path | Vocabu
     return write_records(
         records, out, source="folder", captions_per_image=captions_per_image, vocab=voc, image_size=image_size,
         allow_missing=allow_missing, overwrite=overwrite, progress=progress, abort=abort, workers=workers,
-        prep_options=options,
-        layout_hint=f"Expected layout:\n{LAYOUT}", compression=compression)
+        prep_options=options, layout_hint=f"Expected layout:\n{LAYOUT}", compression=compression, split=rule)

@@ -27,8 +27,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import InputError
-from ..io import atomic_path
+from ..errors import InputError, OutputError
+from ..io import atomic_path, check_output_location, sigterm_as_interrupt
 from .vocab import Vocabulary
 
 FORMAT = "attngan-data"
@@ -100,19 +100,30 @@ def open_h5(path: str | os.PathLike[str]) -> h5py.File:
     return f
 
 
+@contextlib.contextmanager
+def damaged_file(path: str | os.PathLike[str], what: str = "") -> Iterator[None]:
+    """Turn the ``OSError`` h5py raises on a damaged chunk ("Can't read data (filter returned failure)")
+    into an :class:`InputError` naming the file and ``what`` was being read."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError(f"{path} is damaged: {what or 'its data'} cannot be read ({e}); prepare it again "
+                         "with `attngan prep`") from None
+
+
 def _strs(ds: h5py.Dataset) -> list[str]:
     return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ds[()]]
 
 
 def read_vocab(path: str | os.PathLike[str]) -> Vocabulary:
-    with open_h5(path) as f:
+    with open_h5(path) as f, damaged_file(path, "its vocabulary"):
         return Vocabulary(_strs(f["vocab"]))
 
 
 def read_info(path: str | os.PathLike[str]) -> DatasetInfo:
     """Describe a prepared dataset file. Missing or invalid file -> :class:`InputError` naming it."""
     path = Path(path)
-    with open_h5(path) as f:
+    with open_h5(path) as f, damaged_file(path):
         split = f["split"][()]
         attributes = {}
         if "attributes" in f:
@@ -231,6 +242,15 @@ class H5Writer:
         self.n = b
         self._buf.clear()
 
+    def set_splits(self, rows: Sequence[int], splits: Sequence[int] | np.ndarray) -> None:
+        """Set the split of rows already added (a split drawn once every image has been read)."""
+        self._flush()
+        if len(rows) == 0:
+            return
+        current = self.split[: self.n]
+        current[np.asarray(rows, dtype=np.int64)] = np.asarray(splits, dtype=np.uint8)
+        self.split[: self.n] = current
+
     def _all(self) -> list[h5py.Dataset]:
         return [self.images, self.captions, self.lengths, self.class_ids, self.keys, self.split,
                 *self.attrs_ds.values()]
@@ -252,21 +272,29 @@ class H5Writer:
 
 
 def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse to replace an existing output unless ``overwrite``."""
+    """Refuse to replace an existing output unless ``overwrite``, and an output that cannot be created (a
+    file where a folder of its path should be, a read-only folder: :class:`~attngan_cli.io.OutputError`)."""
     out = Path(out)
-    if out.is_dir():
+    try:
+        is_dir, exists = out.is_dir(), out.exists()
+    except PermissionError:
+        raise OutputError(f"cannot write {out}: no permission to look into {out.parent}; choose another output "
+                          "path") from None
+    if is_dir:
         raise InputError(f"output {out} is a directory; give a file name such as {out / 'data.h5'}")
-    if out.exists() and not overwrite:
+    if exists and not overwrite:
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    check_output_location(out)
     return out
 
 
 @contextlib.contextmanager
 def write_dataset(out: str | os.PathLike[str], *, overwrite: bool = False, **kwargs: Any) -> Iterator[H5Writer]:
     """Context manager: an :class:`H5Writer` on a temporary file renamed to ``out`` when the block ends
-    without error (an interrupted prep leaves no file behind; ``out`` is replaced only with ``overwrite``)."""
+    without error (an interrupted prep, by Ctrl-C or SIGTERM, leaves no file behind; ``out`` is replaced
+    only with ``overwrite``)."""
     out = check_output(out, overwrite)
-    with atomic_path(out, suffix=".h5") as tmp:
+    with sigterm_as_interrupt(), atomic_path(out, suffix=".h5") as tmp:
         writer = H5Writer(tmp, **kwargs)
         try:
             yield writer

@@ -37,9 +37,40 @@ class Record:
     image_path: Path
     captions: list[list[str]]  # token lists (official tokenization)
     class_id: int
-    split: int  # TRAIN or TEST
+    split: int | None  # TRAIN or TEST; None: drawn by write_records' SplitRule among the images written
     crop: Callable[[int, int], tuple[int, int, int, int]] | None = None  # (width, height) -> box
     notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How :func:`write_records` completes and checks the split once it knows which images were written
+    (after dropping the missing, the unreadable and those without a usable caption), so the split and
+    the counts reported are those of the file.
+
+    Records whose ``split`` is None go to the test split with probability ``test_fraction`` (exactly
+    ``round(test_fraction * n)`` of the ``n`` written, at least 1 and at most ``n - 1`` when
+    ``test_fraction > 0``; chosen with ``seed``). An empty test split is an error unless
+    ``allow_empty_test``; ``hint`` says in that error how to ask for one.
+    """
+
+    how: str
+    test_fraction: float = 0.0
+    seed: int = 0
+    allow_empty_test: bool = True
+    hint: str = ""
+
+    def n_test(self, n: int) -> int:
+        k = int(round(self.test_fraction * n))
+        if self.test_fraction > 0 and n > 1:
+            k = min(max(1, k), n - 1)
+        return k
+
+    def draw(self, n: int) -> np.ndarray:
+        """(n,) split ids (TRAIN / TEST) of ``n`` images in their written order."""
+        out = np.full(n, TRAIN, dtype=np.uint8)
+        out[np.random.default_rng(self.seed).permutation(n)[: self.n_test(n)]] = TEST
+        return out
 
 
 @dataclass
@@ -193,13 +224,25 @@ def vocab_and_options(root: str | os.PathLike[str], vocab: str | os.PathLike[str
     return voc, options
 
 
+def _check_split(rule: SplitRule, splits: Sequence[int | None], n: int, when: str) -> None:
+    """Raise :class:`InputError` when ``rule`` would leave the test split empty and that is not allowed
+    (``splits``: the given split of each of the ``n`` images, None where ``rule`` draws it)."""
+    n_draw = sum(s is None for s in splits)
+    n_test = sum(s == TEST for s in splits) + rule.n_test(n_draw)
+    if n_test == 0 and not rule.allow_empty_test:
+        raise InputError(f"the test split would be empty ({rule.how}; {n} {when}). {rule.hint}".rstrip())
+
+
 def write_records(records: list[Record], out: str | os.PathLike[str], *, source: str,
                   captions_per_image: int, vocab: Vocabulary | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
                   allow_missing: bool = False, overwrite: bool = False, prep_options: dict[str, Any] | None = None,
                   layout_hint: str = "", progress: Progress | None = None, abort: Callable[[], bool] | None = None,
-                  workers: int = 0, compression: str | None = None) -> PrepResult:
-    """Write ``records`` (train and test, in order) to ``out``. See the module docstring."""
+                  workers: int = 0, compression: str | None = None, split: SplitRule | None = None) -> PrepResult:
+    """Write ``records`` (train and test, in order) to ``out``. See the module docstring; ``split`` draws
+    the split of records without one and checks the test split (see :class:`SplitRule`)."""
     compression = compression or DEFAULT_COMPRESSION
+    if split is None and any(r.split is None for r in records):
+        raise ValueError("records without a split need a SplitRule")
 
     t0 = time.perf_counter()
     check_output(out, overwrite)
@@ -209,7 +252,8 @@ def write_records(records: list[Record], out: str | os.PathLike[str], *, source:
         raise InputError(f"no images found. {layout_hint}")
     if vocab is None:
         # Built from every caption (train then test), present images or not, as the official code does.
-        ordered = [r for r in records if r.split == TRAIN] + [r for r in records if r.split == TEST]
+        ordered = ([r for r in records if r.split == TRAIN] + [r for r in records if r.split == TEST]
+                   + [r for r in records if r.split is None])
         vocab = Vocabulary.build(t for r in ordered for t in r.captions[:captions_per_image])
         log.info("built a vocabulary of %d words from the captions", len(vocab))
     records, n_missing = split_missing(records, allow_missing, layout_hint)
@@ -217,12 +261,14 @@ def write_records(records: list[Record], out: str | os.PathLike[str], *, source:
     ids, records = encode_records(records, vocab)
     if not records:
         raise InputError("no image has a usable caption; nothing to write")
+    if split is not None:
+        n = len(records)
+        _check_split(split, [r.split for r in records], n, f"usable image{'s' if n != 1 else ''}")
     max_len = max(len(c) for caps in ids for c in caps)
     options = dict(prep_options or {})
     options.update({"image_size": image_size, "captions_per_image": captions_per_image})
     n_corrupt: list[str] = []
     jobs = [(r.image_path, image_size, r.crop) for r in records]
-    counts = {TRAIN: 0, TEST: 0}
     progress = progress or NullProgress()
     pool = ProcessPoolExecutor(workers) if workers > 0 else None
     try:
@@ -231,19 +277,38 @@ def write_records(records: list[Record], out: str | os.PathLike[str], *, source:
                            captions_per_image=captions_per_image, max_len=max_len, vocab=vocab,
                            prep_options=options, capacity=len(records), compression=compression) as w, \
                 progress.task(f"writing {source} images", total=len(records), unit="img") as task:
+            to_draw: list[int] = []  # rows whose split is drawn once every image has been read
+            written: list[int | None] = []
             for r, caps, (img, err) in zip(records, ids, results, strict=False):
                 if abort is not None and abort():
                     raise AttnGANError("prep interrupted; no file was written")
                 if img is None:
                     n_corrupt.append(f"{r.image_path} ({err})")
                 else:
-                    w.add(img, caps, r.class_id, r.key, r.split)
-                    counts[r.split] += 1
+                    if r.split is None:
+                        to_draw.append(len(written))
+                    w.add(img, caps, r.class_id, r.key, TRAIN if r.split is None else r.split)
+                    written.append(r.split)
                 task.advance(1)
             if n_corrupt:
                 log.warning("skipped %d unreadable or corrupt images: %s", len(n_corrupt), few(n_corrupt, 3))
-            if counts[TRAIN] + counts[TEST] == 0:
+            if not written:
                 raise InputError(f"none of the {len(records)} images could be read (e.g. {n_corrupt[0]})")
+            if split is not None:
+                n = len(written)
+                _check_split(split, written, n, f"readable image{'s' if n != 1 else ''}"
+                             + (f", {len(n_corrupt)} unreadable skipped" if n_corrupt else ""))
+                if to_draw:
+                    drawn = split.draw(len(to_draw))
+                    w.set_splits(to_draw, drawn)
+                    for row, s in zip(to_draw, drawn.tolist(), strict=True):
+                        written[row] = s
+            counts = {TRAIN: written.count(TRAIN), TEST: written.count(TEST)}
+            if split is not None:
+                if counts[TRAIN] == 0:
+                    raise InputError(f"no training images: all {len(written)} images written are in the test "
+                                     f"split ({split.how})")
+                log.info("split: %s (%d train, %d test)", split.how, counts[TRAIN], counts[TEST])
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

@@ -6,7 +6,7 @@ The official code (``datasets.py``, ``load_captions``) does, per caption line::
     replace "\\ufffd\\ufffd" with " "        (mojibake in the CUB caption files)
     lowercase, then take the runs of \\w (Unicode word characters), NLTK RegexpTokenizer(r"\\w+")
     skip the caption if there are no runs
-    drop the non-ASCII characters of each run, and runs that become empty
+    drop the non-ASCII characters of each run, and runs that become empty (we warn, naming the words)
 
 and keeps the first 10 such captions of each file. :func:`tokenize` reproduces the per-caption rules
 exactly; :func:`read_caption_file` the per-file ones.
@@ -14,13 +14,14 @@ exactly; :func:`read_caption_file` the per-file ones.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InputError
+from ..io import read_text
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from spacy.vocab import Vocab
 
 # NLTK's RegexpTokenizer compiles with UNICODE | MULTILINE | DOTALL; on a Python 3 str \w is Unicode anyway.
+log = logging.getLogger(__name__)
+
 _WORD_RUN = re.compile(r"\w+", re.UNICODE | re.MULTILINE | re.DOTALL)
 _MOJIBAKE = "\ufffd\ufffd"
 
@@ -37,13 +40,21 @@ def _raw_runs(text: str) -> list[str]:
     return _WORD_RUN.findall(text.replace(_MOJIBAKE, " ").lower())
 
 
-def _ascii_only(runs: Iterable[str]) -> list[str]:
-    out = []
+def _ascii_only(runs: Iterable[str], text: str = "") -> list[str]:
+    """The runs without their non-ASCII characters (the official rule), with one warning per caption
+    naming each word that lost letters (``text``: the caption, for the message)."""
+    out, changed = [], []
     for r in runs:
         if not r.isascii():
-            r = r.encode("ascii", "ignore").decode("ascii")
+            a = r.encode("ascii", "ignore").decode("ascii")
+            changed.append(f"{r!r} -> {a!r}" if a else f"{r!r} -> (dropped)")
+            r = a
         if r:
             out.append(r)
+    if changed:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        log.warning("caption %r: non-ASCII letters are dropped, as the official tokenizer does: %s",
+                    shown, ", ".join(changed))
     return out
 
 
@@ -60,7 +71,7 @@ class AttnGANTokenizer:
     def __call__(self, text: str) -> Doc:
         from spacy.tokens import Doc  # deferred with spacy itself, see nlp()
 
-        words = _ascii_only(_raw_runs(text))
+        words = _ascii_only(_raw_runs(text), text)
         return Doc(self.vocab, words=words, spaces=[True] * len(words))
 
     # spaCy calls these when a pipeline is saved/loaded; this tokenizer has no state to serialise.
@@ -122,18 +133,11 @@ def split_caption_lines(text: str, max_captions: int | None = 10) -> tuple[list[
 
 
 def read_caption_file(path: str | Path, max_captions: int | None = 10) -> tuple[list[list[str]], list[str]]:
-    """Read a caption file (one caption per line, UTF-8 as the official code reads it under Python 3).
+    """Read a caption file (one caption per line, UTF-8, as the official code decodes it).
 
-    Undecodable bytes become U+FFFD (as the CUB files already contain). Raises :class:`InputError` when
-    the file is missing or unreadable.
+    Raises :class:`InputError` naming the file when it is missing or unreadable, binary (NUL bytes) or
+    not UTF-8 (the official code fails on such a file too); U+FFFD characters written in the file (the
+    CUB files hold some) are ordinary text.
     """
-    path = Path(path)
-    try:
-        # newline=None: universal newlines, like the official open(path, "r").
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise InputError(f"caption file {path} does not exist") from None
-    except OSError as e:
-        raise InputError(f"cannot read caption file {path}: {e.strerror or e}") from None
+    text = read_text(path, "caption file", "captions must be UTF-8 text, one caption per line")
     return split_caption_lines(text, max_captions)

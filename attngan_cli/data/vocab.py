@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 
 from ..checkpoints import vocab_sha256
 from ..errors import InputError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, safe_unpickle
 from ._py2dict import py2_dict_order
 from .tokenizer import tokenize
 
@@ -138,7 +137,11 @@ class Vocabulary:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"vocabulary file {path} does not exist")
-        head = path.read_bytes()[:8]
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as e:
+            raise InputError(f"cannot read vocabulary file {path}: {e.strerror or e}") from None
         if head.startswith(b"\x89HDF"):
             from .h5 import read_vocab  # local: .h5 imports this module (an import cycle)
 
@@ -158,11 +161,7 @@ class Vocabulary:
 
     @classmethod
     def _load_pickle(cls, path: Path) -> Vocabulary:
-        try:
-            with open(path, "rb") as f:
-                obj = _SafeUnpickler(f, encoding="latin1").load()
-        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise InputError(f"cannot read {path} as the official captions.pickle: {e}") from None
+        obj = safe_unpickle(path, "the official captions.pickle")
         if not (isinstance(obj, (list, tuple)) and len(obj) >= 4 and isinstance(obj[2], dict)):
             raise InputError(
                 f"{path}: expected the official captions.pickle "
@@ -183,16 +182,3 @@ class Vocabulary:
                                  "words": self.words})
         return path
 
-
-class _SafeUnpickler(pickle.Unpickler):
-    """Unpickles plain containers only (the official pickles hold lists, dicts, str and ints)."""
-
-    _ALLOWED = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-                ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-                ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
-                ("collections", "defaultdict"), ("__builtin__", "float"), ("builtins", "float")}
-
-    def find_class(self, module: str, name: str):  # noqa: ANN201
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")

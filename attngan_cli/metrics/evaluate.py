@@ -414,12 +414,26 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
     result = EvalResult(metrics=results, checkpoint=Path(bundle.path or checkpoint), data=data,
                         num_samples=n, image_size=image_size, seed=options.seed, seconds=time.time() - t0,
                         step=bundle.step, epoch=bundle.epoch, images_dir=save_dir, fid_cache=ctx.fid_cache)
-    run = find_run_dir(checkpoint) if options.log_to_run else None
-    if run is not None:
-        result.metrics_file = run / "metrics.jsonl"
-        if is_main_process():
-            append_jsonl(result.metrics_file, result.record())
+    if options.log_to_run:
+        append_to_run(result, checkpoint)
     return result
+
+
+def append_to_run(result: EvalResult, checkpoint: str | os.PathLike[str]) -> Path | None:
+    """Append ``result.record()`` to ``metrics.jsonl`` of the run directory ``checkpoint`` belongs to (none:
+    nothing is written); sets and returns ``result.metrics_file``. A file that cannot be written raises
+    :class:`AttnGANError` naming it (the results themselves are in ``result``)."""
+    run = find_run_dir(Path(checkpoint))
+    if run is None:
+        return None
+    path = run / "metrics.jsonl"
+    if is_main_process():
+        try:
+            append_jsonl(path, result.record())
+        except OSError as e:
+            raise AttnGANError(f"could not append the results to {path}: {e.strerror or e}") from None
+    result.metrics_file = path
+    return path
 
 
 def _save_images(out: Path, batch: GeneratedBatch, start: int, dataset: TextImageDataset, vocab_words: list[str],

@@ -27,7 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint
+from ..checkpoints import (
+    Checkpoint,
+    check_checkpoint_config,
+    check_vocab,
+    load_checkpoint,
+    load_module_state,
+    require_state,
+)
 from ..config import TrainConfig, to_dict
 from ..data.dataset import TextImageDataset
 from ..device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
@@ -123,26 +130,22 @@ def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module
 
 
 def load_training_state(m: Models, ckpt: Checkpoint) -> None:
-    m.G.load_state_dict(ckpt.state["generator"])
-    m.ema.load_state_dict(ckpt.state["generator_ema"])
-    _load_discriminators(m.Ds, ckpt.state["discriminators"], ckpt.path)
+    require_state(ckpt, "generator", "generator_ema", "discriminators")
+    require_state(ckpt, "g", "d", section="optim")
+    load_module_state(m.G, ckpt.state["generator"], "generator", ckpt.path)
+    load_module_state(m.ema.module, ckpt.state["generator_ema"], "generator EMA", ckpt.path)
+    d_state = ckpt.state["discriminators"]
+    for i, D in enumerate(m.Ds):
+        if str(i) not in d_state:
+            raise CheckpointError(f"checkpoint {ckpt.path} holds {len(d_state)} discriminators; this generator has "
+                                  f"{len(m.Ds)} stages")
+        load_module_state(D, d_state[str(i)], f"discriminator {i}", ckpt.path)
     m.opt_g.load_state_dict(ckpt.optim["g"])
     for i, opt in enumerate(m.opt_ds):
         opt.load_state_dict(ckpt.optim["d"][str(i)])
     if "scaler_g" in ckpt.optim:
         m.scaler_g.load_state_dict(ckpt.optim["scaler_g"])
         m.scaler_d.load_state_dict(ckpt.optim["scaler_d"])
-
-
-def _load_discriminators(Ds: nn.ModuleList, state: dict[str, Any], path: Any) -> None:
-    if set(state) == {str(i) for i in range(len(Ds))}:
-        for i, D in enumerate(Ds):
-            D.load_state_dict(state[str(i)])
-    else:
-        try:
-            Ds.load_state_dict(state)
-        except RuntimeError as e:
-            raise CheckpointError(f"checkpoint {path}: discriminator weights do not fit ({str(e).splitlines()[0][:200]})") from e
 
 
 # --------------------------------------------------------------------------------------------------

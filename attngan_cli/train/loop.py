@@ -7,7 +7,8 @@ checkpoints, ``final.pt``, and events to callbacks. A job contributes only its o
 :class:`Task`: its batches for an epoch, one optimisation step, its end-of-epoch work and its checkpoint.
 
 Events go to :class:`Callback` objects (progress bar, ``stats.jsonl``, sample grids, checkpoint pruning,
-tests' recorders); a plain function ``f(StepInfo)`` is an ``on_step`` callback.
+TensorBoard, tests' recorders); a plain function ``f(StepInfo)`` is an ``on_step`` callback. What the run
+logs reaches them too: each ``stats.jsonl`` record (``on_stats``) and each image it writes (``on_image``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from torch import nn
 from ..checkpoints import Checkpoint, save_checkpoint
 from ..device import rng_state, set_rng_state
 from ..distributed import is_main_process
-from ..errors import TrainingAborted
+from ..errors import Terminated, TrainingAborted
 from ..progress import NullProgress, Progress
 from ..rundir import FINAL_NAME, INTERRUPTED_NAME, RunDir, checkpoint_files, periodic_name
 
@@ -116,27 +117,33 @@ class _StepFunction(Callback):
 
 
 @contextlib.contextmanager
-def graceful_interrupt() -> Iterator[Callable[[], bool]]:
-    """Turn the first Ctrl-C (SIGINT) into a flag the loop polls between steps, so it can save a
-    consistent checkpoint; a second Ctrl-C interrupts at once. Outside the main thread (where signal
-    handlers cannot be installed) the flag stays False and Ctrl-C behaves as usual."""
-    hit = threading.Event()
+def graceful_interrupt() -> Iterator[Callable[[], str | None]]:
+    """Turn the first Ctrl-C (SIGINT), or a SIGTERM (a scheduler ending the job), into a flag the loop
+    polls between steps, so it can save a consistent checkpoint; a second signal interrupts at once.
+    Yields a function returning the signal's name once one came (else None). SIGTERM is taken over only
+    where it still has its default action. Outside the main thread (where signal handlers cannot be
+    installed) nothing is taken over and the signals behave as usual."""
+    hit: list[str] = []
     if threading.current_thread() is not threading.main_thread():
-        yield hit.is_set
+        yield lambda: None
         return
-    previous = signal.getsignal(signal.SIGINT)
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else [])
+    previous = {s: signal.getsignal(s) for s in signals}
 
     def handler(signum: int, frame: object) -> None:
-        if hit.is_set():
-            raise KeyboardInterrupt
-        hit.set()
-        log.warning("Ctrl-C: finishing this step and saving a checkpoint (press Ctrl-C again to stop at once)")
+        if hit:
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        hit.append(signal.Signals(signum).name)
+        log.warning("%s: finishing this step and saving a checkpoint (send it again to stop at once)",
+                    "Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
 
-    signal.signal(signal.SIGINT, handler)
+    for s in signals:
+        signal.signal(s, handler)
     try:
-        yield hit.is_set
+        yield lambda: hit[0] if hit else None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -245,8 +252,9 @@ class Loop:
                             reason = NON_FINITE
                             self._check_finite(values)
                         self._emit("on_step", StepInfo(st.step, st.epoch, values, task.models))
-                        if interrupted():
-                            raise KeyboardInterrupt
+                        received = interrupted()
+                        if received:
+                            raise Terminated if received == "SIGTERM" else KeyboardInterrupt
                         if self.abort is not None and self.abort():
                             reason = ABORTED
                             path = self.save(INTERRUPTED_NAME, "interrupted")

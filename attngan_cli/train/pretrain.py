@@ -37,7 +37,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from ..checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint
+from ..checkpoints import (
+    Checkpoint,
+    check_checkpoint_config,
+    check_vocab,
+    load_checkpoint,
+    load_module_state,
+    require_state,
+)
 from ..config import PretrainConfig, to_dict
 from ..data.dataset import TextImageDataset
 from ..data.sampling import GroupedBatchSampler, attribute_keys
@@ -231,8 +238,9 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     if ckpt is not None:
         check_checkpoint_config(ckpt, to_dict(cfg), DAMSM_RESUME_FIELDS)
         check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
-        enc.text.load_state_dict(ckpt.state["text_encoder"])
-        enc.image.load_state_dict(ckpt.state["image_encoder"])
+        require_state(ckpt, "text_encoder", "image_encoder")
+        load_module_state(enc.text, ckpt.state["text_encoder"], "text encoder", ckpt.path)
+        load_module_state(enc.image, ckpt.state["image_encoder"], "image encoder", ckpt.path)
         state = LoopState(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batch_in_epoch", 0)))
         log.info("resuming from %s (epoch %d, step %d)", ckpt.path, state.epoch, state.step)
     elif enc.image.frozen_backbone:
