@@ -1,4 +1,5 @@
-"""A tiny randomly initialised generator + text encoder saved as an ``attngan import``-style checkpoint."""
+"""Tiny randomly initialised checkpoints for tests: a generator + text encoder saved as an ``attngan
+import``-style checkpoint, and DAMSM encoders for a vocabulary (no pretraining needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import torch
 
 from attngan_cli.checkpoints import Checkpoint, save_checkpoint
-from attngan_cli.config import TextEncoderConfig, make_train_config, to_dict
+from attngan_cli.config import TextEncoderConfig, make_pretrain_config, make_train_config, to_dict
+from attngan_cli.inference import build_encoders
 
 WORDS = ["<end>", "this", "bird", "is", "red", "with", "white", "and", "has", "a", "very", "short", "beak",
          "small", "yellow", "wings", "black", "crown", "belly", "long"]
@@ -33,3 +35,23 @@ def make_generator_checkpoint(path: Path, stages: int = 3, words: int = 6, seed:
                       state={"generator": G.state_dict(), "text_encoder": T.state_dict()},
                       vocab=list(WORDS), extra={"damsm_config": to_dict(tcfg)})
     return save_checkpoint(ckpt, path)
+
+
+def make_damsm(path: Path, words: list[str], seed: int = 0) -> Path:
+    """A ``damsm`` checkpoint with random compact encoders (32 px, width 8) for ``words``."""
+    torch.manual_seed(seed)
+    pc = make_pretrain_config("shapes", {"image.image_size": 32, "image.width": 8, "text.vocab_size": len(words)})
+    text, image = build_encoders(pc)
+    ck = Checkpoint(kind="damsm", config=to_dict(pc), vocab=list(words),
+                    state={"text_encoder": text.state_dict(), "image_encoder": image.state_dict()})
+    return save_checkpoint(ck, path)
+
+
+def tiny_train_config(shapes_h5: Path, damsm: Path, **over: object):
+    """A GAN config that trains in a second on the shapes fixture: 2 stages of 16 and 32 px, ngf = ndf = 8,
+    batch 16 (4 steps per epoch on 64 images), 2 epochs, a checkpoint per epoch, no sample grids."""
+    values = {"dataset": str(shapes_h5), "encoders": str(damsm), "generator.stages": 2, "generator.ngf": 8,
+              "discriminator.ndf": 8, "batch_size": 16, "epochs": 2, "snapshot_every": 1, "sample_every": 0,
+              "device": "cpu", "seed": 3}
+    values.update(over)
+    return make_train_config("shapes", values)

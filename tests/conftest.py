@@ -51,6 +51,16 @@ def shapes_h5(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def damsm_path(shapes_h5: Path, tmp_path_factory) -> Path:
+    """A DAMSM checkpoint with random compact encoders for the shapes fixture's vocabulary."""
+    from _sample_fixtures import make_damsm
+
+    from attngan_cli.data.h5 import read_vocab
+
+    return make_damsm(tmp_path_factory.mktemp("damsm") / "damsm.pt", list(read_vocab(shapes_h5).words))
+
+
+@pytest.fixture(scope="session")
 def cub_records(cub_root):
     """Records (key, captions, split, crop) of the whole real CUB folder, read once (~10 s)."""
     from attngan_cli.data.cub import cub_records as read
@@ -70,3 +80,13 @@ def attngan_caplog(caplog):
     yield caplog
     for log, level in zip(logs, old, strict=True):
         log.setLevel(level)
+
+
+@pytest.fixture()
+def one_thread():
+    """One torch thread for the test: tiny models gain nothing from a second one, and on a shared 2-core
+    machine two OpenMP threads per process make their steps many times slower. Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -13,13 +13,7 @@ from typer.testing import CliRunner
 from attngan_cli.cli import app
 from attngan_cli.io import read_jsonl
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def colour_stats(x: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from _sample_fixtures import make_damsm, tiny_train_config
 from typer.testing import CliRunner
 
 from attngan_cli.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
-from attngan_cli.config import make_pretrain_config, make_train_config, to_dict
 from attngan_cli.errors import ConfigMismatchError, TrainingAborted
 from attngan_cli.inference import GeneratorBundle, embed_captions, load_generator
 from attngan_cli.io import read_jsonl
@@ -22,42 +22,10 @@ from attngan_cli.rundir import RunDir
 from attngan_cli.train.gan import build_models, open_datasets, train_gan, train_step
 from attngan_cli.train.gan_loss import DiscriminatorLoss, GeneratorLoss
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two OpenMP threads
-    per process make these steps ~10x slower; restore the suite's setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
-def make_damsm(path: Path, words: list[str], seed: int = 0) -> Path:
-    """A DAMSM checkpoint with random compact encoders for ``words`` (no pretraining needed)."""
-    from attngan_cli.inference import build_encoders
-
-    torch.manual_seed(seed)
-    pc = make_pretrain_config("shapes", {"image.image_size": 32, "image.width": 8, "text.vocab_size": len(words)})
-    text, image = build_encoders(pc)
-    ck = Checkpoint(kind="damsm", config=to_dict(pc), vocab=list(words),
-                    state={"text_encoder": text.state_dict(), "image_encoder": image.state_dict()})
-    return save_checkpoint(ck, path)
-
-
-@pytest.fixture(scope="module")
-def damsm_path(shapes_h5, tmp_path_factory) -> Path:
-    from attngan_cli.data.h5 import read_vocab
-
-    return make_damsm(tmp_path_factory.mktemp("damsm") / "damsm.pt", list(read_vocab(shapes_h5).words))
-
-
-def tiny_cfg(shapes_h5: Path, damsm_path: Path, **over):
-    base = {"dataset": str(shapes_h5), "encoders": str(damsm_path), "generator.stages": 2, "generator.ngf": 8,
-            "discriminator.ndf": 8, "batch_size": 16, "epochs": 2, "snapshot_every": 1, "sample_every": 0,
-            "device": "cpu", "seed": 3}
-    base.update(over)
-    return make_train_config("shapes", base)
+tiny_cfg = tiny_train_config
 
 
 class Recorder:

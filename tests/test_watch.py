@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _sample_fixtures import tiny_train_config
 from PIL import Image
 from typer.testing import CliRunner
 
-from attngan_cli.checkpoints import Checkpoint, save_checkpoint
+from attngan_cli.checkpoints import Checkpoint
 from attngan_cli.cli import app
-from attngan_cli.config import make_pretrain_config, make_train_config, to_dict
+from attngan_cli.config import make_pretrain_config
 from attngan_cli.errors import TrainingAborted
 from attngan_cli.io import append_jsonl, atomic_write_json, read_jsonl
 from attngan_cli.rundir import RunDir
@@ -33,36 +34,11 @@ runner = CliRunner()
 NEEDS_TB = "the tensorboard package is not installed (pip install -e '.[tensorboard]', part of .[dev])"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def damsm_path(shapes_h5, tmp_path_factory) -> Path:
-    """A DAMSM checkpoint with random compact encoders for the fixture's vocabulary."""
-    from attngan_cli.data.h5 import read_vocab
-    from attngan_cli.inference import build_encoders
-
-    words = list(read_vocab(shapes_h5).words)
-    torch.manual_seed(0)
-    pc = make_pretrain_config("shapes", {"image.image_size": 32, "image.width": 8, "text.vocab_size": len(words)})
-    text, image = build_encoders(pc)
-    ck = Checkpoint(kind="damsm", config=to_dict(pc), vocab=words,
-                    state={"text_encoder": text.state_dict(), "image_encoder": image.state_dict()})
-    return save_checkpoint(ck, tmp_path_factory.mktemp("damsm") / "damsm.pt")
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def tiny_train_cfg(shapes_h5: Path, damsm_path: Path, **over):
-    values = {"dataset": str(shapes_h5), "encoders": str(damsm_path), "generator.stages": 2, "generator.ngf": 8,
-              "discriminator.ndf": 8, "batch_size": 16, "epochs": 10, "snapshot_every": 2, "sample_every": 10,
-              "device": "cpu", "seed": 3}
-    values.update(over)
-    return make_train_config("shapes", values)
+    return tiny_train_config(shapes_h5, damsm_path, **{"epochs": 10, "snapshot_every": 2, "sample_every": 10, **over})
 
 
 def tiny_pretrain_cfg(shapes_h5: Path, **over):

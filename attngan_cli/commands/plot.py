@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from ..console import console
+from ..plot import plot_runs
 from .common import command
 
 
@@ -34,15 +37,11 @@ def plot(
 
       attngan plot demo/runs/00001-shapes-train demo-no-damsm/runs/00001-shapes-train --labels "lambda 5,lambda 0"
     """
-    from ..plot import plot_runs
 
     labels = [s.strip() for s in label.split(",")] if label is not None else None
     try:
         path = plot_runs(runs, out, labels=labels, smooth=smooth, title=title)
     except ImportError as e:  # printed here: the install hint's ".[plot]" must not be read as Rich markup
-        from rich.markup import escape
-
-        from ..console import console
 
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
+from ..console import stdout
+from ..runs import RunInfo, list_runs, losses_text, progress_text, size_text
 from .common import command
 from .options import Json
 
@@ -35,7 +40,6 @@ def runs(
 
       attngan runs demo/runs --json
     """
-    from ..runs import list_runs
 
     infos = list_runs(root)
     if json_:
@@ -44,13 +48,7 @@ def runs(
     _print_table(root, infos)
 
 
-def _print_table(root: Path, infos: list) -> None:  # noqa: ANN001
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    from ..console import stdout
-    from ..runs import losses_text, progress_text, size_text
+def _print_table(root: Path, infos: list[RunInfo]) -> None:
 
     if not infos:
         stdout.print(f"no run directories in {root}", highlight=False)
