@@ -48,6 +48,19 @@ class ImageEncoderConfig:
     # last map (knows where things are and what shape they have); 1 = strided convs, mean-pooled global
     # (attngan 0.1.0)
     compact_version: int = 2
+    # inception-v3 only. BatchNorm of the frozen Inception layers while pretraining: "train" = the official
+    # pretrain_DAMSM.py (cnn_model.train(): batch statistics, running statistics move to the dataset's
+    # images and are saved with the encoder; the weights stay frozen); "eval" = keep the loaded (ImageNet)
+    # statistics (attngan <= 0.2, and what --cache-features uses). Outside pretraining the encoder is in
+    # eval mode and uses the running statistics either way.
+    frozen_bn: str = "eval"
+    # the bilinear resize of other sizes to image_size: the official nn.Upsample(size=(299, 299),
+    # mode='bilinear') was written for PyTorch 0.3, whose bilinear mode aligned corners; imported official
+    # encoders set True so that they see what they were trained on
+    resize_align_corners: bool = False
+
+
+FROZEN_BN_MODES = ("train", "eval")
 
 
 # The input size of each image backbone: Inception-v3's 299 px (the paper), the compact CNN's 64 px.
@@ -107,7 +120,12 @@ class PretrainConfig:
     min_lr_fraction: float = 0.1  # ... down to lr * this
     grad_clip: float = 0.25  # gradient-norm clip on the text encoder
     snapshot_every: int = 50  # epochs
-    cache_features: bool = False  # cache frozen Inception features for fixed augmented views
+    # a new Adam at every epoch start (moments reset), as the official pretrain_DAMSM.py; False = one Adam
+    # for the whole run. A resume in the middle of an epoch continues that epoch's saved Adam.
+    adam_per_epoch: bool = False
+    # cache frozen Inception features of fixed augmented views: a faster mode (17x on a CPU) that departs
+    # from the official pretraining: the frozen layers use eval-mode BatchNorm (image.frozen_bn = "eval")
+    cache_features: bool = False
     # stored attributes (shapes data) that group_share of every batch agrees on: hard negatives for the
     # attributes not named (see data/sampling.py); empty = random batches, as the paper
     group_by: list[str] = field(default_factory=list)
@@ -289,6 +307,8 @@ def validate(cfg: Any) -> None:
     image = getattr(cfg, "image", None)
     if isinstance(image, ImageEncoderConfig):
         default_image_size(image.backbone)  # a known backbone
+        if image.frozen_bn not in FROZEN_BN_MODES:
+            raise AttnGANError(f"image.frozen_bn must be one of {', '.join(FROZEN_BN_MODES)}, got {image.frozen_bn!r}")
     prec = getattr(cfg, "precision", None)
     if prec is not None and prec not in PRECISIONS:
         raise AttnGANError(f"--precision must be one of {', '.join(PRECISIONS)}, got {prec!r}")
@@ -356,7 +376,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lambda_damsm": 5.0,
         "batch_size": 20,
         "epochs": 600,
-        "pretrain": {"batch_size": 48, "epochs": 600, "image": {"backbone": "inception-v3"}},
+        # official pretrain_DAMSM.py: batch-statistics BN in the frozen Inception layers, a new Adam per epoch
+        "pretrain": {"batch_size": 48, "epochs": 600, "adam_per_epoch": True,
+                     "image": {"backbone": "inception-v3", "frozen_bn": "train"}},
     },
     "coco": {
         "dataset_kind": "coco",
@@ -368,7 +390,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lambda_damsm": 50.0,
         "batch_size": 14,
         "epochs": 120,
-        "pretrain": {"batch_size": 48, "epochs": 600, "image": {"backbone": "inception-v3"}},
+        # official cfg/DAMSM/coco.yml: WORDS_NUM 15 for the DAMSM (the GAN's cfg/coco_attn2.yml: 12)
+        "pretrain": {"batch_size": 48, "epochs": 600, "adam_per_epoch": True, "text": {"words": 15},
+                     "image": {"backbone": "inception-v3", "frozen_bn": "train"}},
     },
     "shapes": {
         "dataset_kind": "shapes",
@@ -395,8 +419,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # Values the two jobs of a preset share, set once at the definition's top level: the caption length
-# (TrainConfig.words = PretrainConfig.text.words) and the DAMSM loss's gammas (both configs' damsm), so
-# that the GAN's DAMSM loss measures what the encoders were trained on.
+# (TrainConfig.words, also PretrainConfig.text.words unless the definition's "pretrain" sets its own
+# text.words: the official COCO DAMSM is trained on 15 words, its GAN on 12) and the DAMSM loss's gammas
+# (both configs' damsm), so that the GAN's DAMSM loss measures what the encoders were trained on.
 SHARED_PRESET_KEYS = ("words", "damsm")
 
 
@@ -426,8 +451,7 @@ def build_preset(name: str, definition: dict[str, Any]) -> Preset:
     if "preset" in values or "preset" in pretrain_values:
         raise ConfigMismatchError(f"{where}: the configs' preset field is the preset's name; do not set it")
     shared_in_pretrain = [k for k in SHARED_PRESET_KEYS if k in pretrain_values]
-    if "words" in pretrain_values.get("text", {}):
-        shared_in_pretrain.append("text.words")
+    own_words = "words" in pretrain_values.get("text", {})  # the DAMSM's own caption length
     if shared_in_pretrain:
         raise ConfigMismatchError(f"{where}.pretrain: {shared_in_pretrain[0]} is shared with training: set "
                                   f"{' and '.join(SHARED_PRESET_KEYS)} once at the preset's top level")
@@ -437,7 +461,8 @@ def build_preset(name: str, definition: dict[str, Any]) -> Preset:
 
     train = from_dict(TrainConfig, {**values, "preset": name}, where=where)
     pretrain = from_dict(PretrainConfig, {**pretrain_values, "preset": name}, where=f"{where}.pretrain")
-    pretrain.text.words = train.words
+    if not own_words:
+        pretrain.text.words = train.words
     pretrain.damsm = copy.deepcopy(train.damsm)
     validate(train)
     validate(pretrain)

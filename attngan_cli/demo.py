@@ -7,6 +7,7 @@ where it stopped: finished phases are reused, an interrupted pretrain or train r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.shapes import make_shapes
-from .device import resolve_device
+from .device import resolve_device, resolve_precision
 from .errors import AttnGANError, InputError
 from .inference import load_generator
 from .io import atomic_write_json, read_jsonl
@@ -54,7 +55,7 @@ class DemoOptions:
     minutes: float = 10.0
     device: str = "auto"
     seed: int = 0
-    precision: str = "bf16"
+    precision: str = "auto"  # bf16 where the hardware computes it, else fp32 (device.resolve_precision)
     lambda_damsm: float | None = None  # None: the shapes preset's value
     n_train: int = 4000
     n_test: int = 1000
@@ -137,6 +138,11 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
     if options.max_steps < 0:
         raise InputError(f"max_steps must be 0 (no limit) or more, got {options.max_steps}")
+    if options.precision == "auto":
+        chosen = resolve_precision("auto", resolve_device(options.device))
+        log.info("precision auto: %s (%s)", chosen, "bf16 runs in hardware here" if chosen == "bf16"
+                 else "no bf16 hardware here, where bf16 is emulated and many times slower")
+        options = dataclasses.replace(options, precision=chosen)
     progress = progress or NullProgress()
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -291,7 +291,9 @@ def infer_image_encoder_config(state: dict[str, torch.Tensor], path: Path = Path
         raise CheckpointError(f"{role} {path} is not an Inception-v3 DAMSM image encoder "
                               f"(emb_cnn_code takes {feat} features, Mixed_7c present: "
                               f"{'Mixed_7c.branch_pool.conv.weight' in state})")
-    return ImageEncoderConfig(backbone="inception-v3", embedding_dim=emb, image_size=299)
+    # the official nn.Upsample(size=(299, 299), mode='bilinear') of PyTorch 0.3 aligned corners: the
+    # encoder resizes the generator's 256 px images as it did when it was trained and scored
+    return ImageEncoderConfig(backbone="inception-v3", embedding_dim=emb, image_size=299, resize_align_corners=True)
 
 
 def infer_discriminator(state: dict[str, torch.Tensor], path: Path = Path("?"),
@@ -528,7 +530,8 @@ def import_official(
                                 "text.embedding_dim": tcfg.embedding_dim}
     if icfg is not None:
         pre_over.update({"image.backbone": icfg.backbone, "image.embedding_dim": icfg.embedding_dim,
-                         "image.image_size": icfg.image_size})
+                         "image.image_size": icfg.image_size,
+                         "image.resize_align_corners": icfg.resize_align_corners})
     pre_cfg = make_pretrain_config(preset, pre_over)
 
     sources = {"generator": gpath, "text_encoder": tpath, "captions": Path(captions)}

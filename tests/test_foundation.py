@@ -65,7 +65,17 @@ def test_presets_carry_the_official_values() -> None:
         assert cfg.lr_g == cfg.lr_d == 2e-4 and cfg.betas == (0.5, 0.999)
     pre = make_pretrain_config("bird")
     assert (pre.batch_size, pre.lr, pre.grad_clip, pre.image.image_size, pre.text.word_dim) == (48, 0.002, 0.25, 299, 300)
-    assert pre.text.words == 18 and make_pretrain_config("coco").text.words == 12
+    # the official DAMSM caption lengths (cfg/DAMSM/bird.yml 18, coco.yml 15); the GANs': 18 and 12
+    assert pre.text.words == 18 and make_pretrain_config("coco").text.words == 15
+    assert make_train_config("bird").words == 18 and make_train_config("coco").words == 12
+    # the official pretrain_DAMSM.py: batch-statistics BN in the frozen Inception layers, a new Adam per epoch
+    for name in ("bird", "coco"):
+        p = make_pretrain_config(name)
+        assert (p.image.frozen_bn, p.adam_per_epoch, p.image.resize_align_corners) == ("train", True, False), name
+    shapes = make_pretrain_config("shapes")
+    assert (shapes.image.frozen_bn, shapes.adam_per_epoch) == ("eval", False)
+    with pytest.raises(AttnGANError, match="image.frozen_bn must be one of train, eval"):
+        make_pretrain_config("bird", {"image.frozen_bn": "batch"})
     assert pre.group_by == [] and make_pretrain_config("coco").group_by == []  # the paper's random batches
 
 
@@ -95,7 +105,8 @@ def test_presets_are_typed_and_share_caption_length_and_damsm() -> None:
         p = get_preset(name)
         assert isinstance(p, Preset) and p.name == name == p.train.preset == p.pretrain.preset
         assert p.train == make_train_config(name) and p.pretrain == make_pretrain_config(name)
-        assert p.pretrain.text.words == p.train.words and p.pretrain.damsm == p.train.damsm
+        assert p.pretrain.damsm == p.train.damsm
+        assert p.pretrain.text.words == (15 if name == "coco" else p.train.words)  # coco: its own DAMSM length
         assert p.pretrain.image.image_size == default_image_size(p.pretrain.image.backbone)
     assert [preset_value(n, "dataset_kind") for n in preset_names()] == ["cub", "coco", "shapes"]
     assert [preset_value(n, "captions_per_image") for n in preset_names()] == [10, 5, 5]
@@ -134,8 +145,10 @@ def test_a_misspelled_preset_key_is_an_error_naming_it() -> None:
     # the values both jobs share are set once, at the top level
     with pytest.raises(ConfigMismatchError, match=r"pretrain: damsm is shared with training"):
         build_preset("x", _definition(pretrain__damsm={"gamma1": 1.0}))
-    with pytest.raises(ConfigMismatchError, match=r"pretrain: text\.words is shared with training"):
-        build_preset("x", _definition(pretrain__text__words=5))
+    # the caption length is shared unless the pretraining sets its own (coco: 15 for the DAMSM, 12 for the GAN)
+    assert build_preset("x", _definition(words=7)).pretrain.text.words == 7
+    own = build_preset("x", _definition(words=7, pretrain__text__words=5))
+    assert (own.pretrain.text.words, own.train.words) == (5, 7)
 
 
 def test_image_size_follows_the_backbone() -> None:
@@ -261,3 +274,16 @@ def test_track_reports_progress() -> None:
     prog = NullProgress()
     assert list(track(prog, range(5), "counting")) == [0, 1, 2, 3, 4]
     assert prog.tasks[0].description == "counting" and prog.tasks[0].completed == 5 and prog.tasks[0].total == 5
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU without AVX-512 BF16 / AMX, bf16 is emulated (80x slower matmuls measured on an AVX2 CPU):
+    the demo's `auto` must then choose fp32."""
+    from attngan_cli import device as dev
+
+    cpu = torch.device("cpu")
+    for flags, expected in (("flags : fpu avx2 avx512f", "fp32"), ("flags : fpu avx2 avx512f avx512_bf16", "bf16"),
+                            ("flags : fpu amx_bf16 amx_tile", "bf16")):
+        monkeypatch.setattr(dev.Path, "read_text", lambda self, flags=flags: flags)
+        assert dev.resolve_precision("auto", cpu) == expected, flags
+    assert dev.resolve_precision("fp32", cpu) == "fp32" and dev.resolve_precision("bf16", cpu) == "bf16"

@@ -361,6 +361,13 @@ def test_image_encoder_imported(official_files: dict, tmp_path: Path) -> None:
     for k, v in state.items():
         assert torch.equal(ours[k], v), k
     assert bundle.config.image.backbone == "inception-v3" and bundle.config.text.vocab_size == VOCAB
+    # the official resize of 256 px images to 299 (nn.Upsample, bilinear, PyTorch 0.3: corners aligned) is
+    # recorded in damsm.pt, so every user of the bundle (GAN loss, eval's R-precision) resizes that way
+    assert bundle.config.image.resize_align_corners is True
+    x = torch.rand(2, 3, 256, 256) * 2 - 1
+    aligned = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=True)
+    assert torch.equal(bundle.image_encoder.resize(x), aligned)
+    assert not torch.allclose(aligned, torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear"))
     # an image encoder passed as the text encoder is named as such
     with pytest.raises(CheckpointError, match="image encoder.*--image-encoder"):
         _run(official_files, text_encoder=tmp_path / "image_encoder200.pth", overwrite=True)

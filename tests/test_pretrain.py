@@ -68,6 +68,8 @@ def test_pretrain_cli_errors(shapes_small, tmp_path):
     assert res.exit_code == 1 and "inc.pth" in res.output
     res = runner.invoke(app, ["pretrain", str(shapes_small), "--image-encoder", "resnet", "--runs", str(tmp_path / "r")])
     assert res.exit_code == 1 and "resnet" in res.output
+    res = runner.invoke(app, ["pretrain", str(shapes_small), "--frozen-bn", "batch", "--runs", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "image.frozen_bn must be one of train, eval" in res.output
 
 
 def _learn(tmp_path, n_train, epochs):
@@ -103,9 +105,10 @@ def test_pretrain_learns_shapes(tmp_path):
     assert last["test_loss"] < stats[0]["test_loss"]
 
 
-def test_pretrain_inception_cached_features(shapes_small, tmp_path):
+def test_pretrain_inception_cached_features(shapes_small, tmp_path, attngan_caplog):
     """Frozen Inception-v3 with feature caching: trains, removes its cache, leaves the Inception layers
-    exactly as loaded from the weights file."""
+    exactly as loaded from the weights file. Caching is the faster mode with eval-mode BatchNorm: asked
+    for the official batch statistics (image.frozen_bn = train), it says so once and uses eval mode."""
     import math
 
     from torchvision.models import inception_v3
@@ -119,12 +122,15 @@ def test_pretrain_inception_cached_features(shapes_small, tmp_path):
     torch.save(sd, weights)
     cfg = make_pretrain_config("shapes", {"dataset": str(shapes_small), "image.backbone": "inception-v3",
                                           "image.image_size": 75, "epochs": 2, "batch_size": 8,
-                                          "cache_features": True, "device": "cpu"})
+                                          "cache_features": True, "device": "cpu", "image.frozen_bn": "train"})
     with pytest.raises(InputError, match="cannot be combined"):  # the shapes preset groups its batches
         pretrain(cfg, RunDir.create(tmp_path / "runs", "s", "pretrain"), inception_weights=weights)
     cfg.group_by = []
     run = RunDir.create(tmp_path / "runs", "s", "pretrain")
-    final = pretrain(cfg, run, inception_weights=weights)
+    with attngan_caplog.at_level("INFO", logger="attngan_cli"):
+        final = pretrain(cfg, run, inception_weights=weights)
+    assert attngan_caplog.text.count("--cache-features: the frozen Inception layers use their stored") == 1
+    assert load_checkpoint(final, kind="damsm").config["image"]["frozen_bn"] == "eval"
     assert not run.file("feature-cache.npy").exists()
     stats = read_jsonl(run.file("stats.jsonl"))
     assert len(stats) == 2 and all(math.isfinite(s[f"train_{k}"]) for s in stats for k in TERMS)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..console import console, stdout
 from .common import command, progress
-from .options import Device, Json, Precision, Quiet, Seed
+from .options import Device, Json, Quiet, Seed
 
 
 @command
@@ -22,7 +22,8 @@ def demo(
                                       "Rerunning with the same folder continues an interrupted demo.")] = Path("demo"),
     device: Device = "auto",
     seed: Seed = 0,
-    precision: Precision = "bf16",
+    precision: Annotated[str, typer.Option("--precision", help="auto (bf16 where the CPU or GPU computes it in "
+                                           "hardware, else fp32), fp32, bf16 or fp16 (CUDA).")] = "auto",
     lambda_: Annotated[float | None, typer.Option("--lambda", help="DAMSM loss weight (0 = the paper's "
                                                   "no-DAMSM ablation; default: the shapes preset's).")] = None,
     n_train: Annotated[int, typer.Option("--n-train", help="Training images to render.")] = 4000,

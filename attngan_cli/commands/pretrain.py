@@ -33,8 +33,16 @@ def pretrain(
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="End (with final.pt) after this many "
                                                       "minutes, finishing the current epoch's evaluation.")] = None,
     precision: Precision = "fp32",
-    cache_features: Annotated[bool, typer.Option("--cache-features", help="Compute the frozen Inception "
-                                                 "features of 2 fixed augmented views once and train on them.")] = False,
+    cache_features: Annotated[bool, typer.Option("--cache-features", help="Faster mode (a departure from the "
+                                                 "official code): compute the frozen Inception features of 2 fixed "
+                                                 "augmented views once, with eval-mode BatchNorm, and train on them.")] = False,
+    frozen_bn: Annotated[str | None, typer.Option(
+        "--frozen-bn", help="BatchNorm of the frozen Inception layers while pretraining: train (official: batch "
+        "statistics, running statistics follow the data and are saved) or eval (keep the ImageNet statistics). "
+        "Default: the preset's (bird, coco: train).")] = None,
+    adam_per_epoch: Annotated[bool | None, typer.Option(
+        "--adam-per-epoch/--one-adam", help="A new Adam at every epoch start (official) or one for the whole "
+        "run. Default: the preset's (bird, coco: per epoch).")] = None,
     group_by: Annotated[str | None, typer.Option(
         "--group-by", help="Stored attributes (shapes data), comma-separated, that half of every batch agrees "
         "on, so the others become hard negatives; 'none' for random batches (default: the preset's; shapes: "
@@ -69,7 +77,8 @@ def pretrain(
     overrides = {
         "image.backbone": image_encoder, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "snapshot_every": snapshot_every, "max_minutes": max_minutes, "precision": precision,
-        "cache_features": cache_features, "device": device, "seed": seed, "workers": workers,
+        "cache_features": cache_features, "image.frozen_bn": frozen_bn, "adam_per_epoch": adam_per_epoch,
+        "device": device, "seed": seed, "workers": workers,
         "group_by": _group_by_names(group_by), "tensorboard": tensorboard,
     }
     settings = resolve_pretrain(data, preset=preset or None, overrides=overrides, resume=resume,

@@ -4,11 +4,16 @@ common embedding space.
 Two backbones:
 
 * ``inception-v3`` (the paper): torchvision's Inception-v3 layers under their official names
-  (``Conv2d_1a_3x3`` ... ``Mixed_7c``), input resized bilinearly to 299 and kept in [-1, 1];
-  ``Mixed_6e`` (768, 17, 17) -> ``emb_features`` (1x1 conv, no bias) -> regions (256, 17, 17);
-  ``Mixed_7c`` -> average pool -> ``emb_cnn_code`` (2048 -> 256). The Inception layers are frozen
-  (no gradients, BatchNorm always in eval mode) and their ImageNet weights come only from a local file
-  (:func:`load_inception_weights`); nothing is downloaded.
+  (``Conv2d_1a_3x3`` ... ``Mixed_7c``), input of another size resized bilinearly to 299 (corners
+  aligned with ``resize_align_corners``: the official ``nn.Upsample`` under PyTorch 0.3, set for imported
+  official encoders) and kept in [-1, 1]; ``Mixed_6e`` (768, 17, 17) -> ``emb_features`` (1x1 conv, no
+  bias) -> regions (256, 17, 17); ``Mixed_7c`` -> average pool -> ``emb_cnn_code`` (2048 -> 256). The
+  Inception weights are frozen (no gradients) and come only from a local file
+  (:func:`load_inception_weights`); nothing is downloaded. Their BatchNorm in training mode follows
+  ``frozen_bn``: ``"train"`` (the official ``pretrain_DAMSM.py``, which calls ``cnn_model.train()``)
+  normalises with batch statistics and moves the running statistics to the training images, which are
+  saved with the encoder and used in eval mode afterwards (GAN loss, R-precision); ``"eval"`` keeps the
+  loaded ImageNet statistics (a departure; what ``--cache-features`` needs).
 * ``compact``: a small CNN trained from scratch, for CPUs and small images (the shapes demo, the tests):
   regions (4w channels) at 1/8 of the input size (8x8 for 64 px), global feature from 1/16.
 
@@ -103,7 +108,7 @@ class ImageEncoder(nn.Module):
 
     def train(self, mode: bool = True) -> ImageEncoder:
         super().train(mode)
-        if self.frozen_backbone:  # frozen layers keep their BatchNorm statistics
+        if self.frozen_backbone and self.cfg.frozen_bn == "eval":  # frozen layers keep their BN statistics
             for name in INCEPTION_LAYERS:
                 getattr(self, name).eval()
         return self
@@ -111,7 +116,7 @@ class ImageEncoder(nn.Module):
     def resize(self, images: torch.Tensor) -> torch.Tensor:
         s = self.cfg.image_size
         if images.shape[-2:] != (s, s):
-            images = F.interpolate(images, size=(s, s), mode="bilinear", align_corners=False)
+            images = F.interpolate(images, size=(s, s), mode="bilinear", align_corners=self.cfg.resize_align_corners)
         return images
 
     def backbone_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

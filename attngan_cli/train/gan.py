@@ -431,7 +431,7 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
                            SampleGrids(ema_bundle, samples, cfg.sample_every, cfg.precision),
                            PruneCheckpoints(cfg.keep_last), *tensorboard_callbacks(cfg.tensorboard, run, to_dict(cfg)),
                            *callbacks])
-    budget = f"for {cfg.max_minutes:g} minutes (at most {loop.total} steps)" if cfg.max_minutes > 0 else f"{loop.total} steps"
+    budget = f"for {cfg.max_minutes:.1f} minutes (at most {loop.total} steps)" if cfg.max_minutes > 0 else f"{loop.total} steps"
     log.info("training %s (%d per epoch, batch %d, %s) on %s into %s", budget, task.steps_per_epoch,
              cfg.batch_size, cfg.precision, device, run.path)
     return loop.run_loop()

@@ -11,9 +11,19 @@ this module holds the DAMSM's own step, data order, evaluation and checkpoint. T
 epoch is a function of (seed, epoch), and the checkpoint holds the RNG states and the position in the
 epoch, so an interrupted pretraining resumes exactly.
 
+Images reach the encoder as the official pretraining feeds them: the stored image resized to
+``image_size * 76 / 64`` (355 for Inception's 299), a random ``image_size`` crop and a random flip, so
+Inception sees native 299 px crops, not upsampled ones (prep with ``--image-size 355`` or more for the
+official pixels; smaller stored images are upsampled, with one warning). With ``image.frozen_bn =
+"train"`` (bird and coco presets) the frozen Inception layers normalise with batch statistics and their
+running statistics follow the training images, as the official ``cnn_model.train()``; with
+``adam_per_epoch`` a new Adam starts every epoch, as the official loop builds one per epoch.
+
 With the frozen Inception-v3 backbone, ``cache_features`` computes the Inception features of a fixed set
 of augmented views once (a float16 memory-mapped file in the run directory, deleted at the end) and trains
-the projections and the text encoder on those.
+the projections and the text encoder on those. It is a faster mode that departs from the official
+pretraining: the features come from eval-mode BatchNorm (``image.frozen_bn`` is set to ``"eval"``, and a
+log line says so).
 
 ``group_by`` (the shapes preset: background and colour) fills half of every batch with images that agree
 on those stored attributes, so that the other attributes (shape, size, position) become hard negatives
@@ -82,9 +92,10 @@ EVAL_MAX_ITEMS = 3000  # cap on test items evaluated per epoch
 
 
 def load_size(cfg: PretrainConfig) -> int:
-    """Image size the data loader produces: the official 256 (then resized to 299) for Inception,
-    the backbone's own size for compact."""
-    return 256 if cfg.image.backbone == "inception-v3" else cfg.image.image_size
+    """Image size the data loader produces: the backbone's input size (Inception: 299, the official
+    ``cfg/DAMSM/*.yml`` BASE_SIZE), cropped from a ``size * 76 / 64`` resize of the stored image when
+    augmenting, so the encoder never resizes the crop."""
+    return cfg.image.image_size
 
 
 def lr_at(cfg: PretrainConfig, epoch: int) -> float:
@@ -124,8 +135,13 @@ class PretrainTask:
 
     def __init__(self, cfg: PretrainConfig, encoders: Encoders, opt: torch.optim.Optimizer,
                  train_ds: TextImageDataset, test_ds: TextImageDataset | None, device: torch.device,
-                 batch_size: int, cache: FeatureCache | None, group_keys: np.ndarray | None) -> None:
+                 batch_size: int, cache: FeatureCache | None, group_keys: np.ndarray | None,
+                 make_opt: Callable[[int], torch.optim.Optimizer] | None = None, mid_epoch: bool = False) -> None:
         self.cfg, self.models, self.opt, self.device = cfg, encoders, opt, device
+        # adam_per_epoch: make_opt(epoch) builds the fresh Adam of each epoch start; ``mid_epoch`` (a resume
+        # inside an epoch) keeps the checkpoint's Adam for the rest of that epoch
+        self.make_opt = make_opt
+        self.keep_opt_once = mid_epoch
         self.train_ds, self.test_ds = train_ds, test_ds
         self.vocab_words = list(train_ds.vocab.words)
         self.batch_size = batch_size
@@ -136,6 +152,9 @@ class PretrainTask:
         self.epoch_t0 = time.perf_counter()
 
     def start_epoch(self, epoch: int) -> None:
+        if self.cfg.adam_per_epoch and self.make_opt is not None and not self.keep_opt_once:
+            self.opt = self.make_opt(epoch)  # official: a new Adam (moments and step count reset) per epoch
+        self.keep_opt_once = False
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.cfg, epoch)
         self.models.text.train()
@@ -230,6 +249,10 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
         raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
                          "random batches); pass --group-by none")
 
+    if cfg.cache_features and cfg.image.backbone == "inception-v3" and cfg.image.frozen_bn != "eval":
+        log.info("--cache-features: the frozen Inception layers use their stored BatchNorm statistics (eval "
+                 "mode), not the official batch statistics; image.frozen_bn is set to eval for this run")
+        cfg.image.frozen_bn = "eval"
     ckpt = resume
     if ckpt is not None and not isinstance(ckpt, Checkpoint):
         ckpt = load_checkpoint(resolve_checkpoint(ckpt, for_resume=True, what="DAMSM checkpoint"), kind=DAMSM_KIND)
@@ -249,7 +272,11 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     enc.image.to(device)
 
     params = list(enc.text.parameters()) + [p for p in enc.image.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr_at(cfg, state.epoch), betas=tuple(cfg.betas))
+
+    def make_opt(epoch: int) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=lr_at(cfg, epoch), betas=tuple(cfg.betas))
+
+    opt = make_opt(state.epoch)
     if ckpt is not None:
         if "adam" in ckpt.optim:
             opt.load_state_dict(ckpt.optim["adam"])
@@ -271,7 +298,8 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
             raise InputError("--group-by needs a dataset with stored attributes (shapes data)")
         group_keys = attribute_keys([train_ds.attribute_values(name) for name in cfg.group_by])
 
-    task = PretrainTask(cfg, enc, opt, train_ds, test_ds, device, batch, cache, group_keys)
+    task = PretrainTask(cfg, enc, opt, train_ds, test_ds, device, batch, cache, group_keys, make_opt=make_opt,
+                        mid_epoch=state.batch_in_epoch > 0)
     loop = Loop(task, run, state, epochs=cfg.epochs, max_minutes=cfg.max_minutes, snapshot_every=cfg.snapshot_every,
                 nan_hint="a lower --lr", progress=progress, abort=abort,
                 callbacks=[ProgressBar(lambda v: {"loss": v["loss"]}), StatsLog(every=0, prefix="train_"),
