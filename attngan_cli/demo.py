@@ -118,15 +118,30 @@ class _State:
         return info
 
 
-def _unfinished_run(runs: Path, command: str) -> Path | None:
-    """The newest run directory of ``command`` under ``runs`` that has a checkpoint but no ``final.pt``."""
+def _unfinished_run(runs: Path, command: str, encoders: Path | None = None) -> Path | None:
+    """The newest run directory of ``command`` under ``runs`` that has a checkpoint but no ``final.pt``.
+    With ``encoders`` (the train phase), only a run trained with those DAMSM encoders: a run left from an
+    earlier pretraining cannot continue with new encoders, and a new run is started instead."""
     if not runs.is_dir():
         return None
     cands = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.endswith(f"-{command}"))
     for p in reversed(cands):
-        if not (p / FINAL_NAME).exists() and checkpoint_files(p):
-            return p
+        if (p / FINAL_NAME).exists() or not checkpoint_files(p):
+            continue
+        if encoders is not None and _run_encoders(p) != Path(encoders).resolve():
+            log.warning("%s: not continuing %s, which was trained with other DAMSM encoders", command, p)
+            continue
+        return p
     return None
+
+
+def _run_encoders(run: Path) -> Path | None:
+    """The DAMSM encoders a train run directory's config.json names (resolved), or None."""
+    try:
+        named = json.loads((run / "config.json").read_text()).get("encoders")
+    except (OSError, ValueError):
+        return None
+    return Path(named).resolve() if named else None
 
 
 def run_demo(options: DemoOptions, progress: Progress | None = None,
@@ -171,7 +186,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
 
         # ---------------------------------------------------------------- pretrain (compact DAMSM)
         overall.update(description="demo: pretrain")
-        rec = _training_phase(state, "pretrain", runs, lambda resume: resolve_pretrain(data, preset="shapes", overrides={
+        rec = _training_phase(state, "pretrain", runs, None, lambda resume: resolve_pretrain(data, preset="shapes", overrides={
             "seed": options.seed, "device": options.device, "precision": options.precision,
             "max_minutes": remaining_minutes(PRETRAIN_SHARE),
         }, resume=resume), pretrain, progress, abort)
@@ -180,7 +195,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
 
         # ---------------------------------------------------------------- train
         overall.update(description="demo: train")
-        rec = _training_phase(state, "train", runs, lambda resume: resolve_train(data, encoders=encoders, preset="shapes", overrides={
+        rec = _training_phase(state, "train", runs, encoders, lambda resume: resolve_train(data, encoders=encoders, preset="shapes", overrides={
             "seed": options.seed, "device": options.device, "precision": options.precision,
             "max_minutes": remaining_minutes(TRAIN_SHARE), "lambda_damsm": options.lambda_damsm, "epochs": 1000,
             "max_steps": options.max_steps or None,
@@ -236,18 +251,19 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
     return DemoResult(out=out, phases=state.data["phases"], metrics=state.data["phases"]["eval"]["metrics"])
 
 
-def _training_phase(state: _State, phase: str, runs: Path,
+def _training_phase(state: _State, phase: str, runs: Path, encoders: Path | None,
                     resolve: Callable[[Path | None], PretrainSettings | TrainSettings],
                     train_fn: Callable[..., Path], progress: Progress, abort: Callable[[], bool] | None
                     ) -> dict[str, Any]:
     """Reuse a finished ``phase`` (pretrain or train), resume an interrupted one, or start it. ``resolve``
-    turns the run to resume (or None) into the phase's settings, as the command would."""
+    turns the run to resume (or None) into the phase's settings, as the command would; ``encoders``: the
+    DAMSM the train phase uses (an unfinished train run made with others is not continued)."""
     rec = state.done(phase)
     if rec is not None:
         log.info("%s: reusing %s", phase, rec["run"])
         return rec
     t0 = time.monotonic()
-    unfinished = _unfinished_run(runs, phase)
+    unfinished = _unfinished_run(runs, phase, encoders)
     settings = resolve(unfinished)
     run = RunDir(unfinished) if unfinished else RunDir.create(runs, "shapes", phase)
     ckpt = train_fn(settings.config, run, progress=progress, resume=settings.resume, abort=abort)

@@ -126,3 +126,21 @@ def test_an_interrupted_demo_continues_its_train_run(tmp_path: Path) -> None:
     assert (bar.advances, bar.completed) == (2, 3)  # resumed at step 1
     assert _bar(second, "pretrain DAMSM") is None  # the finished pretrain phase was reused
     assert list(result.phases) == list(PHASES)
+
+
+def test_an_unfinished_train_run_of_other_encoders_is_not_continued(tmp_path: Path) -> None:
+    """A train run left from an earlier pretraining cannot resume with new encoders (its frozen text
+    encoder differs): the demo starts a new run instead of failing."""
+    from attngan_cli.demo import _unfinished_run
+
+    runs = tmp_path / "runs"
+    for name, enc in (("00001-shapes-train", tmp_path / "old" / "final.pt"),
+                      ("00003-shapes-train", tmp_path / "new" / "final.pt")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text(json.dumps({"encoders": str(enc)}))
+        (runs / name / "interrupted.pt").write_bytes(b"x")
+    assert _unfinished_run(runs, "train", tmp_path / "new" / "final.pt") == runs / "00003-shapes-train"
+    (runs / "00003-shapes-train" / "interrupted.pt").unlink()
+    assert _unfinished_run(runs, "train", tmp_path / "new" / "final.pt") is None
+    assert _unfinished_run(runs, "train", tmp_path / "old" / "final.pt") == runs / "00001-shapes-train"
+    assert _unfinished_run(runs, "pretrain") is None
