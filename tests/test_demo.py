@@ -44,6 +44,9 @@ def test_demo_runs_every_phase_and_writes_every_output(demo_out: tuple[Path, str
     assert {"bg_color", "color", "shape", "position", "size"} <= set(metrics["attributes"])
     # the summary table and the figure paths
     assert "attngan demo" in output and "rprecision.mean" in output
+    # under a time budget the log says so, not "training 125000 steps"
+    flat = " ".join(output.split())
+    assert "training for" in flat and "minutes (at most" in flat, flat[:2000]
     assert f"attention figure: {out / 'attend.png'}" in output.replace("\n", "")
 
 
