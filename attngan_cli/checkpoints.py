@@ -99,10 +99,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, kind: str | tuple[str, ...]
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):
-            raise CheckpointError(_refused(path, str(e))) from None
-        detail = next((line.split("WeightsUnpickler error:", 1)[1].strip() for line in str(e).splitlines()
-                       if "WeightsUnpickler error:" in line), "")
+        detail = _unpickler_detail(str(e))
+        if "Unsupported global" in detail:
+            raise CheckpointError(_refused(path, detail)) from None
         raise CheckpointError(f"{path} is not a readable attngan checkpoint (UnpicklingError"
                               + (f": {detail[:200]}" if detail else "") + ")") from None
     except (RuntimeError, EOFError, ValueError) as e:
@@ -166,14 +165,18 @@ def require_state(ckpt: Checkpoint, *keys: str, section: str = "state") -> None:
                                   f"{', '.join(sorted(held)) or 'nothing'}); it is damaged or of another kind")
 
 
-def _refused(path: Path, message: str) -> str:
+def _unpickler_detail(message: str) -> str:
+    """The reason in PyTorch's ``weights_only`` error (its "WeightsUnpickler error: ..." line, without the
+    advice that follows), or ""."""
+    line = next((x for x in message.splitlines() if "WeightsUnpickler error:" in x), "")
+    return line.split("WeightsUnpickler error:", 1)[1].split(". Please use")[0].strip() if line else ""
+
+
+def _refused(path: Path, detail: str) -> str:
     """The error for a checkpoint whose pickle holds more than tensors and plain data. PyTorch's advice to
     load it with ``weights_only=False`` is left out: attngan never runs code from a checkpoint."""
-    detail = next((line.strip() for line in message.splitlines() if "WeightsUnpickler error" in line), "")
-    detail = detail.replace("WeightsUnpickler error: ", "").split(". Please use")[0]
-    return (f"{path} was refused: it holds pickled objects other than tensors and plain data"
-            + (f" ({detail})" if detail else "") + "; attngan loads no code from a checkpoint. It is not an "
-            "attngan checkpoint, or it was tampered with")
+    return (f"{path} was refused: it holds pickled objects other than tensors and plain data ({detail}); "
+            "attngan loads no code from a checkpoint. It is not an attngan checkpoint, or it was tampered with")
 
 
 def check_checkpoint_config(ckpt: Checkpoint, requested: dict[str, Any], fields: list[str]) -> None:

@@ -185,7 +185,7 @@ class Loop:
                  progress: Progress | None = None, callbacks: Sequence[Callback | Callable[[StepInfo], None]] = (),
                  abort: Callable[[], bool] | None = None) -> None:
         self.task, self.run, self.state = task, run, state
-        self.epochs, self.snapshot_every, self.max_minutes = epochs, snapshot_every, max_minutes
+        self.snapshot_every, self.max_minutes = snapshot_every, max_minutes
         self.total = epochs * task.steps_per_epoch
         if max_steps > 0:
             self.total = min(self.total, max_steps)
@@ -216,10 +216,8 @@ class Loop:
         self._emit("on_checkpoint", path, kind)
         return path
 
-    def _check_finite(self, values: dict[str, float]) -> None:
-        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-        if not bad:
-            return
+    def _non_finite(self, bad: dict[str, float]) -> TrainingAborted:
+        """The error for non-finite losses ``bad``, naming the last good checkpoint."""
         files = checkpoint_files(self.run.path)
         last = files[-1] if files else None
         hint = f", perhaps with {self.nan_hint}" if self.nan_hint else ""
@@ -227,8 +225,8 @@ class Loop:
                  else "no checkpoint had been written yet")
         names = ", ".join(f"{k}={v}" for k, v in bad.items())
         st = self.state
-        raise TrainingAborted(f"non-finite loss at step {st.step} (epoch {st.epoch + 1}): {names}; training "
-                              f"stopped; {where}")
+        return TrainingAborted(f"non-finite loss at step {st.step} (epoch {st.epoch + 1}): {names}; training "
+                               f"stopped; {where}")
 
     # ---------------------------------------------------------------------------------------- run
     def run_loop(self) -> Path:
@@ -248,9 +246,10 @@ class Loop:
                         st.batch_in_epoch += 1
                         between_steps = True
                         values = {k: float(v) for k, v in losses.items()}
-                        if not all(math.isfinite(v) for v in values.values()):
+                        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+                        if bad:
                             reason = NON_FINITE
-                            self._check_finite(values)
+                            raise self._non_finite(bad)
                         self._emit("on_step", StepInfo(st.step, st.epoch, values, task.models))
                         received = interrupted()
                         if received:
