@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from .data.vocab import Vocabulary
-from .errors import AttnGANError, InputError
+from .errors import AttnGANError, InputError, OutputError
 from .inference import GeneratorBundle, generate
-from .io import append_jsonl, atomic_path, atomic_write_json
+from .io import append_jsonl, atomic_path, atomic_write_json, check_output_location
 from .progress import NullProgress, Progress
 from .viz.attention import all_word_maps, attention_figure
 from .viz.grid import make_grid, save_png, to_uint8, upsample, wrap
@@ -206,26 +206,24 @@ def _written(future: Future[Path]) -> Path:
     """The path a PNG writer returned, or a clear error when the disk refused it (full, read-only)."""
     try:
         return future.result()
+    except OutputError:  # already names the file and the fix
+        raise
     except OSError as e:
         raise InputError(f"cannot write {e.filename or 'a sample image'}: {e.strerror or e}; the images written "
                          "before it are complete (free some space or choose another --out)") from None
 
 
 def prepare_out_dir(out: Path, overwrite: bool) -> None:
-    """Create ``out`` for a sampling run. A folder that already holds files is refused (old images would
-    mix with new ones and ``captions.jsonl`` would describe only the new); with ``overwrite`` the samples
-    of the earlier run (``c*-s*-*.png``, ``c*-grid.png``, ``captions.jsonl``) are deleted first and any
+    """Create ``out`` for a sampling run (a file in the way or a folder that cannot be written is an
+    :class:`OutputError`, as for every output: :func:`attngan_cli.io.check_output_location`). A folder
+    that already holds files is refused (old images would mix with new ones and ``captions.jsonl`` would
+    describe only the new); with ``overwrite`` the samples of the earlier run (``c*-s*-*.png``, ``c*-grid.png``, ``captions.jsonl``) are deleted first and any
     other file is left alone."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder: choose another --out")
+    check_output_location(out / CAPTIONS_INDEX)  # a file standing in the way, or a folder not writable
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise InputError(f"--out {out}: a part of this path is a file, not a folder; choose another --out") from None
-    except PermissionError:
-        raise InputError(f"--out {out}: no permission to create this folder; choose another --out") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(f"--out {out}: the folder is not writable; choose another --out")
+    except OSError as e:
+        raise OutputError(f"cannot create --out {out}: {e.strerror or e}") from None
     existing = sorted(p.name for p in out.iterdir())
     if not existing:
         return

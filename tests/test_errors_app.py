@@ -3,6 +3,7 @@ created or damaged."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -111,11 +112,14 @@ def test_sample_out_under_a_file_or_unwritable(generator, tmp_path, monkeypatch)
         res = _sample(generator, out)
         assert res.exit_code == 1 and "is a file" in _flat(res.output) and "Traceback" not in res.output
         assert plain.read_text() == "x"
-    # root ignores permission bits, so the unwritable folder is simulated
-    real_access = __import__("os").access
-    monkeypatch.setattr("attngan_cli.sample.os.access", lambda p, mode: False if Path(p).name == "ro" else real_access(p, mode))
+    # root ignores permission bits, so the unwritable (existing, empty) folder is simulated
+    (tmp_path / "ro").mkdir()
+    real_access = os.access  # readable, not writable: a read-only folder as a normal user sees it
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p).name == "ro" and mode & os.W_OK
+                        else real_access(p, mode))
     res = _sample(generator, tmp_path / "ro")
-    assert res.exit_code == 1 and "not writable" in _flat(res.output)
+    assert res.exit_code == 1 and f"no permission to create files in {tmp_path / 'ro'}" in _flat(res.output)
+    assert list((tmp_path / "ro").iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
