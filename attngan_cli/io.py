@@ -171,13 +171,27 @@ def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_jsonl(path: str | os.PathLike[str], lenient: bool = False) -> list[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` file, one per non-blank line. ``lenient`` (reading the logs of runs
+    that may have been killed while writing): a missing file is empty, and a line that is not a JSON
+    object (a torn last line) is skipped."""
+    path = Path(path)
+    if lenient and not path.is_file():
+        return []
     out = []
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
-            if line:
-                out.append(json.loads(line))
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if lenient:
+                    continue
+                raise
+            if isinstance(record, dict) or not lenient:
+                out.append(record)
     return out
 
 

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .io import atomic_path
-from .runs import read_records
+from .io import atomic_path, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +165,7 @@ def load_runs(runs: Sequence[str | os.PathLike[str]], labels: Sequence[str] | No
     if labels is not None and len(labels) != len(dirs):
         raise InputError(f"{len(labels)} labels for {len(dirs)} runs: give one label per run")
     names = list(labels) if labels is not None else unique_labels(dirs)
-    return [RunCurves(n, d, read_records(d / "stats.jsonl"), read_records(d / "metrics.jsonl"))
+    return [RunCurves(n, d, read_jsonl(d / "stats.jsonl", lenient=True), read_jsonl(d / "metrics.jsonl", lenient=True))
             for n, d in zip(names, dirs, strict=True)]
 
 

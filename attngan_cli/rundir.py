@@ -74,6 +74,10 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
 
+# Why a training loop ended: the "end" of a run's last stats.jsonl line (attngan_cli.train.loop writes it,
+# attngan_cli.runs reads it; here so that listing runs does not import torch).
+FINISHED, TIME_BUDGET, INTERRUPTED, ABORTED, NON_FINITE = "finished", "time budget", "interrupted", "aborted", "non-finite loss"
+
 FINAL_NAME = "final.pt"
 INTERRUPTED_NAME = "interrupted.pt"
 _PERIODIC_RE = re.compile(r"^checkpoint-(\d+)\.pt$")

@@ -23,11 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .rundir import FINAL_NAME, INTERRUPTED_NAME
-
-# the "end" reasons of attngan_cli.train.loop (INTERRUPTED, ABORTED, NON_FINITE), spelled here so that
-# listing runs does not import torch (tests/test_watch.py checks that they agree)
-INTERRUPTED, ABORTED, NON_FINITE = "interrupted", "aborted", "non-finite loss"
+from .io import read_jsonl
+from .rundir import ABORTED, FINAL_NAME, INTERRUPTED, INTERRUPTED_NAME, NON_FINITE
 
 RUNNING_WINDOW_S = 30 * 60  # a run whose files changed this recently, and that did not end, is running
 FINISHED_STATUS, NAN_STATUS, INTERRUPTED_STATUS, RUNNING_STATUS, STOPPED_STATUS = (
@@ -36,26 +33,6 @@ FINISHED_STATUS, NAN_STATUS, INTERRUPTED_STATUS, RUNNING_STATUS, STOPPED_STATUS 
 # the losses shown for each kind of run (all of the last record's numbers are in ``last``)
 SHOWN_LOSSES = {"train": ("d", "g"), "pretrain": ("train_loss", "test_loss")}
 LOSS_NAMES = {"d": "D", "g": "G", "train_loss": "train", "test_loss": "test"}
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a ``.jsonl`` file; a line that is not one (a run killed while writing it) is
-    skipped; a missing file is empty."""
-    if not path.is_file():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-    return out
 
 
 def is_run_dir(path: Path) -> bool:
@@ -154,8 +131,8 @@ def run_info(path: str | os.PathLike[str], now: float | None = None, window_s: f
         config = config if isinstance(config, dict) else {}
     except (OSError, ValueError):
         config = {}
-    stats = read_records(path / "stats.jsonl")
-    metrics = read_records(path / "metrics.jsonl")
+    stats = read_jsonl(path / "stats.jsonl", lenient=True)
+    metrics = read_jsonl(path / "metrics.jsonl", lenient=True)
     files = _files(path)
     modified = max((s.st_mtime for s in files), default=path.stat().st_mtime)
     kind = _kind(path.name, config)

@@ -287,3 +287,17 @@ def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch:
         monkeypatch.setattr(dev.Path, "read_text", lambda self, flags=flags: flags)
         assert dev.resolve_precision("auto", cpu) == expected, flags
     assert dev.resolve_precision("fp32", cpu) == "fp32" and dev.resolve_precision("bf16", cpu) == "bf16"
+
+
+def test_read_jsonl_strict_and_lenient(tmp_path: Path) -> None:
+    """Run logs are read leniently (a run killed mid-write leaves a torn last line); other files strictly."""
+    from attngan_cli.io import read_jsonl
+
+    path = tmp_path / "stats.jsonl"
+    path.write_text('{"step": 10}\n\n[1, 2]\n{"step": 20}\n{"step": 3', encoding="utf-8")
+    assert read_jsonl(path, lenient=True) == [{"step": 10}, {"step": 20}]
+    assert read_jsonl(tmp_path / "missing.jsonl", lenient=True) == []
+    with pytest.raises(ValueError):
+        read_jsonl(path)
+    with pytest.raises(FileNotFoundError):
+        read_jsonl(tmp_path / "missing.jsonl")

@@ -33,12 +33,21 @@ from ..device import rng_state, set_rng_state
 from ..distributed import is_main_process
 from ..errors import Terminated, TrainingAborted
 from ..progress import NullProgress, Progress
-from ..rundir import FINAL_NAME, INTERRUPTED_NAME, RunDir, checkpoint_files, periodic_name
+from ..rundir import (  # the end reasons: Callback.on_end's ``reason`` and the last stats line's "end"
+    ABORTED,
+    FINAL_NAME,
+    FINISHED,
+    INTERRUPTED,
+    INTERRUPTED_NAME,
+    NON_FINITE,
+    TIME_BUDGET,
+    RunDir,
+    checkpoint_files,
+    periodic_name,
+)
 
 log = logging.getLogger(__name__)
 
-# Why a loop ended (``Callback.on_end``'s ``reason``, and the last ``stats.jsonl`` line's "end").
-FINISHED, TIME_BUDGET, INTERRUPTED, ABORTED, NON_FINITE = "finished", "time budget", "interrupted", "aborted", "non-finite loss"
 
 
 @dataclass
