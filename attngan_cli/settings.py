@@ -19,7 +19,6 @@ from typing import Any
 from .checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint
 from .config import (
     DEFAULT_PRESET,
-    ImageEncoderConfig,
     PretrainConfig,
     TrainConfig,
     apply_overrides,
@@ -36,7 +35,7 @@ from .data.h5 import read_info
 from .device import autocast, resolve_device
 from .errors import InputError
 from .inference import DAMSM_KIND, GAN_KIND
-from .models.image_encoder import ImageEncoder, load_inception_weights
+from .models.image_encoder import inception_weights_file
 from .rundir import resolve_checkpoint
 
 PathLike = str | os.PathLike[str]
@@ -160,7 +159,7 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
         check_checkpoint_config(ckpt, to_dict(cfg), DAMSM_RESUME_FIELDS)
         check_vocab(ckpt, info.vocab.words, f"dataset {data}")
     elif cfg.image.backbone == "inception-v3":
-        _require_inception_weights(inception_weights)
+        inception_weights_file(inception_weights)
     return PretrainSettings(cfg, ckpt)
 
 
@@ -171,10 +170,3 @@ def _own_overrides(overrides: dict[str, Any] | None, resolved_here: tuple[str, .
         if own.get(key) is not None:
             raise ValueError(f"override {key!r} is set from the arguments of the resolver, not as an override")
     return own
-
-
-def _require_inception_weights(path: PathLike | None) -> None:
-    """Fail, with the image encoder's message and download hint, unless ``path`` is an existing file."""
-    if path is not None and Path(path).is_file():
-        return
-    load_inception_weights(ImageEncoder(ImageEncoderConfig(backbone="inception-v3")), path)

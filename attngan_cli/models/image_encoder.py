@@ -174,27 +174,36 @@ def trainable_parameters(encoder: ImageEncoder) -> list[nn.Parameter]:
     return [p for p in encoder.parameters() if p.requires_grad]
 
 
+_WEIGHTS_HINT = ("download torchvision's inception_v3_google-0cc3c7bd.pth (or the older -1a9a5a14.pth) yourself, "
+                 "e.g. from https://download.pytorch.org/models/, and pass it with --inception-weights PATH")
+
+
+def inception_weights_file(path: str | os.PathLike[str] | None) -> Path:
+    """``path`` as a Path when it is an existing file; else :class:`InputError` saying where to get the
+    ImageNet weights (checked before a run starts, without building a model)."""
+    if path is None:
+        raise InputError(f"the inception-v3 image encoder needs ImageNet weights: {_WEIGHTS_HINT}")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Inception-v3 weights file {path} does not exist; {_WEIGHTS_HINT}")
+    return path
+
+
 def load_inception_weights(encoder: ImageEncoder, path: str | os.PathLike[str] | None) -> None:
     """Load torchvision's ImageNet Inception-v3 weights (``inception_v3_google-*.pth``) from a local file
     into the frozen layers of ``encoder``. Raises :class:`InputError` naming the file when it is missing,
     unreadable or not an Inception-v3 state dict."""
     if not encoder.frozen_backbone:
         raise AttnGANError("--inception-weights is only used with --image-encoder inception-v3")
-    hint = ("download torchvision's inception_v3_google-0cc3c7bd.pth (or the older -1a9a5a14.pth) yourself, e.g. "
-            "from https://download.pytorch.org/models/, and pass it with --inception-weights PATH")
-    if path is None:
-        raise InputError(f"the inception-v3 image encoder needs ImageNet weights: {hint}")
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Inception-v3 weights file {path} does not exist; {hint}")
+    path = inception_weights_file(path)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
-        raise InputError(f"{path} is not a readable torch weights file ({type(e).__name__}); {hint}") from e
+        raise InputError(f"{path} is not a readable torch weights file ({type(e).__name__}); {_WEIGHTS_HINT}") from e
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
-        raise InputError(f"{path} does not hold a state dict (found {type(sd).__name__}); {hint}")
+        raise InputError(f"{path} does not hold a state dict (found {type(sd).__name__}); {_WEIGHTS_HINT}")
     wanted = {k: v for k, v in encoder.state_dict().items() if k.split(".", 1)[0] in INCEPTION_LAYERS}
     missing = [k for k in wanted if k not in sd]
     # torchvision's file has no num_batches_tracked buffers in old versions: those may be absent.
@@ -202,7 +211,7 @@ def load_inception_weights(encoder: ImageEncoder, path: str | os.PathLike[str] |
     if missing:
         raise InputError(
             f"{path} is not a torchvision Inception-v3 state dict: {len(missing)} expected keys are missing "
-            f"(first: {missing[0]!r}); {hint}"
+            f"(first: {missing[0]!r}); {_WEIGHTS_HINT}"
         )
     for k, v in wanted.items():
         if k in sd and tuple(sd[k].shape) != tuple(v.shape):
