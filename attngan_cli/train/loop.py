@@ -309,10 +309,12 @@ class Loop:
 # Callbacks every loop uses
 # --------------------------------------------------------------------------------------------------
 class ProgressBar(Callback):
-    """The loop's progress bar; ``show`` maps a step's losses to the fields shown beside it."""
+    """The loop's progress bar; ``show`` maps a step's losses to the fields shown beside it, and the
+    ``epoch_keys`` of each epoch's record (an evaluation's results) are shown once measured."""
 
-    def __init__(self, show: Callable[[dict[str, float]], dict[str, float]] = lambda v: {}) -> None:
-        self.show = show
+    def __init__(self, show: Callable[[dict[str, float]], dict[str, float]] = lambda v: {},
+                 epoch_keys: Sequence[str] = ()) -> None:
+        self.show, self.epoch_keys = show, tuple(epoch_keys)
         self._stack = contextlib.ExitStack()
         self._bar: Any = None
 
@@ -324,7 +326,7 @@ class ProgressBar(Callback):
         self._bar.advance(1, epoch=info.epoch + 1, **self.show(info.losses))
 
     def on_epoch_end(self, loop: Loop, record: dict[str, Any]) -> None:
-        shown = {k: record[k] for k in ("rprec", "i2t_top1") if record.get(k) is not None}
+        shown = {k: record[k] for k in self.epoch_keys if record.get(k) is not None}
         if shown:
             self._bar.update(**shown)
 

@@ -302,7 +302,7 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
                         mid_epoch=state.batch_in_epoch > 0)
     loop = Loop(task, run, state, epochs=cfg.epochs, max_minutes=cfg.max_minutes, snapshot_every=cfg.snapshot_every,
                 nan_hint="a lower --lr", progress=progress, abort=abort,
-                callbacks=[ProgressBar(lambda v: {"loss": v["loss"]}), StatsLog(every=0, prefix="train_"),
+                callbacks=[ProgressBar(lambda v: {"loss": v["loss"]}, epoch_keys=("rprec", "i2t_top1")), StatsLog(every=0, prefix="train_"),
                            AttentionImages(task), *tensorboard_callbacks(cfg.tensorboard, run, to_dict(cfg)),
                            *callbacks])
     try:
