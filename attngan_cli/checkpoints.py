@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .config import check_matches
+from .config import check_matches, from_dict, to_dict
 from .errors import CheckpointError, ConfigMismatchError
 from .io import atomic_path
 
@@ -179,9 +179,12 @@ def _refused(path: Path, detail: str) -> str:
             "attngan loads no code from a checkpoint. It is not an attngan checkpoint, or it was tampered with")
 
 
-def check_checkpoint_config(ckpt: Checkpoint, requested: dict[str, Any], fields: list[str]) -> None:
-    """Fail naming the first of the dotted ``fields`` whose value in ``ckpt.config`` differs from ``requested``."""
-    check_matches(ckpt.config, requested, fields, f"checkpoint {ckpt.path}")
+def check_checkpoint_config(ckpt: Checkpoint, requested: Any, fields: list[str]) -> None:
+    """Fail naming the first of the dotted ``fields`` whose value in ``ckpt.config`` differs from the config
+    dataclass ``requested``. Fields a checkpoint predates take their defaults (``generator.arch`` of an
+    attngan 0.3 checkpoint is ``attngan``)."""
+    saved = to_dict(from_dict(type(requested), ckpt.config, where=f"checkpoint {ckpt.path} config"))
+    check_matches(saved, to_dict(requested), fields, f"checkpoint {ckpt.path}")
 
 
 def check_vocab(ckpt: Checkpoint, words: list[str], what: str = "the dataset") -> None:

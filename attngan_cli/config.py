@@ -83,6 +83,7 @@ class DAMSMConfig:
 
 @dataclass
 class GeneratorConfig:
+    arch: str = "attngan"  # the architecture (see attngan_cli.models.registry; --arch)
     stages: int = 3  # 1..4; images of base_size * 2**i for i < stages
     base_size: int = 64
     ngf: int = 32

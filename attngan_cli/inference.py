@@ -22,8 +22,8 @@ from .config import GeneratorConfig, PretrainConfig, TextEncoderConfig, TrainCon
 from .data.vocab import Vocabulary
 from .device import autocast
 from .errors import CheckpointError
-from .models.generator import Generator
 from .models.image_encoder import ImageEncoder
+from .models.registry import build_generator
 from .models.text_encoder import TextEncoder
 from .rundir import resolve_checkpoint
 
@@ -40,7 +40,7 @@ class GeneratorBundle:
     """A trained generator with what it needs to turn text into images; every module in eval mode,
     without gradients."""
 
-    generator: Generator
+    generator: nn.Module  # the architecture of config.generator.arch (models.registry)
     text_encoder: TextEncoder
     vocab: Vocabulary | None
     config: TrainConfig
@@ -141,7 +141,7 @@ def generator_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cp
         g_state, t_state = ckpt.state.get("generator"), ckpt.state.get("text_encoder")
         if g_state is None or t_state is None:
             raise CheckpointError(f"generator checkpoint {ckpt.path} needs state 'generator' and 'text_encoder'")
-    generator = Generator(cfg.generator)
+    generator = build_generator(cfg.generator)
     text_encoder = TextEncoder(_text_config(ckpt, t_state, cfg.words))
     load_module_state(generator, g_state, "generator", ckpt.path)
     load_module_state(text_encoder, t_state, "text encoder", ckpt.path)

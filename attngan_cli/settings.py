@@ -29,20 +29,20 @@ from .config import (
     make_train_config,
     preset_names,
     preset_value,
-    to_dict,
 )
 from .data.h5 import read_info
 from .device import autocast, resolve_device
 from .errors import InputError
 from .inference import DAMSM_KIND, GAN_KIND
 from .models.image_encoder import inception_weights_file
+from .models.registry import get_arch
 from .rundir import resolve_checkpoint
 
 PathLike = str | os.PathLike[str]
 
 # Fields that must agree between a checkpoint and the config that resumes it: they set the weights' shapes.
 GAN_RESUME_FIELDS = [
-    "generator.stages", "generator.base_size", "generator.ngf", "generator.r_num", "generator.z_dim",
+    "generator.arch", "generator.stages", "generator.base_size", "generator.ngf", "generator.r_num", "generator.z_dim",
     "generator.condition_dim", "generator.embedding_dim", "discriminator.ndf", "discriminator.embedding_dim",
 ]
 DAMSM_RESUME_FIELDS = [
@@ -98,13 +98,14 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
             raise InputError(f"--preset {preset}: checkpoint {ckpt.path} continues a run of preset {saved.preset}; "
                              "a resumed run keeps its settings (leave out --preset)")
         cfg = apply_overrides(saved, overrides)
-        check_checkpoint_config(ckpt, to_dict(cfg), GAN_RESUME_FIELDS)
+        check_checkpoint_config(ckpt, cfg, GAN_RESUME_FIELDS)
     else:
         if data is None:
             raise InputError("give the prepared dataset (DATA.h5) to train on, or --resume a run")
         if encoders is None:
             raise InputError(MISSING_ENCODERS)
         cfg = make_train_config(preset or preset_for_source(read_info(data).source), overrides)
+    get_arch(cfg.generator.arch)  # an unknown --arch fails here, naming the known ones
     if not Path(cfg.dataset).is_file():
         raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
     if not cfg.encoders:
@@ -156,7 +157,7 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
     ckpt = None
     if resume is not None:
         ckpt = load_checkpoint(resolve_checkpoint(resume, for_resume=True, what="DAMSM checkpoint"), kind=DAMSM_KIND)
-        check_checkpoint_config(ckpt, to_dict(cfg), DAMSM_RESUME_FIELDS)
+        check_checkpoint_config(ckpt, cfg, DAMSM_RESUME_FIELDS)
         check_vocab(ckpt, info.vocab.words, f"dataset {data}")
     elif cfg.image.backbone == "inception-v3":
         inception_weights_file(inception_weights)

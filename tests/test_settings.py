@@ -125,10 +125,10 @@ def test_resume_starts_from_the_checkpoint_config(gan_run, shapes_h5) -> None:
         resolve_train(None, resume=gan_run, preset="bird")
 
 
-@pytest.mark.parametrize(("override", "value"), [("generator.stages", 2), ("generator.ngf", 16),
+@pytest.mark.parametrize(("override", "value"), [("generator.stages", 2), ("generator.ngf", 16), ("generator.arch", "x"),
                                                  ("discriminator.ndf", 8)])
 def test_resume_rejects_a_weight_shape_override_naming_the_field(gan_run, override, value) -> None:
-    with pytest.raises(ConfigMismatchError, match=rf"{override} is \d+ there but {value} was requested"):
+    with pytest.raises(ConfigMismatchError, match=rf"{override} is \S+ there but {value!r} was requested"):
         resolve_train(None, resume=gan_run, overrides={override: value})
 
 
@@ -163,6 +163,7 @@ def _cases(data: Path, damsm: Path, gan_run: Path, missing: Path) -> list[tuple[
         (["train", str(missing), "--encoders", e], str(missing)),
         (["train", d, "--encoders", e, "--precision", "fp16", "--device", "cpu"], "fp16"),
         (["train", "--resume", str(gan_run), "--stages", "2"], "generator.stages"),
+        (["train", d, "--encoders", e, "--arch", "attngan2"], "unknown architecture 'attngan2' (--arch): choose one of attngan"),
         (["train", "--resume", str(missing)], str(missing)),
         (["pretrain", d, "--preset", "flowers"], "unknown preset 'flowers'"),
         (["pretrain", d, "--group-by", "color,weight"], "weight"),
@@ -212,3 +213,13 @@ def test_the_commands_hand_the_loaded_checkpoint_to_the_loops(gan_run, damsm_fil
     cfg, run, resume = calls[-1]
     assert isinstance(resume, Checkpoint) and resume.kind == "damsm" and cfg.preset == "shapes"
     assert run.path == runs / "00001-shapes-pretrain" and loads.count(damsm_file) == 1
+
+
+def test_a_checkpoint_from_before_architectures_resumes_as_attngan(shapes_h5, damsm_file, vocab_words, tmp_path) -> None:
+    cfg = to_dict(make_train_config("shapes", {"dataset": str(shapes_h5), "encoders": str(damsm_file)}))
+    del cfg["generator"]["arch"]  # as written by attngan 0.3
+    save_checkpoint(Checkpoint(kind="gan", config=cfg, vocab=vocab_words, state={}, step=1, epoch=1),
+                    tmp_path / "interrupted.pt")
+    assert resolve_train(None, resume=tmp_path).config.generator.arch == "attngan"
+    with pytest.raises(ConfigMismatchError, match="generator.arch is 'attngan' there but 'other' was requested"):
+        resolve_train(None, resume=tmp_path, overrides={"generator.arch": "other"})

@@ -15,7 +15,7 @@ from .watch_options import TensorBoardOption
 
 def _overrides(**options: Any) -> dict[str, Any]:
     """Config overrides (dotted keys) from the options given; an option's name is its key unless listed."""
-    config_keys = {"stages": "generator.stages", "ngf": "generator.ngf", "ndf": "discriminator.ndf",
+    config_keys = {"arch": "generator.arch", "stages": "generator.stages", "ngf": "generator.ngf", "ndf": "discriminator.ndf",
                    "lambda_": "lambda_damsm"}
     return {config_keys.get(k, k): v for k, v in options.items() if v is not None}
 
@@ -29,6 +29,8 @@ def train(
     preset: Annotated[str, typer.Option("--preset", help="Settings to start from: bird, coco or shapes "
                                         "(default: from the dataset: shapes for shapes data, coco for COCO, "
                                         "else bird).")] = "",
+    arch: Annotated[str | None, typer.Option("--arch", help="Architecture: attngan (default; see README's "
+                                             "architecture table).")] = None,
     stages: Annotated[int | None, typer.Option("--stages", help="Generator stages 1-4 (64, 128, 256, 512 px with base 64).")] = None,
     lambda_: Annotated[float | None, typer.Option("--lambda", help="DAMSM loss weight (0 = no DAMSM, the paper's ablation).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Images per step.")] = None,
@@ -77,7 +79,7 @@ def train(
     from ..train.gan import train_gan
 
     overrides = _overrides(
-        stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
+        arch=arch, stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
         channels_last=channels_last or None, compile=compile_ or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,

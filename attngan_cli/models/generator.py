@@ -23,6 +23,8 @@ from ..config import GeneratorConfig
 from ..errors import AttnGANError
 from .attention import WordAttention
 from .blocks import GLU, CANet, ResBlock, conv3x3, init_weights, up_block
+from .discriminator import make_discriminators
+from .registry import Architecture, register_arch
 
 
 class GeneratorOutput(NamedTuple):
@@ -137,3 +139,12 @@ class Generator(nn.Module):
             images.append(head(h))
             attn.append(a)
         return GeneratorOutput(images, attn, mu, logvar)
+
+
+register_arch(Architecture(
+    name="attngan",
+    summary="attentional stacked generator: word attention at every stage after the first",
+    paper="Xu et al., CVPR 2018 (AttnGAN)",
+    build_generator=Generator,
+    build_discriminators=make_discriminators,
+))

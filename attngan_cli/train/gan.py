@@ -42,8 +42,7 @@ from ..distributed import is_main_process
 from ..errors import AttnGANError, CheckpointError, ConfigMismatchError, InputError
 from ..inference import GAN_KIND, DAMSMBundle, GeneratorBundle, embed_captions, generate, load_damsm
 from ..io import atomic_write_text
-from ..models.discriminator import make_discriminators
-from ..models.generator import Generator
+from ..models.registry import build_discriminators, build_generator
 from ..progress import Progress
 from ..rundir import RunDir, resolve_checkpoint
 from ..settings import GAN_RESUME_FIELDS
@@ -111,8 +110,8 @@ class _CompiledD(nn.Module):
 
 def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module,
                  image_encoder: nn.Module | None) -> Models:
-    G = Generator(cfg.generator).to(device)
-    Ds = make_discriminators(cfg.generator, cfg.discriminator).to(device)
+    G = build_generator(cfg.generator).to(device)
+    Ds = build_discriminators(cfg.generator, cfg.discriminator).to(device)
     if cfg.channels_last:
         G.to(memory_format=torch.channels_last)
         Ds.to(memory_format=torch.channels_last)
@@ -241,7 +240,7 @@ def check_encoders(damsm: DAMSMBundle, vocab_words: list[str], cfg: TrainConfig)
 
 def check_resume(ckpt: Checkpoint, cfg: TrainConfig, vocab_words: list[str], text_encoder: nn.Module) -> None:
     """The checkpoint continues this run: same weight shapes, vocabulary and frozen text encoder."""
-    check_checkpoint_config(ckpt, to_dict(cfg), GAN_RESUME_FIELDS)
+    check_checkpoint_config(ckpt, cfg, GAN_RESUME_FIELDS)
     check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
     saved = ckpt.extra.get("damsm_text_encoder")
     if saved is not None:

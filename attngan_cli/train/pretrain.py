@@ -259,7 +259,7 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     enc = Encoders(TextEncoder(cfg.text), ImageEncoder(cfg.image))
     state = LoopState()
     if ckpt is not None:
-        check_checkpoint_config(ckpt, to_dict(cfg), DAMSM_RESUME_FIELDS)
+        check_checkpoint_config(ckpt, cfg, DAMSM_RESUME_FIELDS)
         check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
         require_state(ckpt, "text_encoder", "image_encoder")
         load_module_state(enc.text, ckpt.state["text_encoder"], "text encoder", ckpt.path)
