@@ -162,6 +162,7 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    sync_bn: bool = False  # under torchrun on GPUs: SyncBatchNorm in G and the Ds (default: per-process BatchNorm)
     workers: int = 0
     snapshot_every: int = 50  # epochs
     sample_every: int = 500  # steps

@@ -10,14 +10,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .distributed import is_distributed, local_rank
 from .errors import AttnGANError, DeviceError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; clear error otherwise."""
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; clear error otherwise.
+    Under torchrun, ``auto`` and ``cuda`` are this process's GPU, ``cuda:LOCAL_RANK``."""
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and is_distributed() and torch.cuda.is_available():
+        spec = f"cuda:{local_rank()}"
     if spec == "cpu":
         return torch.device("cpu")
     m = re.fullmatch(r"cuda(?::(\d+))?", spec)

@@ -1,8 +1,27 @@
-"""Rank awareness. Single-process today; DDP/torchrun later only has to fill these in."""
+"""Rank awareness and scale-out with PyTorch's own engine: ``torchrun`` launches the processes and sets
+``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; :func:`init_from_env` joins them with ``torch.distributed`` (NCCL on
+GPUs, gloo on CPUs); the models are wrapped in ``DistributedDataParallel`` (:func:`wrap_ddp`).
+
+Conventions every job follows under torchrun:
+
+* ``--batch-size`` is the total per step, as in the paper: every rank takes its slice of each global
+  batch (:func:`shard`), so the ranks read disjoint samples and the sample order is the one-process order;
+* losses that need the whole batch (the DAMSM matching losses and their negatives, the mismatched
+  sentences of the discriminator) gather it across ranks (:func:`gather_cat`, differentiable for the
+  local part), so a distributed step computes the one-process loss at the same total batch;
+* only rank 0 writes files and shows progress (:func:`is_main_process`); decisions to stop (Ctrl-C,
+  SIGTERM, a time budget, an abort) are agreed by all ranks (:func:`agree`) so no rank waits forever.
+
+Without torchrun (``WORLD_SIZE`` unset or 1) every function here is a no-op and nothing imports
+``torch.distributed``'s process group. The module imports torch lazily: run listing stays torch-free.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
+
+RANK_SEED_STRIDE = 100_003  # rank r seeds its noise and crops with seed + r * stride (rank 0: the seed itself)
 
 
 def rank() -> int:
@@ -13,6 +32,223 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_distributed() -> bool:
+    """True under torchrun with more than one process."""
+    return world_size() > 1
+
+
 def is_main_process() -> bool:
     """Only the main process writes run directories, stats, checkpoints and shows progress."""
     return rank() == 0
+
+
+def rank_seed(seed: int) -> int:
+    """The seed of this rank's random draws (noise, conditioning augmentation, crops)."""
+    return seed + rank() * RANK_SEED_STRIDE
+
+
+def init_from_env(device: str = "auto") -> None:
+    """Join the torchrun process group once (idempotent; nothing to do in a single process). NCCL when
+    ``device`` resolves to CUDA (this process then uses GPU ``LOCAL_RANK``), gloo otherwise."""
+    if not is_distributed():
+        return
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    from .device import resolve_device
+
+    cuda = resolve_device(device).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+
+
+def _dist():
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        raise RuntimeError("torch.distributed is not initialised: call attngan_cli.distributed.init_from_env first")
+    return dist
+
+
+def _comm_device():
+    import torch
+
+    return torch.device("cuda", torch.cuda.current_device()) if _dist().get_backend() == "nccl" else torch.device("cpu")
+
+
+def barrier() -> None:
+    if is_distributed():
+        _dist().barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (a run directory's path, ...)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    _dist().broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (a single process: ``[obj]``)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    _dist().all_gather_object(out, obj)
+    return out
+
+
+def gather_object(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` in rank order on rank 0 (None on the other ranks; ``[obj]`` in one process)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] | None = [None] * world_size() if is_main_process() else None
+    _dist().gather_object(obj, out, dst=0)
+    return out
+
+
+def agree(*flags: int) -> list[int]:
+    """The maximum of each flag over all ranks: a decision every rank takes at the same step."""
+    if not is_distributed():
+        return list(flags)
+    import torch
+
+    t = torch.tensor(flags, dtype=torch.int64, device=_comm_device())
+    _dist().all_reduce(t, op=_dist().ReduceOp.MAX)
+    return [int(v) for v in t.tolist()]
+
+
+def mean_over_ranks(values: dict[str, Any]) -> dict[str, Any]:
+    """Each scalar tensor averaged over the ranks (the logged losses of a step), in one collective."""
+    if not is_distributed() or not values:
+        return values
+    import torch
+
+    keys = list(values)
+    t = torch.stack([values[k].detach().float().reshape(()) for k in keys]).to(_comm_device())
+    _dist().all_reduce(t)
+    t = t / world_size()
+    return {k: t[i] for i, k in enumerate(keys)}
+
+
+def gather_cat(x: Any) -> Any:
+    """Every rank's ``x`` concatenated along dim 0 in rank order: (B_local, ...) -> (B_local * W, ...).
+    Differentiable: the gradient of a loss of the result reaches each rank's own part (summed over the
+    ranks that computed it: with DDP's averaging, the one-process gradient of that loss)."""
+    if not is_distributed():
+        return x
+
+    dev = x.device
+    x = x.to(_comm_device())
+    out = _GatherCat.apply(x) if x.requires_grad else _gather(x)
+    return out.to(dev)
+
+
+def _gather(x: Any) -> Any:
+    import torch
+
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    _dist().all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def _gather_cat_function() -> Any:
+    import torch
+
+    class GatherCat(torch.autograd.Function):
+        """all_gather + cat; backward: the gradient of every rank's copy of the result, summed (all_reduce),
+        then this rank's rows."""
+
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            return _gather(x)
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            grad = grad.contiguous()
+            _dist().all_reduce(grad)
+            return local_slice(grad)
+
+    return GatherCat
+
+
+class _Lazy:
+    """The autograd function, made on first use (this module imports torch lazily)."""
+
+    fn: Any = None
+
+    def apply(self, x: Any) -> Any:
+        if self.fn is None:
+            self.fn = _gather_cat_function()
+        return self.fn.apply(x)
+
+
+_GatherCat = _Lazy()
+
+
+def local_slice(x: Any) -> Any:
+    """This rank's rows of a gathered (B_local * W, ...) tensor."""
+    if not is_distributed():
+        return x
+    n = x.shape[0] // world_size()
+    return x[rank() * n:(rank() + 1) * n]
+
+
+def shard(batch: list[int]) -> list[int]:
+    """This rank's contiguous slice of a global batch of sample indices (the batch divides evenly: see
+    :func:`check_batch`)."""
+    if not is_distributed():
+        return batch
+    n = len(batch) // world_size()
+    return batch[rank() * n:(rank() + 1) * n]
+
+
+def check_batch(batch_size: int, flag: str = "--batch-size") -> None:
+    """The total batch must split evenly over the ranks (each rank needs at least 2 for BatchNorm)."""
+    w = world_size()
+    if w > 1 and (batch_size % w or batch_size // w < 2):
+        from .errors import InputError
+
+        raise InputError(f"{flag} {batch_size} is the total over the {w} processes and must split evenly into "
+                         f"at least 2 per process (e.g. {flag} {max(2, -(-batch_size // w)) * w})")
+
+
+def wrap_ddp(module: Any, device: Any) -> Any:
+    """``module`` in DistributedDataParallel under torchrun (its parameters broadcast from rank 0 now and
+    gradients averaged at each backward); the module itself in a single process."""
+    if not is_distributed():
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index if device.index is not None else local_rank()] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
+
+
+def destroy() -> None:
+    if is_distributed():
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def restore_rank_rng(ckpt: Any, seed: int) -> None:
+    """This rank's RNG state from a checkpoint: its own when the checkpoint holds one for this rank
+    (``extra.rank_rng``: every rank's state when it was saved; ``rng`` is rank 0's, which a single process
+    resumes with), else (more ranks than when it was saved) a state seeded from the seed, the rank and the
+    step, so a resumed run is still reproducible."""
+    from .device import seed_everything, set_rng_state
+
+    states = ckpt.extra.get("rank_rng") or ([ckpt.rng] if ckpt.rng is not None else [])
+    if rank() < len(states):
+        set_rng_state(states[rank()])
+    else:
+        seed_everything(rank_seed(seed) + 7_919 * ckpt.step)

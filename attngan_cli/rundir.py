@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .distributed import is_main_process
+from .distributed import broadcast_object, is_main_process
 from .errors import CheckpointError
 from .io import append_jsonl, atomic_write_json
 
@@ -36,19 +36,21 @@ class RunDir:
 
     @classmethod
     def create(cls, root: str | os.PathLike[str], dataset: str, command: str) -> RunDir:
-        """Make the next free ``root/NNNNN-<dataset>-<command>`` (race-free: mkdir without exist_ok)."""
-        root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
-        while True:
-            nums = [int(m.group(1)) for p in root.iterdir() if (m := _RUN_RE.match(p.name))]
-            nxt = max(nums, default=-1) + 1
-            path = root / f"{nxt:05d}-{_slug(dataset)}-{_slug(command)}"
-            try:
-                if is_main_process():
-                    path.mkdir()
-                return cls(path)
-            except FileExistsError:
-                continue
+        """Make the next free ``root/NNNNN-<dataset>-<command>`` (race-free: mkdir without exist_ok). Under
+        torchrun rank 0 makes it and every rank gets its path (call ``distributed.init_from_env`` first)."""
+        path = None
+        if is_main_process():
+            root = Path(root)
+            root.mkdir(parents=True, exist_ok=True)
+            while path is None:
+                nums = [int(m.group(1)) for p in root.iterdir() if (m := _RUN_RE.match(p.name))]
+                candidate = root / f"{max(nums, default=-1) + 1:05d}-{_slug(dataset)}-{_slug(command)}"
+                try:
+                    candidate.mkdir()
+                    path = candidate
+                except FileExistsError:
+                    continue
+        return cls(broadcast_object(path))
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .data.vocab import Vocabulary
+from .distributed import barrier, gather_object, is_main_process, rank, world_size
 from .errors import AttnGANError, InputError, OutputError
 from .inference import GeneratorBundle, generate
 from .io import append_jsonl, atomic_path, atomic_write_json, check_output_location
@@ -247,7 +248,11 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
     path (in order) as soon as it is on disk. Also writes ``captions.jsonl`` (index, source line, text,
     words used, words dropped). All captions are validated before the first image is generated.
     ``overview``: also one PNG there with a row per caption and its samples of the last stage side by
-    side (kept in memory until the end: meant for a handful of captions)."""
+    side (kept in memory until the end: meant for a handful of captions).
+
+    Under torchrun rank r generates the captions whose index i has i % W == r (all samples of a caption,
+    so its grid too) and yields the files it wrote; rank 0 writes the index and the overview. The images
+    are those of one process: each is a function of (seed, caption index, sample index) only."""
     settings.validate()
     out = Path(out_dir)
     cfg = bundle.config
@@ -256,13 +261,19 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
     sizes = cfg.generator.image_sizes
     keep = list(range(len(sizes))) if settings.stage == "all" else [len(sizes) - 1]
     z_dim, c_dim = cfg.generator.z_dim, cfg.generator.condition_dim
-    prepare_out_dir(out, settings.overwrite)
     index_path = out / CAPTIONS_INDEX
-    index_path.write_text("", encoding="utf-8")  # this run's index (streamed: one line per caption)
+    main = is_main_process()
+    if main:
+        prepare_out_dir(out, settings.overwrite)
+        index_path.write_text("", encoding="utf-8")  # this run's index (streamed: one line per caption)
+    barrier()
 
     def jobs() -> Iterator[tuple[Caption, int]]:
         for cap in iter_encoded(source, bundle.vocab, max_words):
-            append_jsonl(index_path, cap.to_record())
+            if main:
+                append_jsonl(index_path, cap.to_record())
+            if cap.index % world_size() != rank():
+                continue
             for s in range(settings.n):
                 yield cap, s
 
@@ -278,7 +289,8 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
 
     grid_tiles: dict[int, list[list[np.ndarray]]] = {}
     overview_rows: dict[int, list[np.ndarray]] = {}  # caption index -> its last-stage samples
-    with (progress or NullProgress()).task("sampling", total=total * settings.n, unit="img") as task, \
+    own = len(range(rank(), total, world_size()))  # this rank's captions
+    with (progress or NullProgress()).task("sampling", total=own * settings.n, unit="img") as task, \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="attngan-png") as pool:
         pending: list[Future[Path]] = []
         for batch in batches():
@@ -315,8 +327,11 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
             task.advance(len(batch))
         for f in pending:
             yield _written(f)
-    if overview is not None and overview_rows:
-        yield save_png(make_grid([overview_rows[k] for k in sorted(overview_rows)]), overview)
+    if overview is not None:
+        parts = gather_object(overview_rows) or []  # every rank's captions, on rank 0
+        rows = {k: v for part in parts for k, v in part.items()}
+        if rows:
+            yield save_png(make_grid([rows[k] for k in sorted(rows)]), overview)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,6 +11,8 @@ import typer
 from rich.markup import escape
 
 from ..console import RichProgress, console, set_quiet, setup_logging
+from ..distributed import destroy as destroy_process_group
+from ..distributed import is_main_process
 from ..errors import AttnGANError, Terminated
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,6 +28,8 @@ def command(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         set_quiet(bool(kwargs.get("quiet")))  # per run: an earlier in-process run's --quiet does not leak
         setup_logging()
+        if not is_main_process():  # under torchrun rank 0 reports; the others only warn
+            logging.getLogger("attngan_cli").setLevel(logging.WARNING)
         try:
             return fn(*args, **kwargs)
         except AttnGANError as e:
@@ -36,9 +41,18 @@ def command(fn: F) -> F:
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        finally:
+            destroy_process_group()
 
     return wrapper  # type: ignore[return-value]
 
 
 def progress() -> RichProgress:
-    return RichProgress()
+    """Progress bars on stderr (rank 0 only under torchrun)."""
+    return RichProgress() if is_main_process() else RichProgress(enabled=False)
+
+
+def report(text: str) -> None:
+    """A command's result line on stdout (a path to pipe on), once under torchrun."""
+    if is_main_process():
+        typer.echo(text)

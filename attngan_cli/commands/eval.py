@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ..console import console
+from ..distributed import init_from_env, is_main_process
 from ..errors import AttnGANError
 from ..metrics.registry import parse_metric_names
 from .common import command, progress
@@ -65,8 +66,11 @@ def evaluate(
     options = EvalOptions(metrics=names, num_samples=num_samples, batch_size=batch_size,
                           inception_weights=inception_weights, encoders=encoders, save_images=save_images,
                           seed=seed, device=device, workers=workers, ema=not no_ema, log_to_run=False)
+    init_from_env(device)  # under torchrun each process generates a share; rank 0 reports
     with progress() as bar:
         result = run_eval(checkpoint, data, options, progress=bar)
+    if not is_main_process():
+        return
     try:  # after the results are computed, so that a read-only run directory loses nothing
         append_to_run(result, checkpoint)
         write_error = None

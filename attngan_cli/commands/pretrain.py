@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..console import is_quiet, stdout
+from ..distributed import is_main_process
 from ..progress import NullProgress
 from ..rundir import RunDir
 from .common import command, progress
@@ -71,6 +72,7 @@ def pretrain(
       attngan pretrain data/cub.h5 --resume runs/00003-cub-pretrain
     """
     # settings and the loop import torch (seconds): only when the command runs, so the CLI starts fast
+    from ..distributed import init_from_env
     from ..settings import resolve_pretrain
     from ..train.pretrain import pretrain as run_pretrain
 
@@ -83,10 +85,12 @@ def pretrain(
     }
     settings = resolve_pretrain(data, preset=preset or None, overrides=overrides, resume=resume,
                                 inception_weights=inception_weights)
+    init_from_env(settings.config.device)  # under torchrun: join the other processes (rank 0 makes the run)
     run = RunDir.create(runs, data.stem, "pretrain")
     final = run_pretrain(settings.config, run, progress=NullProgress() if is_quiet() else progress(),
                          resume=settings.resume, inception_weights=inception_weights)
-    stdout.print(str(final), highlight=False, soft_wrap=True)
+    if is_main_process():
+        stdout.print(str(final), highlight=False, soft_wrap=True)
 
 
 def _group_by_names(option: str | None) -> list[str] | None:

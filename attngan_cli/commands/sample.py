@@ -49,6 +49,7 @@ def sample(
     """
     # deferred: keeps `attngan --help` fast
     from ..device import resolve_device
+    from ..distributed import init_from_env
     from ..inference import load_generator
     from ..sample import CaptionSource, SampleSettings, sample_to_dir
 
@@ -56,6 +57,7 @@ def sample(
                               overwrite=overwrite)
     settings.validate()
     source = CaptionSource(captions or [], captions_file)
+    init_from_env(device)  # under torchrun each process draws a share of the captions
     bundle = load_generator(checkpoint, resolve_device(device), need_vocab=True)
     count = 0
     for path in sample_to_dir(bundle, source, out, settings, progress=None if quiet else progress()):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..rundir import RunDir
-from .common import command, progress
+from .common import command, progress, report
 from .options import Device, Precision, Quiet, Resume, RunsRoot, Seed, Workers
 from .watch_options import TensorBoardOption
 
@@ -75,6 +75,7 @@ def train(
       attngan train --resume runs/00002-shapes-train --epochs 40
     """
     # settings and the loop import torch (seconds): only when the command runs, so the CLI starts fast
+    from ..distributed import init_from_env
     from ..settings import resolve_train
     from ..train.gan import train_gan
 
@@ -86,7 +87,8 @@ def train(
         tensorboard=tensorboard,
     )
     settings = resolve_train(data, encoders=encoders, preset=preset or None, overrides=overrides, resume=resume)
+    init_from_env(settings.config.device)  # under torchrun: join the other processes (rank 0 makes the run)
     run = RunDir.create(runs, Path(settings.config.dataset).stem, "train")
     with progress() as bar:
         final = train_gan(settings.config, run, progress=bar, resume=settings.resume)
-    typer.echo(str(final))
+    report(str(final))

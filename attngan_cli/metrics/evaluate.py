@@ -29,7 +29,7 @@ from ..checkpoints import vocab_sha256
 from ..data.dataset import TextImageDataset, pad_caption
 from ..data.h5 import open_h5
 from ..device import resolve_device, seed_everything
-from ..distributed import is_main_process
+from ..distributed import broadcast_object, gather_object, is_distributed, is_main_process, rank, world_size
 from ..errors import AttnGANError, ConfigMismatchError, InputError
 from ..inference import DAMSMBundle, GeneratorBundle, generate, load_damsm, load_generator
 from ..io import append_jsonl, atomic_write_text
@@ -156,6 +156,20 @@ class GeneratedBatch:
         self.caption_rows = ctx.plan.caption_rows[sl]
         self.wrong_rows = None if ctx.plan.wrong_rows is None else ctx.plan.wrong_rows[sl]
         self._memo: dict[str, Any] = {}
+
+    def features(self, pixels: bool) -> dict[str, Any]:
+        """The features computed so far, on the CPU (to send to rank 0 under torchrun); ``pixels``: with
+        the uint8 images (metrics that look at the pixels need them)."""
+        def cpu(x: Any) -> Any:
+            return {k: cpu(v) for k, v in x.items()} if isinstance(x, dict) else x.cpu()
+        return {k: cpu(v) for k, v in self._memo.items() if pixels or k != "uint8"}
+
+    @classmethod
+    def replay(cls, ctx: EvalContext, sl: slice, features: dict[str, Any]) -> GeneratedBatch:
+        """A batch generated elsewhere (another rank), with its features already computed."""
+        batch = cls(ctx, None, sl)  # type: ignore[arg-type]
+        batch._memo = features
+        return batch
 
     def uint8(self) -> torch.Tensor:
         """(B, 3, S, S) uint8, as the images would be saved."""
@@ -389,28 +403,48 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
         save_dir.mkdir(parents=True, exist_ok=True)
     vocab_words = list(info.vocab.words)
     n = options.num_samples
+    # under torchrun rank r generates the batches b with b % W == r (the same batches as one process) and
+    # sends their features to rank 0, which folds every batch into the metrics in order: the one-process result
+    distributed = is_distributed()
+    own_metrics = {k: s.factory(ctx) for k, s in zip(names, specs, strict=True)} if distributed else metrics
+    pixels = any(s.needs_attributes for s in specs)
+    sent: list[tuple[int, int, dict[str, Any]]] = []
     with torch.no_grad(), progress.task("generating", total=n, unit="img") as task:
-        for start in range(0, n, options.batch_size):
+        for b, start in enumerate(range(0, n, options.batch_size)):
             if abort is not None and abort():
                 raise AttnGANError(f"evaluation stopped after {start} of {n} images; no metrics were recorded")
             sl = slice(start, min(n, start + options.batch_size))
             items, caps = plan.items[sl], plan.captions[sl]
             toks = [pad_caption(dataset.captions(int(i))[int(c)][0].numpy(), words, generator=tgen)
-                    for i, c in zip(items, caps, strict=True)]
+                    for i, c in zip(items, caps, strict=True)]  # every rank draws every batch's tokens
+            task.advance(len(items))
+            if b % world_size() != rank():
+                continue
             lens = torch.tensor([t[1] for t in toks])
             tmax = int(lens.max())
             captions = torch.stack([t[0][:tmax] for t in toks])  # (B, T)
             images = generate(bundle, captions, lens, z_all[sl], eps_all[sl]).images[-1]  # (B, 3, S, S) in [-1, 1]
             batch = GeneratedBatch(ctx, images, sl)
-            for m in metrics.values():
+            for m in own_metrics.values():
                 m.update(batch)
+            if distributed:
+                sent.append((sl.start, sl.stop, batch.features(pixels)))
             if save_dir is not None:
                 _save_images(save_dir, batch, start, dataset, vocab_words, index_lines)
-            task.advance(images.shape[0])
-    if save_dir is not None:
+    if distributed:
+        received = gather_object(sent)
+        index_lines = [line for lines in gather_object(index_lines) or [] for line in lines]
+        if is_main_process():
+            for a, z, feats in sorted((x for part in received or [] for x in part), key=lambda x: x[0]):
+                batch = GeneratedBatch.replay(ctx, slice(a, z), feats)
+                for m in metrics.values():
+                    m.update(batch)
+        index_lines.sort()  # one line per image, named by its sample number
+    if save_dir is not None and is_main_process():
         atomic_write_text(save_dir / "index.jsonl", "".join(index_lines))
 
-    results = {name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()}
+    results = broadcast_object({name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()}
+                               if is_main_process() else None)
     result = EvalResult(metrics=results, checkpoint=Path(bundle.path or checkpoint), data=data,
                         num_samples=n, image_size=image_size, seed=options.seed, seconds=time.time() - t0,
                         step=bundle.step, epoch=bundle.epoch, images_dir=save_dir, fid_cache=ctx.fid_cache)

@@ -37,8 +37,21 @@ from ..checkpoints import (
 )
 from ..config import TrainConfig, to_dict
 from ..data.dataset import TextImageDataset
-from ..device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
-from ..distributed import is_main_process
+from ..device import autocast, resolve_device, rng_state, seed_everything
+from ..distributed import (
+    all_gather_object,
+    check_batch,
+    gather_cat,
+    init_from_env,
+    is_distributed,
+    is_main_process,
+    local_slice,
+    mean_over_ranks,
+    rank_seed,
+    restore_rank_rng,
+    shard,
+    wrap_ddp,
+)
 from ..errors import AttnGANError, CheckpointError, ConfigMismatchError, InputError
 from ..inference import GAN_KIND, DAMSMBundle, GeneratorBundle, embed_captions, generate, load_damsm
 from ..io import atomic_write_text
@@ -48,7 +61,7 @@ from ..rundir import RunDir, resolve_checkpoint
 from ..settings import GAN_RESUME_FIELDS
 from ..viz.grid import make_grid, save_png, to_uint8, upsample
 from .ema import EMA
-from .gan_loss import DiscriminatorLoss, GeneratorLoss
+from .gan_loss import DiscriminatorLoss, GeneratorLoss, mismatched
 from .loop import (
     FINISHED,
     TIME_BUDGET,
@@ -86,8 +99,9 @@ class Models:
     opt_ds: list[torch.optim.Optimizer]
     scaler_g: torch.amp.GradScaler  # enabled for fp16 only
     scaler_d: torch.amp.GradScaler
-    G_run: Callable[..., Any] = None  # type: ignore[assignment]  # G or its compiled version
-    Ds_run: list[Callable[..., Any]] = field(default_factory=list)
+    G_run: Callable[..., Any] = None  # type: ignore[assignment]  # G, compiled and/or in DDP under torchrun
+    Ds_run: list[Callable[..., Any]] = field(default_factory=list)  # each D or its compiled version
+    D_steps: list[Callable[..., Any]] = field(default_factory=list)  # each DStep, in DDP under torchrun
 
 
 class _CompiledD(nn.Module):
@@ -108,10 +122,30 @@ class _CompiledD(nn.Module):
         return self.D.cond_logits(code, sent_emb)
 
 
+class DStep(nn.Module):
+    """One stage's discriminator loss as a module's forward, so that DistributedDataParallel sees one
+    forward per backward (the loss calls D's encoder and both heads several times)."""
+
+    def __init__(self, D: nn.Module) -> None:
+        super().__init__()
+        self.D = D
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor, sent_emb: torch.Tensor, wrong_emb: torch.Tensor,
+                d_loss: DiscriminatorLoss) -> torch.Tensor:
+        return d_loss(self.D, real, fake, sent_emb, wrong_emb).total
+
+
 def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module,
                  image_encoder: nn.Module | None) -> Models:
+    """G, its EMA, the Ds and their optimisers; under torchrun G and each D's loss run in DDP (the
+    parameters are broadcast from rank 0), with SyncBatchNorm when ``cfg.sync_bn``."""
     G = build_generator(cfg.generator).to(device)
     Ds = build_discriminators(cfg.generator, cfg.discriminator).to(device)
+    if cfg.sync_bn and is_distributed():
+        if device.type != "cuda":
+            raise AttnGANError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm); on CPUs leave it off")
+        G = nn.SyncBatchNorm.convert_sync_batchnorm(G)
+        Ds = nn.SyncBatchNorm.convert_sync_batchnorm(Ds)
     if cfg.channels_last:
         G.to(memory_format=torch.channels_last)
         Ds.to(memory_format=torch.channels_last)
@@ -123,8 +157,10 @@ def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module
     scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
     scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
     m = Models(G, Ds, ema, text_encoder, image_encoder, opt_g, opt_ds, scaler_g, scaler_d)
-    m.G_run = torch.compile(G) if cfg.compile else G
+    G_ddp = wrap_ddp(G, device)
+    m.G_run = torch.compile(G_ddp) if cfg.compile else G_ddp
     m.Ds_run = [_CompiledD(D) if cfg.compile else D for D in Ds]
+    m.D_steps = [wrap_ddp(DStep(D), device) for D in m.Ds_run]
     return m
 
 
@@ -164,6 +200,7 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
     lengths = torch.as_tensor(batch["length"]).to(device)
     class_ids = torch.as_tensor(batch["class_id"]).to(device)
     words_emb, sent_emb, mask = embed_captions(m.text_encoder, captions, lengths)
+    wrong_emb = local_slice(mismatched(gather_cat(sent_emb)))  # the next sample's sentence in the whole batch
     noise = torch.randn(captions.shape[0], cfg.generator.z_dim, device=device)
 
     with autocast(device, cfg.precision):
@@ -171,17 +208,17 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
     fakes = out.images
 
     logs: dict[str, torch.Tensor] = {}
-    d_total = torch.zeros((), device=device)
-    for i, (D, opt) in enumerate(zip(m.Ds_run, m.opt_ds, strict=True)):
+    d_sum = torch.zeros((), device=device)
+    for i, (D_step, opt) in enumerate(zip(m.D_steps, m.opt_ds, strict=True)):
         opt.zero_grad(set_to_none=True)
         with autocast(device, cfg.precision):
-            terms = d_loss(D, reals[i], fakes[i].detach(), sent_emb)
-        m.scaler_d.scale(terms.total).backward()
+            d_total = D_step(reals[i], fakes[i].detach(), sent_emb, wrong_emb, d_loss)
+        m.scaler_d.scale(d_total).backward()
         m.scaler_d.step(opt)
-        logs[f"d{i}"] = terms.total.detach()
-        d_total = d_total + logs[f"d{i}"]
+        logs[f"d{i}"] = d_total.detach()
+        d_sum = d_sum + logs[f"d{i}"]
     m.scaler_d.update()
-    logs["d"] = d_total
+    logs["d"] = d_sum
 
     m.Ds.requires_grad_(False)  # G's step needs no gradients for the discriminators' weights
     try:
@@ -196,7 +233,7 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
     m.ema.update(m.G, step)
     logs["g"] = gterms.total.detach()
     logs.update(gterms.logs())
-    return logs
+    return mean_over_ranks(logs)  # under torchrun: the means over all ranks (every rank logs the same)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,8 +316,9 @@ class GANTask:
         self.models.Ds.train()
 
     def batches(self, epoch: int, skip: int) -> torch.utils.data.DataLoader:
-        order = epoch_batches(len(self.train_ds), self.cfg.batch_size, self.cfg.seed, epoch)[skip:]
-        return make_loader(self.train_ds, order, self.cfg.workers, self.cfg.seed * 1_000_003 + epoch, self.device)
+        """The epoch's global batches (a function of seed and epoch), this rank's slice of each."""
+        order = [shard(b) for b in epoch_batches(len(self.train_ds), self.cfg.batch_size, self.cfg.seed, epoch)[skip:]]
+        return make_loader(self.train_ds, order, self.cfg.workers, rank_seed(self.cfg.seed * 1_000_003 + epoch), self.device)
 
     def step(self, batch: dict[str, Any], state: LoopState) -> dict[str, torch.Tensor]:
         return train_step(self.models, batch, self.cfg, self.device, self.d_loss, self.g_loss, state.step)
@@ -304,7 +342,7 @@ class GANTask:
             step=state.step, epoch=state.epoch, rng=rng_state(),
             extra={"damsm_text_encoder": cpu_state(m.text_encoder), "damsm_config": to_dict(self.damsm.config.text),
                    "damsm_path": str(self.damsm.path), "batch_in_epoch": state.batch_in_epoch,
-                   "dataset": str(cfg.dataset)},
+                   "dataset": str(cfg.dataset), "rank_rng": all_gather_object(rng_state())},
         )
 
 
@@ -386,6 +424,7 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
     when it returns True ``interrupted.pt`` is saved and :class:`TrainingAborted` is raised. A first
     Ctrl-C does the same, then KeyboardInterrupt propagates.
     """
+    init_from_env(cfg.device)
     device = resolve_device(cfg.device)
     if cfg.precision == "fp16" and device.type != "cuda":
         raise AttnGANError("--precision fp16 needs a CUDA device; on a CPU use bf16")
@@ -393,7 +432,8 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
         raise InputError("no DAMSM encoders given: pass --encoders PRETRAIN_RUN_OR_CHECKPOINT")
     if cfg.batch_size < 2:
         raise InputError("--batch-size must be at least 2 (BatchNorm and the mismatched pairs need a batch)")
-    seed_everything(cfg.seed)
+    check_batch(cfg.batch_size)
+    seed_everything(cfg.seed)  # the same on every rank: the models start the same
 
     train_ds, test_ds = open_datasets(cfg)
     vocab_words = list(train_ds.vocab.words)
@@ -410,11 +450,11 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
     image_encoder = damsm.image_encoder if cfg.lambda_damsm > 0 else None
     m = build_models(cfg, device, damsm.text_encoder, image_encoder)
     state = LoopState()
+    seed_everything(rank_seed(cfg.seed))  # each rank its own noise and crops (rank 0: as one process)
     if ckpt is not None:
         load_training_state(m, ckpt)
         state = LoopState(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batch_in_epoch", 0)))
-        if ckpt.rng is not None:
-            set_rng_state(ckpt.rng)
+        restore_rank_rng(ckpt, cfg.seed)
         log.info("resuming from %s (step %d, epoch %d)", ckpt.path, state.step, state.epoch)
     run.write_config(to_dict(cfg))
     samples = fixed_samples(test_ds, cfg)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DAMSMConfig
+from ..distributed import gather_cat
 from ..losses import sentence_loss, words_loss
 
 
@@ -67,10 +68,11 @@ class DiscriminatorLoss:
     def __init__(self, mismatch: bool = True) -> None:
         self.mismatch = mismatch
 
-    def logits(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor, sent_emb: torch.Tensor
-               ) -> dict[str, torch.Tensor]:
+    def logits(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor, sent_emb: torch.Tensor,
+               wrong_emb: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The logits (B,) of every term. Real and fake pass through D separately, as the official code
-        (D's BatchNorm then normalises each batch on its own)."""
+        (D's BatchNorm then normalises each batch on its own). ``wrong_emb``: the mismatched sentences
+        (default: :func:`mismatched` of this batch; under torchrun, of the whole batch over the ranks)."""
         real_code = netD(real)  # (B, 8ndf, 4, 4)
         fake_code = netD(fake.detach())
         out = {
@@ -80,7 +82,7 @@ class DiscriminatorLoss:
             "fake_cond": netD.cond_logits(fake_code, sent_emb),
         }
         if self.mismatch:
-            out["wrong_cond"] = netD.cond_logits(real_code, mismatched(sent_emb))
+            out["wrong_cond"] = netD.cond_logits(real_code, mismatched(sent_emb) if wrong_emb is None else wrong_emb)
         return out
 
     def from_logits(self, logits: dict[str, torch.Tensor]) -> DLossTerms:
@@ -96,8 +98,8 @@ class DiscriminatorLoss:
         return DLossTerms(total=total, wrong_cond=wrong, **terms)
 
     def __call__(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                 sent_emb: torch.Tensor) -> DLossTerms:
-        return self.from_logits(self.logits(netD, real, fake, sent_emb))
+                 sent_emb: torch.Tensor, wrong_emb: torch.Tensor | None = None) -> DLossTerms:
+        return self.from_logits(self.logits(netD, real, fake, sent_emb, wrong_emb))
 
 
 @dataclass
@@ -153,9 +155,15 @@ class GeneratorLoss:
 
     def damsm_terms(self, image: torch.Tensor, words_emb: torch.Tensor, sent_emb: torch.Tensor,
                     lengths: torch.Tensor, class_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(L1w + L2w, L1s + L2s) of generated ``image`` (B, 3, s, s) against its own captions."""
+        """(L1w + L2w, L1s + L2s) of generated ``image`` (B, 3, s, s) against its own captions. Under
+        torchrun the negatives are the whole batch over the ranks (gathered, differentiable for this rank's
+        images), so the loss is the one-process loss at the same total batch."""
         assert self.image_encoder is not None
         regions, global_ = encode_images(self.image_encoder, image)  # (B, D, h, w), (B, D)
+        regions, global_, words_emb, sent_emb, lengths = (gather_cat(x) for x in (regions, global_, words_emb, sent_emb,
+                                                                                   torch.as_tensor(lengths, device=sent_emb.device)))
+        if class_ids is not None:
+            class_ids = gather_cat(torch.as_tensor(class_ids, device=sent_emb.device))
         c = self.damsm
         w1, w2, _ = words_loss(regions.float(), words_emb.float(), lengths, class_ids, c.gamma1, c.gamma2, c.gamma3)
         s1, s2 = sentence_loss(global_.float(), sent_emb.float(), class_ids, c.gamma3)

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..checkpoints import Checkpoint, save_checkpoint
 from ..device import rng_state, set_rng_state
-from ..distributed import is_main_process
+from ..distributed import agree, barrier, is_main_process
 from ..errors import Terminated, TrainingAborted
 from ..progress import NullProgress, Progress
 from ..rundir import (  # the end reasons: Callback.on_end's ``reason`` and the last stats line's "end"
@@ -123,6 +123,9 @@ class _StepFunction(Callback):
 
     def on_step(self, loop: Loop, info: StepInfo) -> None:
         self.fn(info)
+
+
+_SIGNAL_CODES = {"SIGINT": 1, "SIGTERM": 2}  # graceful_interrupt's flag as a number the ranks can agree on
 
 
 @contextlib.contextmanager
@@ -218,10 +221,13 @@ class Loop:
         self._emit("on_image", tag, image, self.state.step if step is None else step)
 
     def save(self, name: str, kind: str) -> Path:
-        """Write the task's checkpoint as ``run/name`` (main process only) and tell the callbacks."""
+        """Write the task's checkpoint as ``run/name`` (main process only) and tell the callbacks. Under
+        torchrun every rank takes part in making it (it holds every rank's RNG state) and waits for the file."""
         path = self.run.file(name)
+        ckpt = self.task.checkpoint(self.state)
         if is_main_process():
-            save_checkpoint(self.task.checkpoint(self.state), path)
+            save_checkpoint(ckpt, path)
+        barrier()
         self._emit("on_checkpoint", path, kind)
         return path
 
@@ -260,10 +266,13 @@ class Loop:
                             reason = NON_FINITE
                             raise self._non_finite(bad)
                         self._emit("on_step", StepInfo(st.step, st.epoch, values, task.models))
-                        received = interrupted()
-                        if received:
-                            raise Terminated if received == "SIGTERM" else KeyboardInterrupt
-                        if self.abort is not None and self.abort():
+                        # one decision for all ranks under torchrun (a rank alone would leave the others waiting)
+                        signal_code, abort, late = agree(_SIGNAL_CODES.get(interrupted(), 0),
+                                                         int(self.abort is not None and bool(self.abort())),
+                                                         int(time.monotonic() > deadline))
+                        if signal_code:
+                            raise Terminated if signal_code == _SIGNAL_CODES["SIGTERM"] else KeyboardInterrupt
+                        if abort:
                             reason = ABORTED
                             path = self.save(INTERRUPTED_NAME, "interrupted")
                             raise TrainingAborted(f"training stopped at step {st.step}; saved {path} (continue "
@@ -271,7 +280,7 @@ class Loop:
                         if st.step >= self.total:
                             reason = FINISHED
                             break
-                        if time.monotonic() > deadline:
+                        if late:
                             reason = TIME_BUDGET
                             break
                     complete = st.batch_in_epoch >= task.steps_per_epoch

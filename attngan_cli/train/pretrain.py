@@ -58,7 +58,19 @@ from ..checkpoints import (
 from ..config import PretrainConfig, to_dict
 from ..data.dataset import TextImageDataset
 from ..data.sampling import GroupedBatchSampler, attribute_keys
-from ..device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
+from ..device import autocast, resolve_device, rng_state, seed_everything
+from ..distributed import (
+    all_gather_object,
+    check_batch,
+    gather_cat,
+    init_from_env,
+    is_distributed,
+    is_main_process,
+    rank_seed,
+    restore_rank_rng,
+    shard,
+    wrap_ddp,
+)
 from ..errors import AttnGANError, InputError
 from ..inference import DAMSM_KIND
 from ..losses import DAMSMLoss, DAMSMTerms
@@ -148,6 +160,8 @@ class PretrainTask:
         self.steps_per_epoch = len(train_ds) // batch_size
         self.cache, self.group_keys = cache, group_keys
         self.loss_fn = DAMSMLoss(cfg.damsm)
+        # the encoders as the step runs them: in DDP under torchrun (gradients averaged over the ranks)
+        self.text_run, self.image_run = wrap_ddp(encoders.text, device), wrap_ddp(encoders.image, device)
         self.last_eval: dict[str, Any] | None = None
         self.epoch_t0 = time.perf_counter()
 
@@ -169,11 +183,14 @@ class PretrainTask:
             order = list(GroupedBatchSampler(self.group_keys, batch, cfg.group_share, seed=cfg.seed, epoch=epoch))
         else:
             order = epoch_batches(len(ds), batch, cfg.seed, epoch)
-        return make_loader(ds, order[skip:], cfg.workers, cfg.seed * 1_000_003 + epoch, self.device)
+        # the global batches are a function of (seed, epoch); each rank reads its slice of each
+        return make_loader(ds, [shard(b) for b in order[skip:]], cfg.workers, rank_seed(cfg.seed * 1_000_003 + epoch),
+                           self.device)
 
     def step(self, batch: dict[str, Any], state: LoopState) -> dict[str, float]:
         enc = self.models
-        terms = damsm_terms(batch, enc.text, enc.image, self.loss_fn, self.cfg, self.device, self.cache is not None)
+        terms = damsm_terms(batch, self.text_run, self.image_run, self.loss_fn, self.cfg, self.device,
+                            self.cache is not None)
         values = terms.items()
         values["loss"] = float(terms.total.detach())
         if not math.isfinite(values["loss"]):
@@ -186,6 +203,8 @@ class PretrainTask:
 
     def end_epoch(self, state: LoopState, complete: bool) -> dict[str, Any]:
         record: dict[str, Any] = {"lr": lr_at(self.cfg, state.epoch)}
+        if not is_main_process():  # only rank 0 evaluates and logs; the others wait at the next collective
+            return record
         ev = evaluate(self.models.text, self.models.image, self.test_ds, self.cfg, self.device, self.loss_fn)
         record.update(ev["stats"])
         record["time_s"] = time.perf_counter() - self.epoch_t0
@@ -199,7 +218,8 @@ class PretrainTask:
         return Checkpoint(kind=DAMSM_KIND, config=to_dict(self.cfg), vocab=self.vocab_words,
                           state={"text_encoder": cpu_state(enc.text), "image_encoder": cpu_state(enc.image)},
                           optim={"adam": self.opt.state_dict()}, epoch=state.epoch, step=state.step, rng=rng_state(),
-                          extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch})
+                          extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch,
+                                 "rank_rng": all_gather_object(rng_state())})
 
 
 class AttentionImages(Callback):
@@ -234,8 +254,9 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     by ``cfg.dataset`` (for tests). Ctrl-C and ``abort`` save ``interrupted.pt``, as in ``train``.
     """
     progress = progress or NullProgress()
+    init_from_env(cfg.device)
     device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)  # the same on every rank: the encoders start the same
     train_ds, test_ds = datasets if datasets is not None else open_datasets(cfg)
     vocab_words = list(train_ds.vocab.words)
     if cfg.text.vocab_size in (0, len(vocab_words)):
@@ -248,6 +269,10 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     if cfg.group_by and cfg.cache_features and cfg.image.backbone == "inception-v3":
         raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
                          "random batches); pass --group-by none")
+    if cfg.cache_features and cfg.image.backbone == "inception-v3" and is_distributed():
+        raise InputError("--cache-features runs in one process: under torchrun leave it out (each process then "
+                         "runs the frozen Inception layers on its share of every batch)")
+    check_batch(min(cfg.batch_size, len(train_ds)))
 
     if cfg.cache_features and cfg.image.backbone == "inception-v3" and cfg.image.frozen_bn != "eval":
         log.info("--cache-features: the frozen Inception layers use their stored BatchNorm statistics (eval "
@@ -277,11 +302,11 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
         return torch.optim.Adam(params, lr=lr_at(cfg, epoch), betas=tuple(cfg.betas))
 
     opt = make_opt(state.epoch)
+    seed_everything(rank_seed(cfg.seed))  # each rank its own dropout and crops (rank 0: as one process)
     if ckpt is not None:
         if "adam" in ckpt.optim:
             opt.load_state_dict(ckpt.optim["adam"])
-        if ckpt.rng is not None:
-            set_rng_state(ckpt.rng)
+        restore_rank_rng(ckpt, cfg.seed)
     run.write_config(to_dict(cfg))
 
     batch = min(cfg.batch_size, len(train_ds))
@@ -333,7 +358,10 @@ def damsm_terms(b: dict[str, Any], text_enc: TextEncoder, img_enc: ImageEncoder,
         else:
             regions, glob = img_enc(b["images"][0].to(device))
         words_emb, sent_emb = text_enc(caps, lens)
-    return loss_fn(regions.float(), glob.float(), words_emb.float(), sent_emb.float(), lens.to(device), cls)
+    # under torchrun the negatives are the whole batch over the ranks (differentiable for this rank's part)
+    regions, glob, words_emb, sent_emb, lens, cls = (gather_cat(x) for x in (regions.float(), glob.float(), words_emb.float(),
+                                                                           sent_emb.float(), lens.to(device), cls))
+    return loss_fn(regions, glob, words_emb, sent_emb, lens, cls)
 
 
 # --------------------------------------------------------------------------------------------------

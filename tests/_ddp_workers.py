@@ -1,0 +1,133 @@
+"""Process bodies for the torch.distributed tests (tests/test_distributed.py): each runs in a spawned
+process as one rank of a gloo group, and leaves what it saw in ``out/rank<r>.pt``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch(fn: Callable[..., Any], world: int, *args: Any) -> None:
+    """Run ``fn(*args)`` in ``world`` spawned processes that form one gloo group (as torchrun would)."""
+    import torch.multiprocessing as mp
+
+    port = free_port()
+    mp.start_processes(_entry, args=(world, port, fn, args), nprocs=world, start_method="spawn", join=True)
+
+
+def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_WAIT_POLICY": "PASSIVE"})
+    torch.set_num_threads(1)
+    from attngan_cli.distributed import destroy, init_from_env
+
+    init_from_env("cpu")
+    try:
+        fn(*args)
+    finally:
+        destroy()
+
+
+def _save(out: Path, obj: Any) -> None:
+    from attngan_cli.distributed import rank
+
+    torch.save(obj, Path(out) / f"rank{rank()}.pt")
+
+
+# ------------------------------------------------------------------------------------- the DAMSM loss
+def damsm_batch(B: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A fixed batch for the tiny compact encoders of ``make_damsm`` (32 px images, 20 words, 6 tokens)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, 7, (B,), generator=g)
+    caption = torch.randint(1, 20, (B, 6), generator=g)
+    caption[torch.arange(6)[None] >= lengths[:, None]] = 0
+    return {"images": [torch.rand(B, 3, 32, 32, generator=g) * 2 - 1], "caption": caption, "length": lengths,
+            "class_id": torch.tensor([0, 1, 2, 3, 0, 1, 2, 3][:B])}
+
+
+def damsm_gradients(damsm_path: str, batch: dict[str, Any], wrap: bool) -> dict[str, Any]:
+    """The pretraining DAMSM loss of ``batch`` (this rank's slice under a group) and the encoders'
+    gradients after backward (averaged over the ranks by DDP), plus the generator loss's DAMSM terms."""
+    from attngan_cli.distributed import wrap_ddp
+    from attngan_cli.inference import load_damsm
+    from attngan_cli.losses import DAMSMLoss
+    from attngan_cli.train.gan_loss import GeneratorLoss
+    from attngan_cli.train.pretrain import damsm_terms
+
+    bundle = load_damsm(damsm_path, "cpu")
+    text, image = bundle.text_encoder, bundle.image_encoder
+    text.requires_grad_(True)
+    image.requires_grad_(True)
+    text.eval()  # no dropout, BatchNorm from running statistics: the same function of each sample everywhere
+    image.eval()
+    cpu = torch.device("cpu")
+    text_run, image_run = (wrap_ddp(text, cpu), wrap_ddp(image, cpu)) if wrap else (text, image)
+    terms = damsm_terms(batch, text_run, image_run, DAMSMLoss(bundle.config.damsm), bundle.config, cpu, False)
+    terms.total.backward()
+    grads = {f"text.{k}": p.grad.clone() for k, p in text.named_parameters() if p.grad is not None}
+    grads.update({f"image.{k}": p.grad.clone() for k, p in image.named_parameters() if p.grad is not None})
+    with torch.no_grad():
+        words_emb, sent_emb = text(batch["caption"], batch["length"])
+        g = GeneratorLoss(1.0, damsm=bundle.config.damsm, image_encoder=image)
+        w, s = g.damsm_terms(batch["images"][0], words_emb, sent_emb, batch["length"], batch["class_id"])
+    return {"loss": terms.total.detach(), "terms": terms.items(), "grads": grads, "g_w": w, "g_s": s}
+
+
+def damsm_worker(damsm_path: str, out: str) -> None:
+    from attngan_cli.distributed import shard
+
+    full = damsm_batch()
+    rows = shard(list(range(len(full["caption"]))))
+    mine = {k: ([v[0][rows]] if k == "images" else v[rows]) for k, v in full.items()}
+    _save(Path(out), damsm_gradients(damsm_path, mine, wrap=True))
+
+
+# ------------------------------------------------------------------------------------- GAN training
+def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | None = None) -> None:
+    """``train_gan`` as the ``train`` command runs it (a new run of ``cfg_dict``, or ``resume`` with its
+    max_steps), recording the sample indices of every step and the trained parameters."""
+    import attngan_cli.train.gan as gan
+    from attngan_cli.config import TrainConfig, from_dict
+    from attngan_cli.rundir import RunDir
+    from attngan_cli.settings import resolve_train
+
+    seen: list[list[int]] = []
+    real_step = gan.train_step
+
+    def recording_step(m, batch, *args, **kwargs):
+        seen.append([int(i) for i in batch["index"]])
+        return real_step(m, batch, *args, **kwargs)
+
+    cfg, ckpt = from_dict(TrainConfig, cfg_dict), None
+    if resume is not None:
+        settings = resolve_train(None, resume=resume, overrides={"max_steps": cfg.max_steps})
+        cfg, ckpt = settings.config, settings.resume
+    run = RunDir.create(runs, "shapes", "train")
+    holder: dict[str, Any] = {}
+
+    class Keep(gan.Callback):
+        def on_end(self, loop, reason):
+            holder["models"] = loop.task.models
+
+    gan.train_step = recording_step
+    try:
+        gan.train_gan(cfg, run, resume=ckpt, callbacks=[Keep()])
+    finally:
+        gan.train_step = real_step
+    m = holder["models"]
+    params = {f"G.{k}": v.detach().clone() for k, v in m.G.named_parameters()}
+    params.update({f"EMA.{k}": v.detach().clone() for k, v in m.ema.module.named_parameters()})
+    for i, D in enumerate(m.Ds):
+        params.update({f"D{i}.{k}": v.detach().clone() for k, v in D.named_parameters()})
+    _save(Path(out), {"seen": seen, "params": params, "run": str(run.path)})
