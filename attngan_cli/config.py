@@ -127,6 +127,7 @@ class PretrainConfig:
     # cache frozen Inception features of fixed augmented views: a faster mode (17x on a CPU) that departs
     # from the official pretraining: the frozen layers use eval-mode BatchNorm (image.frozen_bn = "eval")
     cache_features: bool = False
+    grad_accum: int = 1  # micro-batches per step (gradients add up); the DAMSM negatives are then a micro-batch
     # stored attributes (shapes data) that group_share of every batch agrees on: hard negatives for the
     # attributes not named (see data/sampling.py); empty = random batches, as the paper
     group_by: list[str] = field(default_factory=list)
@@ -163,6 +164,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False  # under torchrun on GPUs: SyncBatchNorm in G and the Ds (default: per-process BatchNorm)
+    grad_accum: int = 1  # micro-batches per step (gradients add up): the same total batch in less memory
     workers: int = 0
     snapshot_every: int = 50  # epochs
     sample_every: int = 500  # steps
@@ -271,6 +273,7 @@ _RANGES: dict[str, tuple[float, float, bool, str]] = {
     "sample_every": (0, math.inf, True, "--sample-every"),
     "keep_last": (0, math.inf, True, "--keep-last"),
     "workers": (0, math.inf, True, "--workers"),
+    "grad_accum": (1, math.inf, True, "--grad-accum"),
     "group_share": (0, 1, True, "group_share"),
     "generator.ngf": (1, math.inf, True, "--ngf"),
     "generator.r_num": (0, math.inf, True, "generator.r_num"),

@@ -12,8 +12,7 @@ Conventions every job follows under torchrun:
 * only rank 0 writes files and shows progress (:func:`is_main_process`); decisions to stop (Ctrl-C,
   SIGTERM, a time budget, an abort) are agreed by all ranks (:func:`agree`) so no rank waits forever.
 
-Without torchrun (``WORLD_SIZE`` unset or 1) every function here is a no-op and nothing imports
-``torch.distributed``'s process group. The module imports torch lazily: run listing stays torch-free.
+Without torchrun every function here is a no-op and no process group is made. The module imports torch lazily: run listing stays torch-free.
 """
 
 from __future__ import annotations
@@ -37,8 +36,9 @@ def local_rank() -> int:
 
 
 def is_distributed() -> bool:
-    """True under torchrun with more than one process."""
-    return world_size() > 1
+    """True under torchrun (it sets ``RANK``, ``WORLD_SIZE`` and ``MASTER_ADDR``), also with one process:
+    ``torchrun --nproc-per-node 1`` on one GPU runs the NCCL path as a many-GPU run does."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
 def is_main_process() -> bool:
@@ -211,14 +211,20 @@ def shard(batch: list[int]) -> list[int]:
     return batch[rank() * n:(rank() + 1) * n]
 
 
-def check_batch(batch_size: int, flag: str = "--batch-size") -> None:
-    """The total batch must split evenly over the ranks (each rank needs at least 2 for BatchNorm)."""
-    w = world_size()
-    if w > 1 and (batch_size % w or batch_size // w < 2):
+def check_batch(batch_size: int, grad_accum: int = 1, flag: str = "--batch-size") -> None:
+    """The total batch must split evenly over the ranks and the ``--grad-accum`` micro-batches, at least 2
+    images each (BatchNorm and the mismatched pairs need a batch)."""
+    parts = world_size() * grad_accum
+    if parts > 1 and (batch_size % parts or batch_size // parts < 2):
         from .errors import InputError
 
-        raise InputError(f"{flag} {batch_size} is the total over the {w} processes and must split evenly into "
-                         f"at least 2 per process (e.g. {flag} {max(2, -(-batch_size // w)) * w})")
+        over = []
+        if world_size() > 1:
+            over.append(f"{world_size()} processes")
+        if grad_accum > 1:
+            over.append(f"--grad-accum {grad_accum} micro-batches")
+        raise InputError(f"{flag} {batch_size} is the total; it must split evenly over {' x '.join(over)} into at "
+                         f"least 2 images each (e.g. {flag} {max(2, -(-batch_size // parts)) * parts})")
 
 
 def wrap_ddp(module: Any, device: Any) -> Any:

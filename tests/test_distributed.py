@@ -31,7 +31,7 @@ def _ranks(out: Path, world: int = 2) -> list[dict]:
 
 
 def _env(rank: int, world: int) -> dict[str, str]:
-    return {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)}
+    return {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1"}
 
 
 def test_a_global_batch_splits_into_disjoint_equal_shards(monkeypatch) -> None:
@@ -42,11 +42,14 @@ def test_a_global_batch_splits_into_disjoint_equal_shards(monkeypatch) -> None:
         parts.append(shard(batch))
     assert parts == [batch[0:4], batch[4:8], batch[8:12]]
     monkeypatch.setattr(os, "environ", {**os.environ, **_env(0, 4)})
-    with pytest.raises(InputError, match="--batch-size 10 is the total over the 4 processes"):
+    with pytest.raises(InputError, match="--batch-size 10 is the total; it must split evenly over 4 processes"):
         check_batch(10)
-    with pytest.raises(InputError, match="at least 2 per process"):
+    with pytest.raises(InputError, match="at least 2 images each"):
         check_batch(4)
+    with pytest.raises(InputError, match="over 4 processes x --grad-accum 2 micro-batches"):
+        check_batch(8, grad_accum=2)
     check_batch(8)
+    check_batch(16, grad_accum=2)
 
 
 def test_distributed_damsm_loss_and_gradients_equal_one_process(damsm_path, tmp_path) -> None:
@@ -149,3 +152,35 @@ def test_eval_and_sample_under_torchrun_equal_one_process(runs, shapes_h5, tmp_p
     assert files == sorted(f.name for f in (tmp_path / "two").iterdir()) and len(files) == 3 * 2 * 2 + 3 + 1
     for name in files:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+def test_pretrain_grad_accum_adds_up_the_micro_batch_gradients(damsm_path) -> None:
+    """--grad-accum 2: one Adam step on the mean of the two micro-batches' gradients (each micro-batch's
+    own negatives)."""
+    from dataclasses import replace
+
+    from attngan_cli.inference import load_damsm
+    from attngan_cli.losses import DAMSMLoss
+    from attngan_cli.train.loop import LoopState
+    from attngan_cli.train.pretrain import Encoders, PretrainTask, damsm_terms
+
+    batch = damsm_batch()
+    bundle = load_damsm(damsm_path, "cpu")
+    text, image = bundle.text_encoder.requires_grad_(True).eval(), bundle.image_encoder.requires_grad_(True).eval()
+    cfg = replace(bundle.config, grad_accum=2, grad_clip=1e9)
+    params = [*text.parameters(), *image.parameters()]
+    expected = [torch.zeros_like(p) for p in params]
+    for rows in (slice(0, 4), slice(4, 8)):
+        part = {k: ([v[0][rows]] if k == "images" else v[rows]) for k, v in batch.items()}
+        loss = damsm_terms(part, text, image, DAMSMLoss(cfg.damsm), cfg, torch.device("cpu"), False).total
+        for e, g in zip(expected, torch.autograd.grad(loss, params, allow_unused=True), strict=True):
+            if g is not None:
+                e += g / 2
+    opt = torch.optim.SGD(params, lr=0.0)  # lr 0: the step leaves the weights, the gradients stay to compare
+    class EightItems(list):
+        vocab = bundle.vocab
+
+    task = PretrainTask(cfg, Encoders(text, image), opt, EightItems([None] * 8), None, torch.device("cpu"), 8, None, None)
+    task.step(batch, LoopState())
+    for p, e in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.grad if p.grad is not None else torch.zeros_like(p), e, rtol=1e-4, atol=1e-7)

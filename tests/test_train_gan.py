@@ -270,3 +270,39 @@ def test_bf16_channels_last_step(shapes_h5, damsm_path, tmp_path):
     assert all(math.isfinite(v) for r in rec.losses.values() for v in r.values())
     ck = load_checkpoint(final)
     assert all(v.dtype in (torch.float32, torch.int64) for v in ck.state["generator"].values())
+
+
+def _step_gradients(shapes_h5, damsm_path, grad_accum: int) -> dict[str, torch.Tensor]:
+    """The gradients of G and every D in one step (the optimisers record instead of stepping), with
+    BatchNorm in eval mode and no DAMSM term, where every loss is a mean of per-sample terms."""
+    from attngan_cli.inference import load_damsm
+
+    cfg = tiny_cfg(shapes_h5, damsm_path, lambda_damsm=0.0, grad_accum=grad_accum)
+    damsm = load_damsm(damsm_path)
+    train_ds, _ = open_datasets(cfg)
+    torch.manual_seed(0)
+    m = build_models(cfg, torch.device("cpu"), damsm.text_encoder, None)
+    m.G.eval()
+    m.Ds.eval()
+    grads: dict[str, torch.Tensor] = {}
+
+    def recorder(prefix: str, module: torch.nn.Module):
+        def step(*args, **kwargs):
+            grads.update({f"{prefix}.{k}": p.grad.clone() for k, p in module.named_parameters()})
+        return step
+
+    m.opt_g.step = recorder("G", m.G)
+    for i, (opt, D) in enumerate(zip(m.opt_ds, m.Ds, strict=True)):
+        opt.step = recorder(f"D{i}", D)
+    batch = torch.utils.data.default_collate([train_ds[i] for i in range(cfg.batch_size)])
+    torch.manual_seed(1)
+    train_step(m, batch, cfg, torch.device("cpu"), DiscriminatorLoss(), GeneratorLoss(0.0, cfg.kl_weight))
+    return grads
+
+
+def test_grad_accum_adds_up_to_the_whole_batch_gradient(shapes_h5, damsm_path):
+    whole = _step_gradients(shapes_h5, damsm_path, 1)
+    accumulated = _step_gradients(shapes_h5, damsm_path, 4)
+    assert set(whole) == set(accumulated) and any(k.startswith("D1.") for k in whole)
+    for k, g in whole.items():
+        torch.testing.assert_close(accumulated[k], g, rtol=1e-4, atol=1e-6, msg=f"gradient of {k}")

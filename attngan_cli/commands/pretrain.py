@@ -48,6 +48,9 @@ def pretrain(
         "--group-by", help="Stored attributes (shapes data), comma-separated, that half of every batch agrees "
         "on, so the others become hard negatives; 'none' for random batches (default: the preset's; shapes: "
         "bg_color,color).")] = None,
+    grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Micro-batches per step whose gradients add "
+                                                   "up: the same --batch-size in less memory (the matching loss's "
+                                                   "negatives are then a micro-batch).")] = None,
     tensorboard: TensorBoardOption = None,
     resume: Resume = None,
     runs: RunsRoot = Path("runs"),
@@ -80,7 +83,7 @@ def pretrain(
         "image.backbone": image_encoder, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "snapshot_every": snapshot_every, "max_minutes": max_minutes, "precision": precision,
         "cache_features": cache_features, "image.frozen_bn": frozen_bn, "adam_per_epoch": adam_per_epoch,
-        "device": device, "seed": seed, "workers": workers,
+        "device": device, "seed": seed, "workers": workers, "grad_accum": grad_accum,
         "group_by": _group_by_names(group_by), "tensorboard": tensorboard,
     }
     settings = resolve_pretrain(data, preset=preset or None, overrides=overrides, resume=resume,

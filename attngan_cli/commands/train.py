@@ -47,6 +47,10 @@ def train(
     precision: Annotated[str | None, Precision.__metadata__[0]] = None,  # type: ignore[attr-defined]
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Use the channels-last memory layout.")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile G and the Ds.")] = False,
+    grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Micro-batches per step whose gradients add "
+                                                   "up: the same --batch-size in less memory.")] = None,
+    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="Under torchrun on GPUs: SyncBatchNorm in G and the Ds "
+                                          "(default: each process normalises its own share).")] = False,
     no_mismatch: Annotated[bool, typer.Option("--no-mismatch", help="Drop the official (real image, wrong sentence) "
                                               "D term: the paper's equation 5 alone.")] = False,
     sample_every: Annotated[int | None, typer.Option("--sample-every", help="Steps between grids of EMA samples.")] = None,
@@ -82,7 +86,7 @@ def train(
     overrides = _overrides(
         arch=arch, stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
-        channels_last=channels_last or None, compile=compile_ or None, mismatch=False if no_mismatch else None,
+        channels_last=channels_last or None, compile=compile_ or None, grad_accum=grad_accum, sync_bn=sync_bn or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
         tensorboard=tensorboard,
     )

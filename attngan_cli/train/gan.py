@@ -16,6 +16,7 @@ run's losses.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -194,46 +195,86 @@ def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Ten
 def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch.device,
                d_loss: DiscriminatorLoss, g_loss: GeneratorLoss, step: int | None = None) -> dict[str, torch.Tensor]:
     """One official AttnGAN iteration (``step``: steps done before it, for the EMA warm-up); returns
-    detached loss tensors (not synchronised)."""
+    detached loss tensors (not synchronised).
+
+    With ``cfg.grad_accum`` K > 1 the batch runs as K micro-batches whose gradients add up before each
+    optimiser step (for GPUs too small for the batch): the Ds are updated first on every micro-batch's
+    fakes (generated without gradients), then G regenerates each micro-batch from the same noise and
+    conditioning-augmentation noise for its own step. BatchNorm and the DAMSM negatives then see a
+    micro-batch (over all ranks) instead of the batch."""
+    K = cfg.grad_accum
     reals = [_to(x, device, cfg.channels_last) for x in batch["images"]]  # per stage (B, 3, s, s)
     captions = batch["caption"].to(device)
     lengths = torch.as_tensor(batch["length"]).to(device)
     class_ids = torch.as_tensor(batch["class_id"]).to(device)
     words_emb, sent_emb, mask = embed_captions(m.text_encoder, captions, lengths)
     wrong_emb = local_slice(mismatched(gather_cat(sent_emb)))  # the next sample's sentence in the whole batch
-    noise = torch.randn(captions.shape[0], cfg.generator.z_dim, device=device)
+    B = captions.shape[0]
+    noise = torch.randn(B, cfg.generator.z_dim, device=device)
+    # K > 1 runs G twice per micro-batch: the same CA noise both times (K = 1: G draws it, as the official code)
+    eps = torch.randn(B, cfg.generator.condition_dim, device=device) if K > 1 else None
+    parts = [slice(k * B // K, (k + 1) * B // K) for k in range(K)]
 
-    with autocast(device, cfg.precision):
-        out = m.G_run(noise, sent_emb, words_emb, mask)
-    fakes = out.images
+    def run_g(sl: slice) -> Any:
+        with autocast(device, cfg.precision):
+            return m.G_run(noise[sl], sent_emb[sl], words_emb[sl], None if mask is None else mask[sl],
+                           ca_noise=True if eps is None else eps[sl])
 
     logs: dict[str, torch.Tensor] = {}
-    d_sum = torch.zeros((), device=device)
-    for i, (D_step, opt) in enumerate(zip(m.D_steps, m.opt_ds, strict=True)):
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, cfg.precision):
-            d_total = D_step(reals[i], fakes[i].detach(), sent_emb, wrong_emb, d_loss)
-        m.scaler_d.scale(d_total).backward()
-        m.scaler_d.step(opt)
-        logs[f"d{i}"] = d_total.detach()
-        d_sum = d_sum + logs[f"d{i}"]
-    m.scaler_d.update()
-    logs["d"] = d_sum
 
+    def add(name: str, value: torch.Tensor) -> None:
+        logs[name] = logs.get(name, 0) + value.detach() / K
+
+    # ---- the discriminators
+    for opt in m.opt_ds:
+        opt.zero_grad(set_to_none=True)
+    out = None
+    for k, sl in enumerate(parts):
+        if K == 1:
+            out = run_g(sl)  # kept, with its graph, for G's step
+        else:
+            with torch.no_grad():
+                fakes_k = run_g(sl).images
+        fakes = out.images if K == 1 else fakes_k
+        for i, D_step in enumerate(m.D_steps):
+            with _sync_on_last(D_step, k, K), autocast(device, cfg.precision):
+                d_total = D_step(reals[i][sl], fakes[i].detach(), sent_emb[sl], wrong_emb[sl], d_loss)
+                m.scaler_d.scale(d_total / K).backward()
+            add(f"d{i}", d_total)
+    for opt in m.opt_ds:
+        m.scaler_d.step(opt)
+    m.scaler_d.update()
+    logs["d"] = sum(logs[f"d{i}"] for i in range(len(m.D_steps)))
+
+    # ---- the generator
     m.Ds.requires_grad_(False)  # G's step needs no gradients for the discriminators' weights
     try:
         m.opt_g.zero_grad(set_to_none=True)
-        with autocast(device, cfg.precision):
-            gterms = g_loss(m.Ds_run, fakes, out.mu, out.logvar, words_emb, sent_emb, lengths, class_ids)
-        m.scaler_g.scale(gterms.total).backward()
+        for k, sl in enumerate(parts):
+            with _sync_on_last(m.G_run, k, K):
+                g_out = out if K == 1 else run_g(sl)
+                with autocast(device, cfg.precision):
+                    gterms = g_loss(m.Ds_run, g_out.images, g_out.mu, g_out.logvar, words_emb[sl], sent_emb[sl],
+                                    lengths[sl], class_ids[sl])
+                m.scaler_g.scale(gterms.total / K).backward()
+            add("g", gterms.total)
+            for name, value in gterms.logs().items():
+                add(name, value)
         m.scaler_g.step(m.opt_g)
         m.scaler_g.update()
     finally:
         m.Ds.requires_grad_(True)
     m.ema.update(m.G, step)
-    logs["g"] = gterms.total.detach()
-    logs.update(gterms.logs())
     return mean_over_ranks(logs)  # under torchrun: the means over all ranks (every rank logs the same)
+
+
+def _sync_on_last(module: Any, k: int, K: int) -> Any:
+    """DDP's ``no_sync`` for micro-batch k < K - 1 (gradients add up locally; the last one averages them
+    over the ranks); nothing to do in one process or for the last micro-batch."""
+    ddp = getattr(module, "_orig_mod", module)  # through torch.compile
+    if k < K - 1 and hasattr(ddp, "no_sync"):
+        return ddp.no_sync()
+    return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -432,7 +473,7 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
         raise InputError("no DAMSM encoders given: pass --encoders PRETRAIN_RUN_OR_CHECKPOINT")
     if cfg.batch_size < 2:
         raise InputError("--batch-size must be at least 2 (BatchNorm and the mismatched pairs need a batch)")
-    check_batch(cfg.batch_size)
+    check_batch(cfg.batch_size, cfg.grad_accum)
     seed_everything(cfg.seed)  # the same on every rank: the models start the same
 
     train_ds, test_ds = open_datasets(cfg)

@@ -32,6 +32,7 @@ on those stored attributes, so that the other attributes (shape, size, position)
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -188,15 +189,28 @@ class PretrainTask:
                            self.device)
 
     def step(self, batch: dict[str, Any], state: LoopState) -> dict[str, float]:
-        enc = self.models
-        terms = damsm_terms(batch, self.text_run, self.image_run, self.loss_fn, self.cfg, self.device,
-                            self.cache is not None)
-        values = terms.items()
-        values["loss"] = float(terms.total.detach())
-        if not math.isfinite(values["loss"]):
-            return values  # the loop stops on it; the weights stay as they were
+        """The four matching terms and one Adam step; with ``grad_accum`` K > 1 the batch runs as K
+        micro-batches whose gradients add up (the negatives are then each micro-batch's, over all ranks)."""
+        enc, K = self.models, self.cfg.grad_accum
+        n = len(batch["caption"])
         self.opt.zero_grad(set_to_none=True)
-        terms.total.backward()
+        values: dict[str, float] = {}
+        for k in range(K):
+            part = _rows(batch, slice(k * n // K, (k + 1) * n // K)) if K > 1 else batch
+            last = k == K - 1
+            with contextlib.ExitStack() as stack:
+                if not last:  # gradients add up locally; the last micro-batch averages them over the ranks
+                    for module in (self.text_run, self.image_run):
+                        if hasattr(module, "no_sync"):
+                            stack.enter_context(module.no_sync())
+                terms = damsm_terms(part, self.text_run, self.image_run, self.loss_fn, self.cfg, self.device,
+                                    self.cache is not None)
+                (terms.total / K).backward()
+            for name, v in [*terms.items().items(), ("loss", float(terms.total.detach()))]:
+                values[name] = values.get(name, 0.0) + v / K
+        if not math.isfinite(values["loss"]):
+            self.opt.zero_grad(set_to_none=True)
+            return values  # the loop stops on it; the weights stay as they were
         torch.nn.utils.clip_grad_norm_(enc.text.parameters(), self.cfg.grad_clip)
         self.opt.step()
         return values
@@ -272,7 +286,7 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     if cfg.cache_features and cfg.image.backbone == "inception-v3" and is_distributed():
         raise InputError("--cache-features runs in one process: under torchrun leave it out (each process then "
                          "runs the frozen Inception layers on its share of every batch)")
-    check_batch(min(cfg.batch_size, len(train_ds)))
+    check_batch(min(cfg.batch_size, len(train_ds)), cfg.grad_accum)
 
     if cfg.cache_features and cfg.image.backbone == "inception-v3" and cfg.image.frozen_bn != "eval":
         log.info("--cache-features: the frozen Inception layers use their stored BatchNorm statistics (eval "
@@ -335,6 +349,19 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     finally:
         if cache is not None:
             cache.close()
+
+
+def _rows(batch: dict[str, Any], sl: slice) -> dict[str, Any]:
+    """Rows ``sl`` of a batch (its tensors and lists; each image size's tensor)."""
+    out: dict[str, Any] = {}
+    for key, v in batch.items():
+        if key == "images":
+            out[key] = [x[sl] for x in v]
+        elif isinstance(v, (torch.Tensor, list, tuple, np.ndarray)):
+            out[key] = v[sl]
+        else:
+            out[key] = v
+    return out
 
 
 def _fmt(v: Any) -> str:
