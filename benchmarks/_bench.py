@@ -17,7 +17,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,8 @@ def setup_device(spec: str, threads: int = 0) -> torch.device:
         torch.set_num_threads(threads)
     device = resolve_device(spec)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        if device.index is not None:  # set_device refuses a plain "cuda"
+            torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
     return device
 
@@ -177,10 +178,15 @@ def compile_failed(e: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------------------------ settings
-def run_settings(script: str, settings: Iterable[dict[str, Any]], timeout: float) -> Iterator[dict[str, Any]]:
+def run_settings(script: str, settings: list[dict[str, Any]], timeout: float,
+                 one: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Runs each setting as ``python script --one JSON`` in its own process (so that peak memory, caches
     and compiled code are its own) and yields the JSON object it prints last; a failed setting is
-    reported on stderr and skipped."""
+    reported on stderr and skipped. A single setting runs in this process instead (``one(setting)``),
+    which saves a start of Python and torch."""
+    if len(settings) == 1:
+        yield one(settings[0])
+        return
     for s in settings:
         cmd = [sys.executable, script, "--one", json.dumps(s)]
         try:
@@ -188,10 +194,10 @@ def run_settings(script: str, settings: Iterable[dict[str, Any]], timeout: float
         except subprocess.TimeoutExpired:
             print(f"setting {s}: no result within {timeout:.0f} s (--timeout)", file=sys.stderr, flush=True)
             continue
-        notes = [ln for ln in out.stderr.splitlines() if ln.startswith("note:")]
-        for ln in notes:
-            print(ln, file=sys.stderr, flush=True)
-        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        for line in out.stderr.splitlines():
+            if line.startswith("note:"):
+                print(line, file=sys.stderr, flush=True)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
         if out.returncode != 0 or not lines:
             print(f"setting {s}: failed (exit {out.returncode})\n{out.stderr[-3000:]}", file=sys.stderr, flush=True)
             continue

@@ -152,7 +152,7 @@ def main() -> None:
                 for p in resolve_precisions(a.precisions, device)]
     table = Table(COLUMNS, a.json)
     n = 0
-    for r in run_settings(__file__, settings, a.timeout):
+    for r in run_settings(__file__, settings, a.timeout, one):
         table.row(r)
         n += 1
     if n < len(settings):

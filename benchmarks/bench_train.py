@@ -143,7 +143,7 @@ def main() -> None:
                                  "warmup": a.warmup or (3 if device.type == "cuda" else 1), "peak_n": a.peak_n})
     table = Table(COLUMNS, a.json)
     n = 0
-    for r in run_settings(__file__, settings, a.timeout):
+    for r in run_settings(__file__, settings, a.timeout, one):
         table.row(r)
         n += 1
     if n < len(settings):
