@@ -65,7 +65,14 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from attngan_cli.inference import generate
-    from attngan_cli.sample import CaptionSource, SampleSettings, caption_batch, encode_caption, item_noise, sample_to_dir
+    from attngan_cli.sample import (
+        CaptionSource,
+        SampleSettings,
+        caption_batch,
+        encode_caption,
+        item_noise,
+        sample_to_dir,
+    )
 
     device = setup_device(s["device"], s["threads"])
     prec = s["precision"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from _bench import (
@@ -36,28 +37,45 @@ from _bench import (
     run_settings,
     set_precision_flags,
     setup_device,
-    sync,
     time_total,
 )
 
 VOCAB = {"bird": 5450, "coco": 27297, "shapes": 100}  # the official CUB / COCO vocabularies
 
 
-def one(s: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class Bench:
+    """A preset's models (random weights) with a batch of random data on the device, ready to step."""
+
+    device: Any
+    cfg: Any
+    m: Any  # train.gan.Models
+    d_loss: Any
+    g_loss: Any
+    batch: dict[str, Any]
+    done: int = 0
+
+    def step(self) -> None:
+        from attngan_cli.train.gan import train_step
+
+        train_step(self.m, self.batch, self.cfg, self.device, self.d_loss, self.g_loss, self.done)
+        self.done += 1
+
+
+def build(s: dict[str, Any], device, amp: str) -> Bench:
+    """Setting ``s`` (preset, batch (0: the preset's), channels_last, compile) in precision ``amp``."""
     import torch
 
     from attngan_cli.config import make_pretrain_config, make_train_config
     from attngan_cli.models.image_encoder import ImageEncoder
     from attngan_cli.models.text_encoder import TextEncoder
-    from attngan_cli.train.gan import build_models, train_step
+    from attngan_cli.train.gan import build_models
     from attngan_cli.train.gan_loss import DiscriminatorLoss, GeneratorLoss
 
-    device = setup_device(s["device"], s["threads"])
-    amp = set_precision_flags(device, s["precision"])
-    peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
     torch.manual_seed(0)
-    values = {"precision": amp, "device": str(device), "channels_last": s["channels_last"], "compile": s["compile"]}
-    if s["batch"]:
+    values = {"precision": amp, "device": str(device), "channels_last": s.get("channels_last", False),
+              "compile": s.get("compile", False)}
+    if s.get("batch"):
         values["batch_size"] = s["batch"]
     cfg = make_train_config(s["preset"], values)
     pc = make_pretrain_config(s["preset"], {"text.vocab_size": VOCAB.get(s["preset"], 1000), "text.words": cfg.words})
@@ -65,7 +83,6 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
     image = ImageEncoder(pc.image).to(device).eval().requires_grad_(False) if cfg.lambda_damsm > 0 else None
     m = build_models(cfg, device, text, image)
     d_loss, g_loss = DiscriminatorLoss(cfg.mismatch), GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, image)
-
     B, T = cfg.batch_size, cfg.words
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(3, T + 1, (B,), generator=g)
@@ -73,13 +90,15 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
     captions[torch.arange(T)[None, :] >= lengths[:, None]] = 0
     batch = {"images": [(torch.rand(B, 3, n, n, generator=g) * 2 - 1).to(device) for n in cfg.generator.image_sizes],
              "caption": captions.to(device), "length": lengths.to(device), "class_id": torch.arange(B, device=device)}
-    done = 0
+    return Bench(device, cfg, m, d_loss, g_loss, batch)
 
-    def step() -> None:
-        nonlocal done
-        train_step(m, batch, cfg, device, d_loss, g_loss, done)
-        done += 1
 
+def one(s: dict[str, Any]) -> dict[str, Any]:
+    device = setup_device(s["device"], s["threads"])
+    amp = set_precision_flags(device, s["precision"])
+    peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
+    b = build(s, device, amp)
+    m, cfg, step, B = b.m, b.cfg, b.step, b.cfg.batch_size
     compiled = (m.G_run, m.Ds_run)
     m.G_run, m.Ds_run = m.G, list(m.Ds)  # FLOPs of the eager step (the same count as compiled)
     gflop = count_gflop(step)
@@ -95,7 +114,6 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
         time_total(step, device, s["warmup"])
     reset_peak_memory(device)
     total = time_total(step, device, s["steps"])
-    sync(device)
     mem, mem_kind = peak_memory_gb(device)
     step_s = total / s["steps"]
     return {"bench": "train", "preset": s["preset"], "precision": s["precision"],
