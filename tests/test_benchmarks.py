@@ -86,3 +86,25 @@ def test_bench_failure_is_an_error():
                              "fp32", timeout=120)
     assert out.returncode != 0 and rows == []
     assert "2 of 2 settings failed" in out.stderr and "no-such-preset" in out.stderr
+
+
+def test_profile_train_smoke():
+    out = subprocess.run([sys.executable, str(BENCH / "profile_train.py"), "--device", "cpu", "--preset", "shapes",
+                          "--batch", "4", "--steps", "1", "--warmup", "1", "--threads", "1", "--json"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1
+    r = rows[0]
+    check_numbers(r, ["step_s", "profiled_step_s"])
+    for table in ("by_module", "by_kind"):
+        assert sum(x["cpu_pct"] for x in r[table]) == pytest.approx(100.0)
+        for x in r[table]:
+            assert math.isfinite(x["self_cpu_ms"]) and x["self_cpu_ms"] >= 0
+    modules = {x["module"] for x in r["by_module"]}
+    assert {"G.h_net1", "G.h_net2.att (word attention)", "D0.img_code_s16", "optimizer (Adam)", "EMA update",
+            "text encoder (frozen)", "DAMSM image encoder (frozen)"} <= modules
+    kinds = {x["kind"]: x for x in r["by_kind"]}
+    assert {"conv", "BatchNorm", "GLU/LeakyReLU/ReLU", "attention bmm/softmax", "LSTM", "optimizer (Adam)"} <= set(kinds)
+    assert kinds["conv"]["backward_ms"] > 0  # backward ops are found and counted
+    assert "per module" in out.stdout and "per kind of op" in out.stdout and "self CPU ms/step" in out.stdout
