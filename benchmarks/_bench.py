@@ -17,6 +17,7 @@ import resource
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ def add_common_args(ap: argparse.ArgumentParser, precisions: str = "fp32,auto") 
     ap.add_argument("--peak-n", type=int, default=0,
                     help="size n of the n x n matmul that measures the peak GFLOP/s (0: by device and precision)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed per setting (its subprocess)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run every setting in this process, one after the other (saves a start of Python, torch "
+                         "and CUDA per setting; CUDA peak memory stays per setting, a CPU's peak RSS does not)")
     ap.add_argument("--json", action="store_true", help="also print one JSON object per setting")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one setting (JSON) and print its result
 
@@ -98,6 +102,17 @@ def device_name(device: torch.device) -> str:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def release_memory() -> None:
+    """Frees what the last setting left (its models, cached CUDA blocks and compiled graphs)."""
+    import gc
+
+    gc.collect()
+    if "torch._dynamo" in sys.modules:  # loaded by torch.compile
+        torch._dynamo.reset()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -179,13 +194,22 @@ def compile_failed(e: BaseException) -> str:
 
 # ------------------------------------------------------------------------------------------ settings
 def run_settings(script: str, settings: list[dict[str, Any]], timeout: float,
-                 one: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+                 one: Callable[[dict[str, Any]], dict[str, Any]], in_process: bool = False) -> Iterator[dict[str, Any]]:
     """Runs each setting as ``python script --one JSON`` in its own process (so that peak memory, caches
     and compiled code are its own) and yields the JSON object it prints last; a failed setting is
-    reported on stderr and skipped. A single setting runs in this process instead (``one(setting)``),
-    which saves a start of Python and torch."""
-    if len(settings) == 1:
+    reported on stderr and skipped. A single setting, or every setting with ``in_process``, runs in this
+    process instead (``one(setting)``), which saves a start of Python, torch and CUDA per setting."""
+    if len(settings) == 1 and not in_process:
         yield one(settings[0])
+        return
+    if in_process:
+        for s in settings:
+            try:
+                yield one(s)
+            except Exception:  # noqa: BLE001  # report it and go on with the next setting
+                print(f"setting {s}: failed\n{traceback.format_exc()[-3000:]}", file=sys.stderr, flush=True)
+            finally:
+                release_memory()
         return
     for s in settings:
         cmd = [sys.executable, script, "--one", json.dumps(s)]

@@ -216,7 +216,7 @@ def main() -> None:
                                  "peak_n": a.peak_n, "fixture": fixture})
         table = Table(COLUMNS, a.json)
         n = 0
-        for r in run_settings(__file__, settings, a.timeout, one):
+        for r in run_settings(__file__, settings, a.timeout, one, a.in_process):
             table.row(r)
             n += 1
     if n < len(settings):

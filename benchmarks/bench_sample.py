@@ -159,7 +159,7 @@ def main() -> None:
                 for p in resolve_precisions(a.precisions, device)]
     table = Table(COLUMNS, a.json)
     n = 0
-    for r in run_settings(__file__, settings, a.timeout, one):
+    for r in run_settings(__file__, settings, a.timeout, one, a.in_process):
         table.row(r)
         n += 1
     if n < len(settings):

@@ -161,7 +161,7 @@ def main() -> None:
                                  "warmup": a.warmup or (3 if device.type == "cuda" else 1), "peak_n": a.peak_n})
     table = Table(COLUMNS, a.json)
     n = 0
-    for r in run_settings(__file__, settings, a.timeout, one):
+    for r in run_settings(__file__, settings, a.timeout, one, a.in_process):
         table.row(r)
         n += 1
     if n < len(settings):

@@ -41,16 +41,18 @@ def check_table(table: str, units: list[str]) -> None:
 
 
 def test_bench_train_smoke():
-    rows, table, out = run_bench("bench_train.py", "--presets", "shapes", "--batches", "4", "--steps", "1",
-                                 "--warmup", "1", "--precisions", "fp32")
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert len(rows) == 1
-    r = rows[0]
-    assert r["bench"] == "train" and r["preset"] == "shapes" and r["precision"] == "fp32" and r["batch"] == 4
-    assert r["device"] == "cpu" and r["threads"] == 1 and r["compile"] is False and r["mem_kind"] == "cpu_peak_rss"
-    check_numbers(r, SPEED_KEYS + ["step_s", "gflop_per_step", "g_params_m", "d_params_m"])
-    assert r["img_per_s"] == pytest.approx(4 / r["step_s"])
-    assert r["pct_of_peak"] == pytest.approx(100 * r["gflop_per_step"] / r["step_s"] / r["peak_gflops"])
+    """Two settings, one after the other in one process (--in-process), one of them failing."""
+    rows, table, out = run_bench("bench_train.py", "--presets", "shapes,no-such-preset", "--batches", "2,4",
+                                 "--steps", "1", "--warmup", "1", "--precisions", "fp32", "--in-process")
+    assert out.returncode != 0 and "2 of 4 settings failed" in out.stderr and "no-such-preset" in out.stderr
+    assert [r["batch"] for r in rows] == [2, 4]
+    for r in rows:
+        assert r["bench"] == "train" and r["preset"] == "shapes" and r["precision"] == "fp32"
+        assert r["device"] == "cpu" and r["threads"] == 1 and r["compile"] is False and r["mem_kind"] == "cpu_peak_rss"
+        check_numbers(r, SPEED_KEYS + ["step_s", "gflop_per_step", "g_params_m", "d_params_m"])
+        assert r["img_per_s"] == pytest.approx(r["batch"] / r["step_s"])
+        assert r["pct_of_peak"] == pytest.approx(100 * r["gflop_per_step"] / r["step_s"] / r["peak_gflops"])
+    assert rows[1]["gflop_per_step"] == pytest.approx(2 * rows[0]["gflop_per_step"], rel=0.05)  # FLOPs ~ batch
     check_table(table, ["img/s", "s/step", "GFLOP/step", "% of peak", "peak mem GB"])
 
 
