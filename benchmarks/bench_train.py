@@ -1,108 +1,171 @@
-"""GAN training speed and peak memory: images/s and peak RSS of `train_step` (the real training step:
-G forward, every D updated, G updated with DAMSM + KL, EMA) on random data with random encoders.
+"""GAN training speed: the real `train_step` (G forward, every D updated, G updated with DAMSM + KL, EMA)
+on random data (already on the device: data loading is not included) with random frozen encoders.
 
-Settings: the ``bird`` preset (3 stages, batch 20, 256x256, inception-v3 image encoder with random
-weights, 5450 words) and the ``shapes`` preset (3 stages of 16/32/64 px, batch 32, compact encoder),
-each in fp32 and bf16. Every setting runs in its own subprocess so that the peak RSS is its own.
+Per setting (preset x batch x precision, each in its own process): images/s and s/step (mean over the
+timed steps, warm-up excluded, synchronised), peak memory (CUDA max_memory_allocated during the timed
+steps, or the process's peak RSS on a CPU), the step's GFLOP (torch.utils.flop_counter: convolutions and
+matmuls, forward + backward; element-wise work is not counted) and the share of the machine's peak: an
+n x n matmul timed in the same process and precision.
 
-    python benchmarks/bench_train.py                       # shapes + bird, fp32 + bf16
-    python benchmarks/bench_train.py --presets shapes --steps 10
-    python benchmarks/bench_train.py --presets bird --steps 2 --threads 2
+Presets: ``bird`` (3 stages, 256 px, batch 20, inception-v3 image encoder with random weights, 5450
+words), ``shapes`` (3 stages of 16/32/64 px, batch 32, compact encoder), ``coco``.
 
-Prints one line per setting (and a JSON line with --json). Numbers depend on the machine and its load.
+    python benchmarks/bench_train.py --presets shapes --steps 5           # CPU or CUDA, fp32 + default
+    python benchmarks/bench_train.py --device cuda --presets bird --batches 20,64 --precisions fp32,bf16,fp16
+    python benchmarks/bench_train.py --device cuda --presets bird --precisions bf16 --compile --json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
-import time
+from dataclasses import dataclass
+from typing import Any
 
-VOCAB = {"bird": 5450, "coco": 27297, "shapes": 100}
+from _bench import (
+    Table,
+    add_common_args,
+    compile_failed,
+    count_gflop,
+    efficiency,
+    environment,
+    matmul_peak_gflops,
+    peak_memory_gb,
+    reset_peak_memory,
+    resolve_precisions,
+    run_settings,
+    set_precision_flags,
+    setup_device,
+    time_total,
+)
+
+VOCAB = {"bird": 5450, "coco": 27297, "shapes": 100}  # the official CUB / COCO vocabularies
 
 
-def one(preset: str, precision: str, steps: int, warmup: int, threads: int, channels_last: bool) -> dict:
+@dataclass
+class Bench:
+    """A preset's models (random weights) with a batch of random data on the device, ready to step."""
+
+    device: Any
+    cfg: Any
+    m: Any  # train.gan.Models
+    d_loss: Any
+    g_loss: Any
+    batch: dict[str, Any]
+    done: int = 0
+
+    def step(self) -> None:
+        from attngan_cli.train.gan import train_step
+
+        train_step(self.m, self.batch, self.cfg, self.device, self.d_loss, self.g_loss, self.done)
+        self.done += 1
+
+
+def build(s: dict[str, Any], device, amp: str) -> Bench:
+    """Setting ``s`` (preset, batch (0: the preset's), channels_last, compile) in precision ``amp``."""
     import torch
 
-    torch.set_num_threads(threads)
-    from attngan_cli.config import (
-        ImageEncoderConfig,
-        PretrainConfig,
-        TextEncoderConfig,
-        make_pretrain_config,
-        make_train_config,
-    )
+    from attngan_cli.config import make_pretrain_config, make_train_config
     from attngan_cli.models.image_encoder import ImageEncoder
     from attngan_cli.models.text_encoder import TextEncoder
-    from attngan_cli.train.gan import build_models, train_step
+    from attngan_cli.train.gan import build_models
     from attngan_cli.train.gan_loss import DiscriminatorLoss, GeneratorLoss
 
     torch.manual_seed(0)
-    cfg = make_train_config(preset, {"precision": precision, "device": "cpu", "channels_last": channels_last})
-    pc: PretrainConfig = make_pretrain_config(preset)
-    text = TextEncoder(TextEncoderConfig(vocab_size=VOCAB.get(preset, 1000), words=cfg.words)).eval().requires_grad_(False)
-    image = ImageEncoder(ImageEncoderConfig(**{**pc.image.__dict__})).eval().requires_grad_(False)
-    device = torch.device("cpu")
-    m = build_models(cfg, device, text, image if cfg.lambda_damsm > 0 else None)
-    d_loss = DiscriminatorLoss(cfg.mismatch)
-    g_loss = GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, image if cfg.lambda_damsm > 0 else None)
+    values = {"precision": amp, "device": str(device), "channels_last": s.get("channels_last", False),
+              "compile": s.get("compile", False)}
+    if s.get("batch"):
+        values["batch_size"] = s["batch"]
+    cfg = make_train_config(s["preset"], values)
+    pc = make_pretrain_config(s["preset"], {"text.vocab_size": VOCAB.get(s["preset"], 1000), "text.words": cfg.words})
+    text = TextEncoder(pc.text).to(device).eval().requires_grad_(False)
+    image = ImageEncoder(pc.image).to(device).eval().requires_grad_(False) if cfg.lambda_damsm > 0 else None
+    m = build_models(cfg, device, text, image)
+    d_loss, g_loss = DiscriminatorLoss(cfg.mismatch), GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, image)
     B, T = cfg.batch_size, cfg.words
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(3, T + 1, (B,), generator=g)
-    captions = torch.randint(1, text.cfg.vocab_size, (B, T), generator=g)
+    captions = torch.randint(1, pc.text.vocab_size, (B, T), generator=g)
     captions[torch.arange(T)[None, :] >= lengths[:, None]] = 0
-    batch = {"images": [torch.rand(B, 3, s, s, generator=g) * 2 - 1 for s in cfg.generator.image_sizes],
-             "caption": captions, "length": lengths, "class_id": torch.arange(B)}
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        logs = train_step(m, batch, cfg, device, d_loss, g_loss, i)
-        float(logs["g"])
-        times.append(time.perf_counter() - t0)
-    timed = times[warmup:]
-    step_s = sum(timed) / len(timed)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    return {"preset": preset, "precision": precision, "channels_last": channels_last, "stages": cfg.generator.stages,
-            "size": cfg.generator.image_sizes[-1], "batch": B, "threads": threads, "steps": steps,
-            "step_s": step_s, "images_per_s": B / step_s, "peak_rss_mb": peak_mb,
+    batch = {"images": [(torch.rand(B, 3, n, n, generator=g) * 2 - 1).to(device) for n in cfg.generator.image_sizes],
+             "caption": captions.to(device), "length": lengths.to(device), "class_id": torch.arange(B, device=device)}
+    return Bench(device, cfg, m, d_loss, g_loss, batch)
+
+
+def one(s: dict[str, Any]) -> dict[str, Any]:
+    device = setup_device(s["device"], s["threads"])
+    amp = set_precision_flags(device, s["precision"])
+    peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
+    b = build(s, device, amp)
+    m, cfg, step, B = b.m, b.cfg, b.step, b.cfg.batch_size
+    compiled = (m.G_run, m.Ds_run)
+    m.G_run, m.Ds_run = m.G, list(m.Ds)  # FLOPs of the eager step (the same count as compiled)
+    gflop = count_gflop(step)
+    m.G_run, m.Ds_run = compiled
+    note = None
+    try:
+        time_total(step, device, s["warmup"])
+    except Exception as e:  # noqa: BLE001  # a torch.compile failure shows at the first call
+        if not cfg.compile:
+            raise
+        note = compile_failed(e)
+        m.G_run, m.Ds_run = m.G, list(m.Ds)
+        time_total(step, device, s["warmup"])
+    reset_peak_memory(device)
+    total = time_total(step, device, s["steps"])
+    mem, mem_kind = peak_memory_gb(device)
+    step_s = total / s["steps"]
+    return {"bench": "train", "preset": s["preset"], "precision": s["precision"],
+            "compile": cfg.compile and note is None, "channels_last": cfg.channels_last,
+            "stages": cfg.generator.stages, "size": cfg.generator.image_sizes[-1], "batch": B,
+            "steps": s["steps"], "warmup": s["warmup"], "step_s": step_s, "img_per_s": B / step_s,
+            "gflop_per_step": gflop, **efficiency(gflop, step_s, peak), "peak_gflops": peak, "peak_n": peak_n,
+            "peak_mem_gb": mem, "mem_kind": mem_kind,
             "g_params_m": sum(p.numel() for p in m.G.parameters()) / 1e6,
-            "d_params_m": sum(p.numel() for p in m.Ds.parameters()) / 1e6}
+            "d_params_m": sum(p.numel() for p in m.Ds.parameters()) / 1e6,
+            **environment(device), "note": note}
+
+
+COLUMNS = [("preset", "preset", ">7s"), ("prec", "precision", ">5s"), ("compile", "compile", ">7s"),
+           ("px", "size", "4d"), ("batch", "batch", "5d"), ("img/s", "img_per_s", "9.2f"),
+           ("s/step", "step_s", "8.4f"), ("GFLOP/step", "gflop_per_step", "10.1f"),
+           ("GFLOP/s", "achieved_gflops", "9.1f"), ("peak GFLOP/s", "peak_gflops", "12.1f"),
+           ("% of peak", "pct_of_peak", "9.2f"), ("peak mem GB", "peak_mem_gb", "11.2f")]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="shapes,bird")
-    ap.add_argument("--precisions", default="fp32,bf16")
-    ap.add_argument("--steps", type=int, default=0, help="timed steps per setting (default: 10 shapes, 2 bird)")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--batches", default="0", help="comma-separated batch sizes (0: the preset's)")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps (0: 10; 2 for bird/coco on a CPU)")
+    ap.add_argument("--warmup", type=int, default=0, help="untimed steps first (0: 1 on a CPU, 3 on CUDA)")
     ap.add_argument("--channels-last", action="store_true")
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--one", nargs=2, metavar=("PRESET", "PRECISION"), help=argparse.SUPPRESS)
+    add_common_args(ap)
     a = ap.parse_args()
     if a.one:
-        preset, precision = a.one
-        print(json.dumps(one(preset, precision, a.steps, a.warmup, a.threads, a.channels_last)))
+        print(json.dumps(one(json.loads(a.one))), flush=True)
         return
+    device = setup_device(a.device)
+    print(f"train_step benchmark on {device}: img/s and s/step over the timed steps; GFLOP/step by "
+          f"FlopCounterMode; peak = n x n matmul in the same precision; memory: "
+          f"{'CUDA max allocated' if device.type == 'cuda' else 'peak RSS of the process'}", flush=True)
+    settings = []
     for preset in a.presets.split(","):
-        for precision in a.precisions.split(","):
-            steps = a.steps or (2 if preset in ("bird", "coco") else 10)
-            cmd = [sys.executable, __file__, "--one", preset, precision, "--steps", str(steps), "--warmup",
-                   str(a.warmup), "--threads", str(a.threads)] + (["--channels-last"] if a.channels_last else [])
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode != 0:
-                print(f"{preset} {precision}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{r['preset']:7s} {r['precision']:5s} {r['stages']} stages {r['size']:4d}px batch {r['batch']:3d} "
-                  f"threads {r['threads']}: {r['images_per_s']:7.2f} images/s ({r['step_s']:.3f} s/step), "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
-            if a.json:
-                print(json.dumps(r), flush=True)
+        for batch in (int(b) for b in a.batches.split(",")):
+            for precision in resolve_precisions(a.precisions, device):
+                big = preset in ("bird", "coco") and device.type == "cpu"
+                settings.append({"preset": preset, "batch": batch, "precision": precision, "device": str(device),
+                                 "threads": a.threads, "compile": a.compile, "channels_last": a.channels_last,
+                                 "steps": a.steps or (2 if big else 10),
+                                 "warmup": a.warmup or (3 if device.type == "cuda" else 1), "peak_n": a.peak_n})
+    table = Table(COLUMNS, a.json)
+    n = 0
+    for r in run_settings(__file__, settings, a.timeout, one, a.in_process):
+        table.row(r)
+        n += 1
+    if n < len(settings):
+        sys.exit(f"{len(settings) - n} of {len(settings)} settings failed")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""Smoke runs of the benchmark scripts: tiny sizes on the CPU, through a subprocess with --json. Checks
+that each prints its table and, per setting, one JSON object whose numbers are positive and finite
+(never how fast anything is)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+# a 128 x 128 matmul for the peak: the smoke runs check the plumbing, not the machine
+COMMON = ["--device", "cpu", "--json", "--threads", "1", "--peak-n", "128"]
+SPEED_KEYS = ["img_per_s", "achieved_gflops", "peak_gflops", "pct_of_peak", "peak_mem_gb"]
+
+
+def run_bench(script: str, *args: str, timeout: float = 600) -> tuple[list[dict], str, subprocess.CompletedProcess]:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    out = subprocess.run([sys.executable, str(BENCH / script), *COMMON, *args], capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    table = "\n".join(line for line in out.stdout.splitlines() if not line.startswith("{"))
+    return rows, table, out
+
+
+def check_numbers(row: dict, keys: list[str]) -> None:
+    for k in keys:
+        v = row[k]
+        assert isinstance(v, (int, float)) and not isinstance(v, bool), (k, v)
+        assert math.isfinite(v) and v > 0, (k, v)
+
+
+def check_table(table: str, units: list[str]) -> None:
+    for unit in units:
+        assert unit in table, (unit, table)
+
+
+def test_bench_train_smoke():
+    """Two settings, one after the other in one process (--in-process), one of them failing."""
+    rows, table, out = run_bench("bench_train.py", "--presets", "shapes,no-such-preset", "--batches", "2,4",
+                                 "--steps", "1", "--warmup", "1", "--precisions", "fp32", "--in-process")
+    assert out.returncode != 0 and "2 of 4 settings failed" in out.stderr and "no-such-preset" in out.stderr
+    assert [r["batch"] for r in rows] == [2, 4]
+    for r in rows:
+        assert r["bench"] == "train" and r["preset"] == "shapes" and r["precision"] == "fp32"
+        assert r["device"] == "cpu" and r["threads"] == 1 and r["compile"] is False and r["mem_kind"] == "cpu_peak_rss"
+        check_numbers(r, SPEED_KEYS + ["step_s", "gflop_per_step", "g_params_m", "d_params_m"])
+        assert r["img_per_s"] == pytest.approx(r["batch"] / r["step_s"])
+        assert r["pct_of_peak"] == pytest.approx(100 * r["gflop_per_step"] / r["step_s"] / r["peak_gflops"])
+    assert rows[1]["gflop_per_step"] == pytest.approx(2 * rows[0]["gflop_per_step"], rel=0.05)  # FLOPs ~ batch
+    check_table(table, ["img/s", "s/step", "GFLOP/step", "% of peak", "peak mem GB"])
+
+
+def test_bench_sample_smoke():
+    rows, table, out = run_bench("bench_sample.py", "--preset", "shapes", "--batch", "4", "--repeats", "1",
+                                 "--precisions", "fp32")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["bench"] == "sample" and r["precision"] == "fp32" and r["batch"] == 4 and r["stages"] == 3
+    check_numbers(r, SPEED_KEYS + ["latency_ms", "batch_s", "gflop_per_img", "e2e_img_per_s"])
+    check_table(table, ["latency ms", "s/batch", "img/s", "GFLOP/img", "% of peak", "peak mem GB"])
+
+
+def test_bench_eval_smoke():
+    rows, table, out = run_bench("bench_eval.py", "--preset", "shapes", "--num-samples", "4", "--batch", "2",
+                                 "--n-test", "10")
+    assert out.returncode == 0, out.stderr[-3000:]
+    by_what = {r["what"]: r for r in rows}
+    assert set(by_what) == {"rprecision", "features"} and len(rows) == 2
+    rp, feat = by_what["rprecision"], by_what["features"]
+    check_numbers(rp, SPEED_KEYS + ["e2e_img_per_s", "loop_s", "gflop_per_img"])
+    assert 0.0 <= rp["rprecision"] <= 1.0 and rp["num_samples"] == 4
+    check_numbers(feat, SPEED_KEYS + ["loop_s", "gflop_per_img"])
+    assert feat["gflop_per_img"] > 5  # Inception-v3 at 299 px: ~11 GFLOP per image
+    check_table(table, ["img/s", "GFLOP/img", "% of peak", "peak mem GB"])
+
+
+def test_bench_failure_is_an_error():
+    """Settings that fail (each in its own process) are reported and make the script exit non-zero: no
+    silent empty output."""
+    rows, _, out = run_bench("bench_train.py", "--presets", "no-such-preset", "--batches", "2,4", "--precisions",
+                             "fp32", timeout=120)
+    assert out.returncode != 0 and rows == []
+    assert "2 of 2 settings failed" in out.stderr and "no-such-preset" in out.stderr
+
+
+def test_profile_train_smoke():
+    out = subprocess.run([sys.executable, str(BENCH / "profile_train.py"), "--device", "cpu", "--preset", "shapes",
+                          "--batch", "4", "--steps", "1", "--warmup", "1", "--threads", "1", "--json"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1
+    r = rows[0]
+    check_numbers(r, ["step_s", "profiled_step_s"])
+    for table in ("by_module", "by_kind"):
+        assert sum(x["cpu_pct"] for x in r[table]) == pytest.approx(100.0)
+        for x in r[table]:
+            assert math.isfinite(x["self_cpu_ms"]) and x["self_cpu_ms"] >= 0
+    modules = {x["module"] for x in r["by_module"]}
+    assert {"G.h_net1", "G.h_net2.att (word attention)", "D0.img_code_s16", "optimizer (Adam)", "EMA update",
+            "text encoder (frozen)", "DAMSM image encoder (frozen)"} <= modules
+    kinds = {x["kind"]: x for x in r["by_kind"]}
+    assert {"conv", "BatchNorm", "GLU/LeakyReLU/ReLU", "attention bmm/softmax", "LSTM", "optimizer (Adam)"} <= set(kinds)
+    assert kinds["conv"]["backward_ms"] > 0  # backward ops are found and counted
+    assert "per module" in out.stdout and "per kind of op" in out.stdout and "self CPU ms/step" in out.stdout
