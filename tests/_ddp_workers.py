@@ -131,3 +131,37 @@ def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | No
     for i, D in enumerate(m.Ds):
         params.update({f"D{i}.{k}": v.detach().clone() for k, v in D.named_parameters()})
     _save(Path(out), {"seen": seen, "params": params, "run": str(run.path)})
+
+
+# ------------------------------------------------------------------------------------- DAMSM pretraining
+def pretrain_worker(data: str, overrides: dict[str, Any], runs: str, out: str) -> None:
+    """``pretrain`` as the command runs it, recording the sample indices of every step and the trained
+    encoders' parameters."""
+    import attngan_cli.train.pretrain as pre
+    from attngan_cli.rundir import RunDir
+    from attngan_cli.settings import resolve_pretrain
+
+    settings = resolve_pretrain(data, overrides=overrides)
+    run = RunDir.create(runs, "shapes", "pretrain")
+    seen: list[list[int]] = []
+    real_terms = pre.damsm_terms
+
+    def recording_terms(b, *args, **kwargs):
+        seen.append([int(i) for i in b["index"]])
+        return real_terms(b, *args, **kwargs)
+
+    holder: dict[str, Any] = {}
+
+    class Keep(pre.Callback):
+        def on_end(self, loop, reason):
+            holder["enc"] = loop.task.models
+
+    pre.damsm_terms = recording_terms
+    try:
+        pre.pretrain(settings.config, run, callbacks=[Keep()])
+    finally:
+        pre.damsm_terms = real_terms
+    enc = holder["enc"]
+    params = {f"text.{k}": v.detach().clone() for k, v in enc.text.named_parameters()}
+    params.update({f"image.{k}": v.detach().clone() for k, v in enc.image.named_parameters()})
+    _save(Path(out), {"seen": seen, "params": params, "run": str(run.path)})

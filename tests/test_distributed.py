@@ -184,3 +184,37 @@ def test_pretrain_grad_accum_adds_up_the_micro_batch_gradients(damsm_path) -> No
     task.step(batch, LoopState())
     for p, e in zip(params, expected, strict=True):
         torch.testing.assert_close(p.grad if p.grad is not None else torch.zeros_like(p), e, rtol=1e-4, atol=1e-7)
+
+
+def test_pretrain_on_two_ranks(shapes_h5, tmp_path) -> None:
+    """Grouped DAMSM batches (the shapes preset groups by colours) split into disjoint shards in the
+    one-process order; the encoders end identical on both ranks; rank 0 alone writes."""
+    from _ddp_workers import pretrain_worker
+
+    over = {"epochs": 1, "batch_size": 16, "device": "cpu", "image.image_size": 32, "image.width": 8,
+            "tensorboard": False}
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    pretrain_worker(str(shapes_h5), over, str(tmp_path / "runs-one"), str(tmp_path / "one"))
+    launch(pretrain_worker, 2, str(shapes_h5), over, str(tmp_path / "runs-two"), str(tmp_path / "two"))
+    one = torch.load(tmp_path / "one" / "rank0.pt", weights_only=False)
+    r0, r1 = _ranks(tmp_path / "two")
+    assert len(one["seen"]) == len(r0["seen"]) == len(r1["seen"]) == 4
+    for a, b, whole in zip(r0["seen"], r1["seen"], one["seen"], strict=True):
+        assert len(a) == len(b) == 8 and not set(a) & set(b) and a + b == whole
+    different = [k for k in r0["params"] if not torch.equal(r0["params"][k], r1["params"][k])]
+    assert r0["params"] and not different, different[:5]
+    assert sorted(p.name for p in (tmp_path / "runs-two").iterdir()) == ["00000-shapes-pretrain"]
+    lines = (Path(r0["run"]) / "stats.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and "train_loss" in json.loads(lines[0])
+
+
+def test_sync_bn_on_cpus_is_a_clear_error(shapes_h5, damsm_path, monkeypatch) -> None:
+    import attngan_cli.train.gan as gan
+    from attngan_cli.errors import AttnGANError
+    from attngan_cli.inference import load_damsm
+
+    cfg = tiny_train_config(shapes_h5, damsm_path, sync_bn=True)
+    monkeypatch.setattr(gan, "is_distributed", lambda: True)
+    with pytest.raises(AttnGANError, match="--sync-bn needs CUDA devices"):
+        gan.build_models(cfg, torch.device("cpu"), load_damsm(damsm_path).text_encoder, None)
