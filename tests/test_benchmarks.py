@@ -69,7 +69,7 @@ def test_bench_sample_smoke():
 
 def test_bench_eval_smoke():
     rows, table, out = run_bench("bench_eval.py", "--preset", "shapes", "--num-samples", "4", "--batch", "2",
-                                 "--n-test", "10")
+                                 "--n-test", "10", "--in-process")
     assert out.returncode == 0, out.stderr[-3000:]
     by_what = {r["what"]: r for r in rows}
     assert set(by_what) == {"rprecision", "features"} and len(rows) == 2
