@@ -238,9 +238,10 @@ def main() -> None:
           f"{a.steps} steps after {a.warmup} warm-up: {step_s:.4f} s/step unprofiled, {profiled_s:.4f} s/step "
           f"profiled. Self time: an op's own time, without the ops it calls; % = share of all self time.")
     cpu_ms = sum(r["cpu_us"] for r in records) / 1e3 / a.steps
+    kernel_ms = sum(r["device_us"] for r in records) / 1e3 / a.steps
     print(f"all self CPU time: {cpu_ms:.1f} ms/step" + (
-        f"; all self CUDA kernel time: {sum(r['device_us'] for r in records) / 1e3 / a.steps:.1f} ms/step "
-        f"(the GPU computes during that share of the profiled step)" if cuda else ""))
+        f"; all self CUDA kernel time: {kernel_ms:.1f} ms/step = {100 * kernel_ms / (1e3 * profiled_s):.0f} % of the "
+        f"profiled step (the rest: the GPU waits for the CPU)" if cuda else ""))
     print_table("per network (forward + backward: a backward op counts for the module of its forward op)",
                 "network", by_network, cuda)
     print_table("per module", "module", by_module, cuda)
@@ -250,6 +251,7 @@ def main() -> None:
         print(json.dumps({"bench": "profile", "preset": a.preset, "precision": a.precision, "device": str(device),
                           "batch": cfg.batch_size, "size": cfg.generator.image_sizes[-1], "steps": a.steps,
                           "threads": torch.get_num_threads(), "step_s": step_s, "profiled_step_s": profiled_s,
+                          "self_cpu_ms": cpu_ms, "self_device_ms": kernel_ms if cuda else None,
                           "by_network": by_network, "by_module": by_module, "by_kind": by_kind, "top_ops": by_op}))
 
 
