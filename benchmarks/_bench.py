@@ -180,10 +180,6 @@ def environment(device: torch.device) -> dict[str, Any]:
             "torch": torch.__version__}
 
 
-def maybe_compile(module: torch.nn.Module, wanted: bool) -> torch.nn.Module:
-    return torch.compile(module) if wanted else module
-
-
 def compile_failed(e: BaseException) -> str:
     """The note printed (and recorded) when torch.compile fails and the setting runs eagerly."""
     first = (str(e).strip().splitlines() or [""])[0][:300]

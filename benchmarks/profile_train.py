@@ -105,8 +105,12 @@ def mark(b, ranges: Ranges) -> None:
         for name, child in D.named_children():
             ranges.module(f"D{i}.{name}", child)
     ranges.module("text encoder (frozen)", m.text_encoder)
-    if m.image_encoder is not None:
-        ranges.module("DAMSM image encoder (frozen)", m.image_encoder)
+    if m.image_encoder is not None:  # the GAN loss calls the inception-v3 layers without forward()
+        enc, label = m.image_encoder, "DAMSM image encoder (frozen)"
+        ranges.module(label, enc)
+        for child in enc.children():
+            ranges.module(label, child)
+        enc.resize = ranges.wrap(label, enc.resize)
     b.d_loss = ranges.wrap("D loss (other ops)", b.d_loss)
     b.g_loss = ranges.wrap("G loss (other ops)", b.g_loss)
     for opt in [m.opt_g, *m.opt_ds]:
@@ -147,7 +151,8 @@ def attribute(events, labels: set[str], use_device: bool) -> list[dict[str, Any]
             module = forward_label.get((node.fwd_thread, node.sequence_nr)) or label or "backward (unmatched)"
         else:
             module = label or "(outside the marked parts)"
-        records.append({"module": module, "backward": backward, "name": e.name,
+        network = module.split(".")[0] if re.match(r"(G|D\d+)\.", module) else module
+        records.append({"network": network, "module": module, "backward": backward, "name": e.name,
                         "kind": op_kind(e.name, module, labels),
                         "cpu_us": e.self_cpu_time_total,
                         "device_us": e.self_device_time_total if use_device else 0.0})
@@ -223,6 +228,7 @@ def main() -> None:
     if a.trace:
         prof.export_chrome_trace(a.trace)
     records = attribute(prof.events(), ranges.labels, cuda)
+    by_network = group(records, "network", a.steps, cuda)
     by_module = group(records, "module", a.steps, cuda)
     by_kind = group(records, "kind", a.steps, cuda)
     by_op = group(records, "name", a.steps, cuda)[: a.top]
@@ -232,18 +238,21 @@ def main() -> None:
           f"{a.steps} steps after {a.warmup} warm-up: {step_s:.4f} s/step unprofiled, {profiled_s:.4f} s/step "
           f"profiled. Self time: an op's own time, without the ops it calls; % = share of all self time.")
     cpu_ms = sum(r["cpu_us"] for r in records) / 1e3 / a.steps
+    kernel_ms = sum(r["device_us"] for r in records) / 1e3 / a.steps
     print(f"all self CPU time: {cpu_ms:.1f} ms/step" + (
-        f"; all self CUDA kernel time: {sum(r['device_us'] for r in records) / 1e3 / a.steps:.1f} ms/step "
-        f"(the GPU computes during that share of the profiled step)" if cuda else ""))
-    print_table("per module (forward + backward: a backward op counts for the module of its forward op)",
-                "module", by_module, cuda)
+        f"; all self CUDA kernel time: {kernel_ms:.1f} ms/step = {100 * kernel_ms / (1e3 * profiled_s):.0f} % of the "
+        f"profiled step (the rest: the GPU waits for the CPU)" if cuda else ""))
+    print_table("per network (forward + backward: a backward op counts for the module of its forward op)",
+                "network", by_network, cuda)
+    print_table("per module", "module", by_module, cuda)
     print_table("per kind of op", "kind", by_kind, cuda)
     print_table(f"top {a.top} ops", "name", by_op, cuda)
     if a.json:
         print(json.dumps({"bench": "profile", "preset": a.preset, "precision": a.precision, "device": str(device),
                           "batch": cfg.batch_size, "size": cfg.generator.image_sizes[-1], "steps": a.steps,
                           "threads": torch.get_num_threads(), "step_s": step_s, "profiled_step_s": profiled_s,
-                          "by_module": by_module, "by_kind": by_kind, "top_ops": by_op}))
+                          "self_cpu_ms": cpu_ms, "self_device_ms": kernel_ms if cuda else None,
+                          "by_network": by_network, "by_module": by_module, "by_kind": by_kind, "top_ops": by_op}))
 
 
 if __name__ == "__main__":

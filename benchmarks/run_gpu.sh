@@ -16,6 +16,7 @@ OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python}
+command -v "$PY" >/dev/null || PY=python3
 
 step() {  # NAME SECONDS COMMAND...: run COMMAND for at most SECONDS (and within the budget)
     local name=$1 limit=$2
@@ -65,7 +66,7 @@ step train_bird_compile 150 $PY $T --presets bird --batches 20 --precisions bf16
 # 4. evaluation: attngan eval -m rprecision (no autocast, as eval runs) and the IS/FID Inception features
 step eval_bird 80 $PY $E --preset bird --num-samples 1000 --batch 50 --precisions fp32,tf32 --in-process
 # 5. where a training step's time goes (torch.profiler)
-step profile_bird 60 $PY benchmarks/profile_train.py --device cuda --preset bird --precision bf16 --steps 3 --json
+step profile_bird 60 $PY benchmarks/profile_train.py --device cuda --preset bird --precision bf16 --steps 2 --json
 # 6. sampling compiled
 step sample_bird_compile 80 $PY $S --preset bird --batch 64 --precisions bf16 --repeats 5 --compile --no-files
 echo "done in ${SECONDS} s; results in $OUT" | tee -a "$OUT/summary.txt"

@@ -69,7 +69,7 @@ def test_bench_sample_smoke():
 
 def test_bench_eval_smoke():
     rows, table, out = run_bench("bench_eval.py", "--preset", "shapes", "--num-samples", "4", "--batch", "2",
-                                 "--n-test", "10")
+                                 "--n-test", "10", "--in-process")
     assert out.returncode == 0, out.stderr[-3000:]
     by_what = {r["what"]: r for r in rows}
     assert set(by_what) == {"rprecision", "features"} and len(rows) == 2
@@ -99,10 +99,11 @@ def test_profile_train_smoke():
     assert len(rows) == 1
     r = rows[0]
     check_numbers(r, ["step_s", "profiled_step_s"])
-    for table in ("by_module", "by_kind"):
+    for table in ("by_network", "by_module", "by_kind"):
         assert sum(x["cpu_pct"] for x in r[table]) == pytest.approx(100.0)
         for x in r[table]:
             assert math.isfinite(x["self_cpu_ms"]) and x["self_cpu_ms"] >= 0
+    assert {"G", "D0", "D1", "D2", "optimizer (Adam)"} <= {x["network"] for x in r["by_network"]}
     modules = {x["module"] for x in r["by_module"]}
     assert {"G.h_net1", "G.h_net2.att (word attention)", "D0.img_code_s16", "optimizer (Adam)", "EMA update",
             "text encoder (frozen)", "DAMSM image encoder (frozen)"} <= modules
