@@ -64,6 +64,7 @@ from .loop import (
     make_loader,
     preserve_rng,
 )
+from .stages import init_from_stage_one
 from .tensorboard import SAMPLES_TAG, tensorboard_callbacks
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class _CompiledD(nn.Module):
         super().__init__()
         self.D = D
         self.fwd = torch.compile(D)
+        self.unconditional = getattr(D, "unconditional", True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fwd(images)
@@ -172,10 +174,11 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
 
     logs: dict[str, torch.Tensor] = {}
     d_total = torch.zeros((), device=device)
+    first = len(fakes) - len(m.Ds_run)  # the Ds judge the last stages (StackGAN's Stage-II: only its own)
     for i, (D, opt) in enumerate(zip(m.Ds_run, m.opt_ds, strict=True)):
         opt.zero_grad(set_to_none=True)
         with autocast(device, cfg.precision):
-            terms = d_loss(D, reals[i], fakes[i].detach(), sent_emb)
+            terms = d_loss(D, reals[first + i], fakes[first + i].detach(), sent_emb)
         m.scaler_d.scale(terms.total).backward()
         m.scaler_d.step(opt)
         logs[f"d{i}"] = terms.total.detach()
@@ -272,7 +275,8 @@ class GANTask:
         self.batch_size = cfg.batch_size
         self.steps_per_epoch = len(train_ds) // cfg.batch_size
         self.d_loss = DiscriminatorLoss(cfg.mismatch)
-        self.g_loss = GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, models.image_encoder)
+        self.g_loss = GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, models.image_encoder,
+                                    color_consistency=cfg.color_consistency)
 
     def start_epoch(self, epoch: int) -> None:
         self.models.G.train()
@@ -416,6 +420,8 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
         if ckpt.rng is not None:
             set_rng_state(ckpt.rng)
         log.info("resuming from %s (step %d, epoch %d)", ckpt.path, state.step, state.epoch)
+    elif cfg.init:
+        init_from_stage_one(m.G, m.ema.module, cfg.init)
     run.write_config(to_dict(cfg))
     samples = fixed_samples(test_ds, cfg)
     if is_main_process():
