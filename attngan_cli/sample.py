@@ -346,7 +346,7 @@ def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top:
     arch = get_arch(cfg.generator.arch)
     if not arch.word_attention:
         raise InputError(
-            f"checkpoint {bundle.path}: --arch {arch.name} has no word attention ({arch.summary}), so there are no "
+            f"checkpoint {bundle.path}: --arch {arch.name} ({arch.paper}) has no word attention, so there are no "
             "attention maps to draw; use `attngan sample` for its images"
         )
     if cfg.generator.stages < 2:
