@@ -422,3 +422,12 @@ def test_stage_option_errors() -> None:
         check_stage_options("stackgan", 3, None, None, None)
     with pytest.raises(InputError, match="keeps its stage"):
         check_stage_options("stackgan", 2, None, None, Path("run"))
+
+
+def test_color_consistency_flag_reaches_training(baseline_runs) -> None:
+    run = baseline_runs["stackgan++"]
+    assert json.loads((run / "config.json").read_text())["color_consistency"] == 1.0
+    records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if line.strip()]
+    assert any(r.get("color", 0) > 0 for r in records)
+    plain = [json.loads(line) for line in (baseline_runs["attngan"] / "stats.jsonl").read_text().splitlines()]
+    assert not any("color" in r for r in plain)
