@@ -81,10 +81,14 @@ class DAMSMConfig:
     gamma3: float = 10.0  # posterior smoothing over the batch
 
 
+# Size factor between neighbouring stages of the architectures that do not double (StackGAN's Stage-II: 4x).
+STAGE_SCALE = {"stackgan": 4}
+
+
 @dataclass
 class GeneratorConfig:
     arch: str = "attngan"  # the architecture (see attngan_cli.models.registry; --arch)
-    stages: int = 3  # 1..4; images of base_size * 2**i for i < stages
+    stages: int = 3  # 1..4; images of base_size * scale**i for i < stages (scale: STAGE_SCALE, else 2)
     base_size: int = 64
     ngf: int = 32
     r_num: int = 2  # residual blocks per attentional stage
@@ -94,7 +98,8 @@ class GeneratorConfig:
 
     @property
     def image_sizes(self) -> list[int]:
-        return [self.base_size * 2**i for i in range(self.stages)]
+        scale = STAGE_SCALE.get(self.arch, 2)
+        return [self.base_size * scale**i for i in range(self.stages)]
 
 
 @dataclass
@@ -152,6 +157,8 @@ class TrainConfig:
     lambda_damsm: float = 5.0
     kl_weight: float = 1.0
     mismatch: bool = True  # the official extra D term on (real image, wrong sentence)
+    color_consistency: float = 0.0  # weight of StackGAN++'s colour-consistency term (0 = off; --color-consistency)
+    init: str = ""  # --arch stackgan --stage 2: the finished Stage-I run (its final.pt) Stage-II starts from
     batch_size: int = 20
     epochs: int = 600
     max_steps: int = 0  # 0 = no limit; otherwise stop after this many generator steps
@@ -260,6 +267,7 @@ _RANGES: dict[str, tuple[float, float, bool, str]] = {
     "text.words": (1, math.inf, True, "text.words"),
     "lambda_damsm": (0, math.inf, True, "--lambda"),
     "kl_weight": (0, math.inf, True, "kl_weight"),
+    "color_consistency": (0, math.inf, True, "--color-consistency"),
     "lr": (0, math.inf, False, "--lr"),
     "lr_g": (0, math.inf, False, "--lr-g"),
     "lr_d": (0, math.inf, False, "--lr-d"),

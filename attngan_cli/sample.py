@@ -30,6 +30,7 @@ from .distributed import barrier, gather_object, is_main_process, rank, world_si
 from .errors import AttnGANError, InputError, OutputError
 from .inference import GeneratorBundle, generate
 from .io import append_jsonl, atomic_path, atomic_write_json, check_output_location
+from .models.registry import get_arch
 from .progress import NullProgress, Progress
 from .viz.attention import all_word_maps, attention_figure
 from .viz.grid import make_grid, save_png, to_uint8, upsample, wrap
@@ -357,6 +358,12 @@ def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top:
     if out.suffix.lower() != ".png":
         raise InputError(f"--out {out}: the figure is a PNG; give a path ending in .png")
     cfg = bundle.config
+    arch = get_arch(cfg.generator.arch)
+    if not arch.word_attention:
+        raise InputError(
+            f"checkpoint {bundle.path}: --arch {arch.name} ({arch.paper}) has no word attention, so there are no "
+            "attention maps to draw; use `attngan sample` for its images"
+        )
     if cfg.generator.stages < 2:
         raise InputError(
             f"checkpoint {bundle.path}: a {cfg.generator.stages}-stage generator has no word "

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .arch_presets import arch_overrides
 from .checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint
 from .config import (
     DEFAULT_PRESET,
+    GeneratorConfig,
     PretrainConfig,
     TrainConfig,
     apply_overrides,
@@ -37,6 +39,7 @@ from .inference import DAMSM_KIND, GAN_KIND
 from .models.image_encoder import inception_weights_file
 from .models.registry import get_arch
 from .rundir import resolve_checkpoint
+from .train.stages import STAGED_ARCH, check_stage_one, stage_one_encoders
 
 PathLike = str | os.PathLike[str]
 
@@ -102,9 +105,14 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     else:
         if data is None:
             raise InputError("give the prepared dataset (DATA.h5) to train on, or --resume a run")
-        if encoders is None:
+        if encoders is None and overrides.get("init"):  # StackGAN Stage-II: Stage-I's encoders by default
+            overrides["encoders"] = str(Path(stage_one_encoders(overrides["init"])).resolve())
+        elif encoders is None:
             raise InputError(MISSING_ENCODERS)
-        cfg = make_train_config(preset or preset_for_source(read_info(data).source), overrides)
+        preset = preset or preset_for_source(read_info(data).source)
+        arch = overrides.get("generator.arch", GeneratorConfig.arch)
+        get_arch(arch)
+        cfg = make_train_config(preset, {**arch_overrides(arch, preset), **overrides})
     get_arch(cfg.generator.arch)  # an unknown --arch fails here, naming the known ones
     if not Path(cfg.dataset).is_file():
         raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
@@ -116,7 +124,24 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     check_vocab(load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True), dataset_words, f"dataset {cfg.dataset}")
     if ckpt is not None:
         check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
+    else:
+        cfg = _check_stage_schedule(cfg, dataset_words, encoders_path)
     return TrainSettings(cfg, ckpt)
+
+
+def _check_stage_schedule(cfg: TrainConfig, dataset_words: list[str], encoders_path: Path) -> TrainConfig:
+    """A new StackGAN Stage-II run (``--stage 2``) needs ``--init``, a finished Stage-I of this data
+    (checked by :func:`check_stage_one`; stored as its absolute ``final.pt``); ``--init`` is for nothing else."""
+    staged = cfg.generator.arch == STAGED_ARCH and cfg.generator.stages == 2
+    if staged and not cfg.init:
+        raise InputError("--arch stackgan --stage 2 trains Stage-II on a finished Stage-I: pass --init STAGE1_RUN")
+    if cfg.init and not staged:
+        raise InputError(f"--init is for --arch stackgan --stage 2 (Stage-II on a finished Stage-I), not "
+                         f"--arch {cfg.generator.arch} with {cfg.generator.stages} stage(s)")
+    if staged:
+        text_state = load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True).state.get("text_encoder")
+        cfg = apply_overrides(cfg, {"init": str(check_stage_one(cfg, dataset_words, text_state))})
+    return cfg
 
 
 def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: dict[str, Any] | None = None,

@@ -208,8 +208,8 @@ def test_checkpoint_errors_name_the_problem(tmp_path: Path) -> None:
 
 def test_checkpoint_config_and_vocab_mismatch_name_the_field(tmp_path: Path) -> None:
     ck = load_checkpoint(save_checkpoint(_ckpt(), tmp_path / "a.pt"))
-    requested = to_dict(make_train_config("shapes", {"generator.ngf": 8}))
-    check_checkpoint_config(ck, to_dict(make_train_config("shapes")), ["generator.ngf", "generator.stages"])
+    requested = make_train_config("shapes", {"generator.ngf": 8})  # the config dataclass, as the callers pass
+    check_checkpoint_config(ck, make_train_config("shapes"), ["generator.ngf", "generator.stages"])
     with pytest.raises(ConfigMismatchError, match=r"generator\.ngf is 16 there but 8 was requested"):
         check_checkpoint_config(ck, requested, ["generator.stages", "generator.ngf"])
     check_vocab(ck, ["<end>", "red", "circle"])

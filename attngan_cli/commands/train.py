@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..errors import InputError
 from ..rundir import RunDir
 from .common import command, progress, report
 from .options import Device, Precision, Quiet, Resume, RunsRoot, Seed, Workers
@@ -16,8 +17,24 @@ from .watch_options import TensorBoardOption
 def _overrides(**options: Any) -> dict[str, Any]:
     """Config overrides (dotted keys) from the options given; an option's name is its key unless listed."""
     config_keys = {"arch": "generator.arch", "stages": "generator.stages", "ngf": "generator.ngf", "ndf": "discriminator.ndf",
-                   "lambda_": "lambda_damsm"}
+                   "lambda_": "lambda_damsm", "stage": "generator.stages", "init": "init"}
     return {config_keys.get(k, k): v for k, v in options.items() if v is not None}
+
+
+def check_stage_options(arch: str | None, stage: int | None, stages: int | None, init: Path | None,
+                        resume: Path | None) -> None:
+    """--stage is StackGAN's schedule: only with --arch stackgan, on a new run, instead of --stages."""
+    if stage is None:
+        return
+    if resume is not None:
+        raise InputError("--stage: a resumed run keeps its stage (leave out --stage)")
+    if arch != "stackgan":
+        raise InputError(f"--stage is for --arch stackgan (trained one stage after the other); --arch "
+                         f"{arch or 'attngan'} trains every stage at once (--stages)")
+    if stages is not None:
+        raise InputError("give --stage (StackGAN) or --stages, not both")
+    if stage not in (1, 2):
+        raise InputError(f"--stage must be 1 (Stage-I) or 2 (Stage-II), got {stage}")
 
 
 @command
@@ -29,8 +46,16 @@ def train(
     preset: Annotated[str, typer.Option("--preset", help="Settings to start from: bird, coco or shapes "
                                         "(default: from the dataset: shapes for shapes data, coco for COCO, "
                                         "else bird).")] = "",
-    arch: Annotated[str | None, typer.Option("--arch", help="Architecture: attngan (default; see README's "
-                                             "architecture table).")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Architecture: attngan (default), stackgan++ or stackgan "
+                                             "(see README's architecture table); a baseline applies its paper's "
+                                             "settings over the preset.")] = None,
+    stage: Annotated[int | None, typer.Option("--stage", help="--arch stackgan: 1 trains Stage-I, 2 trains Stage-II "
+                                              "on the frozen Stage-I given by --init.")] = None,
+    init: Annotated[Path | None, typer.Option("--init", help="--stage 2: the finished Stage-I run (or its final.pt) "
+                                              "of the same dataset.")] = None,
+    color_consistency: Annotated[float | None, typer.Option("--color-consistency", help="Weight of StackGAN++'s "
+                                                            "colour-consistency term between neighbouring stages "
+                                                            "(0 = off).")] = None,
     stages: Annotated[int | None, typer.Option("--stages", help="Generator stages 1-4 (64, 128, 256, 512 px with base 64).")] = None,
     lambda_: Annotated[float | None, typer.Option("--lambda", help="DAMSM loss weight (0 = no DAMSM, the paper's ablation).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Images per step.")] = None,
@@ -77,14 +102,22 @@ def train(
       attngan train data/shapes.h5 --preset shapes --encoders runs/00001-shapes-pretrain --precision bf16
 
       attngan train --resume runs/00002-shapes-train --epochs 40
+
+      attngan train data/cub.h5 -e runs/00000-cub-pretrain --arch stackgan++ --lambda 5
+
+      attngan train data/cub.h5 -e runs/00000-cub-pretrain --arch stackgan --stage 1
+
+      attngan train data/cub.h5 --arch stackgan --stage 2 --init runs/00003-cub-train
     """
     # settings and the loop import torch (seconds): only when the command runs, so the CLI starts fast
     from ..distributed import init_from_env
     from ..settings import resolve_train
     from ..train.gan import train_gan
 
+    check_stage_options(arch, stage, stages, init, resume)
     overrides = _overrides(
-        arch=arch, stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
+        arch=arch, stage=stage, init=str(init) if init is not None else None, color_consistency=color_consistency,
+        stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
         channels_last=channels_last or None, compile=compile_ or None, grad_accum=grad_accum, sync_bn=sync_bn or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,

@@ -78,6 +78,7 @@ from .loop import (
     make_loader,
     preserve_rng,
 )
+from .stages import init_from_stage_one
 from .tensorboard import SAMPLES_TAG, tensorboard_callbacks
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class _CompiledD(nn.Module):
         super().__init__()
         self.D = D
         self.fwd = torch.compile(D)
+        self.unconditional = getattr(D, "unconditional", True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fwd(images)
@@ -236,9 +238,10 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
             with torch.no_grad():
                 fakes_k = run_g(sl).images
         fakes = out.images if K == 1 else fakes_k
+        first = len(fakes) - len(m.D_steps)  # the Ds judge the last stages (StackGAN's Stage-II: only its own)
         for i, D_step in enumerate(m.D_steps):
             with _sync_on_last(D_step, k, K), autocast(device, cfg.precision):
-                d_total = D_step(reals[i][sl], fakes[i].detach(), sent_emb[sl], wrong_emb[sl], d_loss)
+                d_total = D_step(reals[first + i][sl], fakes[first + i].detach(), sent_emb[sl], wrong_emb[sl], d_loss)
                 m.scaler_d.scale(d_total / K).backward()
             add(f"d{i}", d_total)
     for opt in m.opt_ds:
@@ -350,7 +353,8 @@ class GANTask:
         self.batch_size = cfg.batch_size
         self.steps_per_epoch = len(train_ds) // cfg.batch_size
         self.d_loss = DiscriminatorLoss(cfg.mismatch)
-        self.g_loss = GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, models.image_encoder)
+        self.g_loss = GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, models.image_encoder,
+                                    color_consistency=cfg.color_consistency)
 
     def start_epoch(self, epoch: int) -> None:
         self.models.G.train()
@@ -497,6 +501,8 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
         state = LoopState(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batch_in_epoch", 0)))
         restore_rank_rng(ckpt, cfg.seed)
         log.info("resuming from %s (step %d, epoch %d)", ckpt.path, state.step, state.epoch)
+    elif cfg.init:
+        init_from_stage_one(m.G, m.ema.module, cfg.init)
     run.write_config(to_dict(cfg))
     samples = fixed_samples(test_ds, cfg)
     if is_main_process():

@@ -6,7 +6,13 @@
   ``mismatch=False`` it is the paper's equation 5 alone: ``(uncond real + cond real) / 2 +
   (uncond fake + cond fake) / 2``.
 * :class:`GeneratorLoss` — ``sum over stages of (uncond + cond) adversarial terms
-  + lambda * (L1w + L2w + L1s + L2s) on the last stage's image + kl_weight * KL(mu, logvar)``.
+  + lambda * (L1w + L2w + L1s + L2s) on the last stage's image + kl_weight * KL(mu, logvar)``
+  (+ ``color_consistency`` x StackGAN++'s colour regulariser, :mod:`.color_loss`).
+
+A discriminator with ``unconditional = False`` (StackGAN's) has the conditional terms only: D's loss is
+``cond real + (cond fake + cond mismatched) / 2`` (the official StackGAN; ``cond real + cond fake``
+without mismatch) and G's adversarial term is the conditional one. When there are fewer discriminators
+than stages (a StackGAN Stage-II on its frozen Stage-I), they judge the last stages' images.
 
 All adversarial terms are numerically stable logits-based binary cross-entropies computed in fp32
 (the logits may come from a bf16/fp16 autocast region). The objects hold no optimiser state; the
@@ -25,6 +31,7 @@ from torch import nn
 from ..config import DAMSMConfig
 from ..distributed import gather_cat
 from ..losses import sentence_loss, words_loss
+from .color_loss import color_consistency
 
 
 def bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -44,9 +51,17 @@ def mismatched(sent_emb: torch.Tensor) -> torch.Tensor:
     return torch.roll(sent_emb, shifts=-1, dims=0)
 
 
-def combine_d_terms(real_uncond: torch.Tensor, real_cond: torch.Tensor, fake_uncond: torch.Tensor,
+def has_uncond(netD: nn.Module) -> bool:
+    """Whether ``netD`` has the unconditional head (every discriminator but StackGAN's)."""
+    return bool(getattr(netD, "unconditional", True))
+
+
+def combine_d_terms(real_uncond: torch.Tensor | None, real_cond: torch.Tensor, fake_uncond: torch.Tensor | None,
                     fake_cond: torch.Tensor, wrong_cond: torch.Tensor | None) -> torch.Tensor:
-    """The per-stage discriminator loss from the five (or four) BCE terms."""
+    """The per-stage discriminator loss from the five (or four) BCE terms; without the unconditional
+    terms (None), StackGAN's conditional loss."""
+    if real_uncond is None or fake_uncond is None:
+        return real_cond + (fake_cond if wrong_cond is None else (fake_cond + wrong_cond) / 2)
     if wrong_cond is None:
         return (real_uncond + real_cond) / 2 + (fake_uncond + fake_cond) / 2
     return (real_uncond + real_cond) / 2 + (fake_uncond + fake_cond + wrong_cond) / 3
@@ -55,9 +70,9 @@ def combine_d_terms(real_uncond: torch.Tensor, real_cond: torch.Tensor, fake_unc
 @dataclass
 class DLossTerms:
     total: torch.Tensor
-    real_uncond: torch.Tensor
+    real_uncond: torch.Tensor | None
     real_cond: torch.Tensor
-    fake_uncond: torch.Tensor
+    fake_uncond: torch.Tensor | None
     fake_cond: torch.Tensor
     wrong_cond: torch.Tensor | None = None
 
@@ -75,21 +90,20 @@ class DiscriminatorLoss:
         (default: :func:`mismatched` of this batch; under torchrun, of the whole batch over the ranks)."""
         real_code = netD(real)  # (B, 8ndf, 4, 4)
         fake_code = netD(fake.detach())
-        out = {
-            "real_uncond": netD.uncond_logits(real_code),
-            "real_cond": netD.cond_logits(real_code, sent_emb),
-            "fake_uncond": netD.uncond_logits(fake_code),
-            "fake_cond": netD.cond_logits(fake_code, sent_emb),
-        }
+        out = {"real_cond": netD.cond_logits(real_code, sent_emb), "fake_cond": netD.cond_logits(fake_code, sent_emb)}
+        if has_uncond(netD):
+            out["real_uncond"] = netD.uncond_logits(real_code)
+            out["fake_uncond"] = netD.uncond_logits(fake_code)
         if self.mismatch:
             out["wrong_cond"] = netD.cond_logits(real_code, mismatched(sent_emb) if wrong_emb is None else wrong_emb)
         return out
 
     def from_logits(self, logits: dict[str, torch.Tensor]) -> DLossTerms:
+        uncond = "real_uncond" in logits
         terms = {
-            "real_uncond": bce_logits(logits["real_uncond"], 1.0),
+            "real_uncond": bce_logits(logits["real_uncond"], 1.0) if uncond else None,
             "real_cond": bce_logits(logits["real_cond"], 1.0),
-            "fake_uncond": bce_logits(logits["fake_uncond"], 0.0),
+            "fake_uncond": bce_logits(logits["fake_uncond"], 0.0) if uncond else None,
             "fake_cond": bce_logits(logits["fake_cond"], 0.0),
         }
         wrong = bce_logits(logits["wrong_cond"], 0.0) if self.mismatch else None
@@ -118,6 +132,7 @@ class GLossTerms:
             out["w_loss"] = self.w_loss.detach()
         if self.s_loss is not None:
             out["s_loss"] = self.s_loss.detach()
+        out.update({k: v.detach() for k, v in self.extras.items()})
         return out
 
 
@@ -137,8 +152,9 @@ class GeneratorLoss:
     """Adversarial terms of every stage + lambda * DAMSM (last stage) + kl_weight * KL."""
 
     def __init__(self, lambda_damsm: float, kl_weight: float = 1.0, damsm: DAMSMConfig | None = None,
-                 image_encoder: nn.Module | None = None) -> None:
+                 image_encoder: nn.Module | None = None, color_consistency: float = 0.0) -> None:
         self.lambda_damsm = float(lambda_damsm)
+        self.color_consistency = float(color_consistency)
         self.kl_weight = float(kl_weight)
         self.damsm = damsm or DAMSMConfig()
         self.image_encoder = image_encoder
@@ -148,9 +164,10 @@ class GeneratorLoss:
     def adversarial(self, netsD: Sequence[nn.Module], fakes: Sequence[torch.Tensor],
                     sent_emb: torch.Tensor) -> list[torch.Tensor]:
         out = []
-        for netD, fake in zip(netsD, fakes, strict=True):
+        for netD, fake in zip(netsD, fakes[len(fakes) - len(netsD):], strict=True):  # Ds judge the last stages
             code = netD(fake)
-            out.append(bce_logits(netD.uncond_logits(code), 1.0) + bce_logits(netD.cond_logits(code, sent_emb), 1.0))
+            cond = bce_logits(netD.cond_logits(code, sent_emb), 1.0)
+            out.append(bce_logits(netD.uncond_logits(code), 1.0) + cond if has_uncond(netD) else cond)
         return out
 
     def damsm_terms(self, image: torch.Tensor, words_emb: torch.Tensor, sent_emb: torch.Tensor,
@@ -180,4 +197,8 @@ class GeneratorLoss:
         if self.lambda_damsm > 0:
             w, s = self.damsm_terms(fakes[-1], words_emb, sent_emb, lengths, class_ids)
             total = total + self.lambda_damsm * (w + s)
-        return GLossTerms(total=total, adv=adv, kl=kl, w_loss=w, s_loss=s)
+        extras = {}
+        if self.color_consistency > 0:
+            extras["color"] = color_consistency(fakes)
+            total = total + self.color_consistency * extras["color"]
+        return GLossTerms(total=total, adv=adv, kl=kl, w_loss=w, s_loss=s, extras=extras)
