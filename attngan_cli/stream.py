@@ -1,0 +1,96 @@
+"""Using a pretrained STREAM captioner (MirrorGAN, Qiao et al., CVPR 2019): its loader, its captions of
+images, and the re-description loss of the generator.
+
+The captioner checkpoint (kind ``captioner``, written by ``attngan pretrain --model captioner``) holds
+its config, the vocabulary and the weights. A GAN run that uses it records its absolute path in the run's
+config (``TrainConfig.captioner``), and its vocabulary hash in the checkpoint's extra, so ``attngan sample
+--caption-back`` finds it again (or takes ``--captioner``) and checks it is the same vocabulary.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .captioner_config import CAPTIONER_KIND, CaptionPretrainConfig, captioner_config_from_dict
+from .checkpoints import Checkpoint, load_checkpoint, load_module_state, require_state
+from .data.vocab import Vocabulary
+from .errors import CheckpointError, ConfigMismatchError
+from .models.captioner import Captioner
+from .rundir import resolve_checkpoint
+
+# The captioner reads generated images resized to its input size; beyond this upsampling factor it reads
+# pictures much blurrier than the real ones it learned from, and ``train --captioner`` refuses it.
+MAX_UPSAMPLING = 2.0
+
+
+@dataclass
+class CaptionerBundle:
+    """A pretrained captioner (eval mode, no gradients to its weights), its vocabulary and config."""
+
+    captioner: Captioner
+    vocab: Vocabulary
+    config: CaptionPretrainConfig
+    path: Path | None = None
+
+    def describe(self, images: torch.Tensor, max_words: int | None = None) -> list[str]:
+        """Greedy captions of ``images`` (B, 3, H, W) in [-1, 1]."""
+        dev = next(self.captioner.parameters()).device
+        ids = self.captioner.greedy(images.to(dev).float(), max_words or self.config.decode_words)
+        return [self.vocab.decode(row) for row in ids]
+
+
+def captioner_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> CaptionerBundle:
+    cfg = captioner_config_from_dict(ckpt.config, where=f"checkpoint {ckpt.path} config")
+    if ckpt.vocab is None:
+        raise CheckpointError(f"captioner checkpoint {ckpt.path} holds no vocabulary")
+    require_state(ckpt, "captioner")
+    model = Captioner(cfg.model)
+    load_module_state(model, ckpt.state["captioner"], "captioner", ckpt.path)
+    model.to(device).eval()
+    model.requires_grad_(False)
+    return CaptionerBundle(model, Vocabulary(list(ckpt.vocab)), cfg, ckpt.path)
+
+
+def load_captioner(path_or_run_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> CaptionerBundle:
+    """A pretrained captioner from a ``captioner`` checkpoint or a captioner pretrain run directory."""
+    path = resolve_checkpoint(path_or_run_dir, what="captioner checkpoint")
+    return captioner_from_checkpoint(load_checkpoint(path, kind=CAPTIONER_KIND, map_location="cpu"), device)
+
+
+def check_captioner_for(bundle: CaptionerBundle, vocab_words: list[str], image_size: int, what: str) -> None:
+    """The captioner must read this data's vocabulary and images of ``image_size`` px (the generator's
+    last stage) without upsampling them more than :data:`MAX_UPSAMPLING` times."""
+    if list(bundle.vocab.words) != list(vocab_words):
+        raise ConfigMismatchError(
+            f"the captioner {bundle.path} was trained on a vocabulary of {len(bundle.vocab)} words (sha256 "
+            f"{bundle.vocab.sha256[:12]}) but {what} has {len(vocab_words)} words: pretrain the captioner on the "
+            "same prepared dataset (`attngan pretrain DATA --model captioner`)")
+    size = bundle.config.model.image_size
+    if size > MAX_UPSAMPLING * image_size:
+        raise ConfigMismatchError(
+            f"the captioner {bundle.path} reads {size} px images but the generator's last stage draws {image_size} "
+            f"px: more than {MAX_UPSAMPLING:g}x upsampling (use more --stages, or a captioner with a smaller "
+            "input size, e.g. --image-encoder compact)")
+
+
+class StreamLoss(nn.Module):
+    """The re-description loss (MirrorGAN equation 10): the frozen captioner's cross-entropy of its own
+    input caption, read off the generated image. Gradients reach the image, never the captioner."""
+
+    def __init__(self, captioner: Captioner) -> None:
+        super().__init__()
+        captioner.eval()
+        captioner.requires_grad_(False)
+        self.captioner = captioner
+
+    def train(self, mode: bool = True) -> StreamLoss:  # the captioner stays in eval mode (BatchNorm, dropout)
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        loss, _acc = self.captioner.caption_loss(images, captions, lengths, backbone_grad=True)
+        return loss
