@@ -22,7 +22,14 @@ from typing import Any
 import torch
 
 from ..captioner_config import CAPTIONER_KIND, CaptionPretrainConfig, make_caption_pretrain_config
-from ..checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint, load_module_state, require_state
+from ..checkpoints import (
+    Checkpoint,
+    check_checkpoint_config,
+    check_vocab,
+    load_checkpoint,
+    load_module_state,
+    require_state,
+)
 from ..config import to_dict
 from ..data.dataset import TextImageDataset
 from ..device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
@@ -32,7 +39,17 @@ from ..models.captioner import Captioner
 from ..models.image_encoder import load_inception_weights
 from ..progress import NullProgress, Progress
 from ..rundir import RunDir, resolve_checkpoint
-from .loop import Callback, Loop, LoopState, ProgressBar, StatsLog, StepInfo, cpu_state, epoch_batches, make_loader
+from .loop import (
+    Callback,
+    Loop,
+    LoopState,
+    ProgressBar,
+    StatsLog,
+    StepInfo,
+    cpu_state,
+    epoch_batches,
+    make_loader,
+)
 from .tensorboard import tensorboard_callbacks
 
 log = logging.getLogger(__name__)
