@@ -150,6 +150,10 @@ class TrainConfig:
     words: int = 18
     lambda_damsm: float = 5.0
     kl_weight: float = 1.0
+    # MirrorGAN's STREAM: a pretrained captioner (file or run directory; "" = none) and the weight of its
+    # re-description loss (the paper's lambda, 20); see attngan_cli.stream
+    captioner: str = ""
+    stream_weight: float = 20.0
     mismatch: bool = True  # the official extra D term on (real image, wrong sentence)
     batch_size: int = 20
     epochs: int = 600
@@ -256,6 +260,7 @@ _RANGES: dict[str, tuple[float, float, bool, str]] = {
     "words": (1, math.inf, True, "--words"),
     "text.words": (1, math.inf, True, "text.words"),
     "lambda_damsm": (0, math.inf, True, "--lambda"),
+    "stream_weight": (0, math.inf, True, "--stream-weight"),
     "kl_weight": (0, math.inf, True, "kl_weight"),
     "lr": (0, math.inf, False, "--lr"),
     "lr_g": (0, math.inf, False, "--lr-g"),

@@ -76,7 +76,8 @@ def preset_for_source(source: str) -> str:
 
 
 def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, preset: str | None = None,
-                  overrides: dict[str, Any] | None = None, resume: PathLike | None = None) -> TrainSettings:
+                  overrides: dict[str, Any] | None = None, resume: PathLike | None = None,
+                  captioner: PathLike | None = None) -> TrainSettings:
     """The GAN training settings for ``data`` (a prepared HDF5 file) and the DAMSM ``encoders``.
 
     A new run starts from ``preset`` (default: :func:`preset_for_source` of the data). With ``resume``
@@ -84,8 +85,12 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     ``data`` and ``encoders`` are then optional and replace the checkpoint's when given, and an override
     of a field that sets a weight shape (``GAN_RESUME_FIELDS``) is an error naming it. ``overrides`` are
     dotted config keys (``None`` values are ignored); the dataset and encoder paths are stored absolute.
+    ``captioner`` (MirrorGAN's STREAM, :mod:`attngan_cli.stream`) is checked against the data's vocabulary
+    and the generator's last image size here too.
     """
-    overrides = _own_overrides(overrides, ("dataset", "encoders"))
+    overrides = _own_overrides(overrides, ("dataset", "encoders", "captioner"))
+    if captioner is not None:
+        overrides["captioner"] = str(Path(captioner).resolve())
     if data is not None:
         overrides["dataset"] = str(Path(data).resolve())
     if encoders is not None:
@@ -116,6 +121,10 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     check_vocab(load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True), dataset_words, f"dataset {cfg.dataset}")
     if ckpt is not None:
         check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
+    if cfg.captioner:
+        from .stream import check_train_captioner
+
+        check_train_captioner(cfg.captioner, cfg.dataset, list(dataset_words), cfg.generator.image_sizes[-1])
     return TrainSettings(cfg, ckpt)
 
 

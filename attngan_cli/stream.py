@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,3 +95,38 @@ class StreamLoss(nn.Module):
     def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         loss, _acc = self.captioner.caption_loss(images, captions, lengths, backbone_grad=True)
         return loss
+
+
+# --------------------------------------------------------------------------------------------------
+# In GAN training (train/gan.py)
+# --------------------------------------------------------------------------------------------------
+def check_train_captioner(captioner: str, dataset: str, vocab_words: list[str], image_size: int,
+                          device: str | torch.device = "cpu") -> CaptionerBundle:
+    """``train --captioner``: the captioner loads, reads this dataset's vocabulary and the generator's
+    last-stage images (:func:`check_captioner_for`). Returns it (on ``device``)."""
+    bundle = load_captioner(captioner, device)
+    check_captioner_for(bundle, vocab_words, image_size, f"dataset {dataset}")
+    return bundle
+
+
+def stream_for_training(captioner: str, stream_weight: float, dataset: str, vocab_words: list[str],
+                        image_size: int, device: torch.device) -> tuple[StreamLoss | None, dict[str, str]]:
+    """The frozen STREAM loss of a run (None without a captioner or with weight 0) and what the GAN
+    checkpoint records of it (``extra``: the captioner's path and vocabulary hash, for ``sample
+    --caption-back``)."""
+    if not captioner:
+        return None, {}
+    bundle = check_train_captioner(captioner, dataset, vocab_words, image_size, device)
+    record = {"captioner_path": str(bundle.path), "captioner_vocab_sha256": bundle.vocab.sha256}
+    return (StreamLoss(bundle.captioner) if stream_weight > 0 else None), record
+
+
+def add_stream_term(terms: Any, stream: StreamLoss | None, weight: float, image: torch.Tensor,
+                    captions: torch.Tensor, lengths: torch.Tensor) -> None:
+    """Add ``weight`` x the re-description loss of the last-stage ``image`` to the generator's loss
+    terms (:class:`attngan_cli.train.gan_loss.GLossTerms`); logged as ``stream`` (unweighted)."""
+    if stream is None:
+        return
+    loss = stream(image, captions, lengths)
+    terms.extras["stream"] = loss
+    terms.total = terms.total + weight * loss

@@ -46,6 +46,7 @@ from ..models.registry import build_discriminators, build_generator
 from ..progress import Progress
 from ..rundir import RunDir, resolve_checkpoint
 from ..settings import GAN_RESUME_FIELDS
+from ..stream import add_stream_term, stream_for_training
 from ..viz.grid import make_grid, save_png, to_uint8, upsample
 from .ema import EMA
 from .gan_loss import DiscriminatorLoss, GeneratorLoss
@@ -88,6 +89,7 @@ class Models:
     scaler_d: torch.amp.GradScaler
     G_run: Callable[..., Any] = None  # type: ignore[assignment]  # G or its compiled version
     Ds_run: list[Callable[..., Any]] = field(default_factory=list)
+    stream: nn.Module | None = None  # MirrorGAN's frozen STREAM loss (attngan_cli.stream), or None
 
 
 class _CompiledD(nn.Module):
@@ -188,6 +190,7 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
         m.opt_g.zero_grad(set_to_none=True)
         with autocast(device, cfg.precision):
             gterms = g_loss(m.Ds_run, fakes, out.mu, out.logvar, words_emb, sent_emb, lengths, class_ids)
+            add_stream_term(gterms, m.stream, cfg.stream_weight, fakes[-1], captions, lengths)
         m.scaler_g.scale(gterms.total).backward()
         m.scaler_g.step(m.opt_g)
         m.scaler_g.update()
@@ -266,8 +269,9 @@ class GANTask:
     label, unit = "train", "step"
 
     def __init__(self, cfg: TrainConfig, models: Models, train_ds: TextImageDataset, device: torch.device,
-                 damsm: DAMSMBundle) -> None:
+                 damsm: DAMSMBundle, captioner_record: dict[str, str] | None = None) -> None:
         self.cfg, self.models, self.train_ds, self.device, self.damsm = cfg, models, train_ds, device, damsm
+        self.captioner_record = captioner_record or {}
         self.vocab_words = list(train_ds.vocab.words)
         self.batch_size = cfg.batch_size
         self.steps_per_epoch = len(train_ds) // cfg.batch_size
@@ -304,7 +308,7 @@ class GANTask:
             step=state.step, epoch=state.epoch, rng=rng_state(),
             extra={"damsm_text_encoder": cpu_state(m.text_encoder), "damsm_config": to_dict(self.damsm.config.text),
                    "damsm_path": str(self.damsm.path), "batch_in_epoch": state.batch_in_epoch,
-                   "dataset": str(cfg.dataset)},
+                   "dataset": str(cfg.dataset), **self.captioner_record},
         )
 
 
@@ -409,6 +413,8 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
 
     image_encoder = damsm.image_encoder if cfg.lambda_damsm > 0 else None
     m = build_models(cfg, device, damsm.text_encoder, image_encoder)
+    m.stream, captioner_record = stream_for_training(cfg.captioner, cfg.stream_weight, cfg.dataset, vocab_words,
+                                                     cfg.generator.image_sizes[-1], device)
     state = LoopState()
     if ckpt is not None:
         load_training_state(m, ckpt)
@@ -421,7 +427,7 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
     if is_main_process():
         atomic_write_text(run.file("samples-captions.txt"), "\n".join(samples.texts) + "\n")
 
-    task = GANTask(cfg, m, train_ds, device, damsm)
+    task = GANTask(cfg, m, train_ds, device, damsm, captioner_record)
     ema_bundle = GeneratorBundle(m.ema.module, m.text_encoder, train_ds.vocab, cfg)
     loop = Loop(task, run, state, epochs=cfg.epochs, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
                 snapshot_every=cfg.snapshot_every, nan_hint="lower --lr-g/--lr-d or --precision fp32",

@@ -116,6 +116,7 @@ class GLossTerms:
             out["w_loss"] = self.w_loss.detach()
         if self.s_loss is not None:
             out["s_loss"] = self.s_loss.detach()
+        out.update({k: v.detach() for k, v in self.extras.items()})
         return out
 
 

@@ -1,0 +1,212 @@
+"""MirrorGAN in the toolkit: the GLAM generator (``--arch mirrorgan``), the STREAM loss in GAN training,
+checkpoints, the settings checks and the CLI pieces (train flags, sample --caption-back, attend's
+sentence maps). Tiny sizes throughout (2 stages of 16 and 32 px, widths 4-8)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _mirror_fixtures import make_captioner
+from _sample_fixtures import tiny_train_config
+from typer.testing import CliRunner
+
+from attngan_cli.checkpoints import load_checkpoint
+from attngan_cli.cli import app
+from attngan_cli.config import make_train_config
+from attngan_cli.data.h5 import read_vocab
+from attngan_cli.errors import ConfigMismatchError
+from attngan_cli.io import read_jsonl
+from attngan_cli.models.registry import arch_names, build_generator, get_arch
+from attngan_cli.rundir import RunDir
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+runner = CliRunner()
+
+
+def tiny_gcfg(arch: str = "mirrorgan", stages: int = 3):
+    return make_train_config("shapes", {"generator.arch": arch, "generator.stages": stages, "generator.base_size": 8,
+                                        "generator.ngf": 4, "generator.r_num": 1, "generator.z_dim": 8,
+                                        "generator.condition_dim": 6, "generator.embedding_dim": 16}).generator
+
+
+def _inputs(B: int = 2, T: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    mask[0, 3:] = True
+    return torch.randn(B, 8, generator=g), torch.randn(B, 16, generator=g), torch.randn(B, 16, T, generator=g), mask
+
+
+# ------------------------------------------------------------------------------------------ GLAM
+def test_mirrorgan_is_registered_with_sentence_attention():
+    assert "mirrorgan" in arch_names()
+    arch = get_arch("mirrorgan")
+    assert arch.sentence_attention and arch.word_attention and "MirrorGAN" in arch.paper
+
+
+def test_glam_shapes_and_sentence_maps():
+    G = build_generator(tiny_gcfg()).eval()
+    z, sent, words, mask = _inputs()
+    out = G(z, sent, words, mask, ca_noise=False)
+    assert [tuple(x.shape) for x in out.images] == [(2, 3, 8, 8), (2, 3, 16, 16), (2, 3, 32, 32)]
+    assert [tuple(a.shape) for a in out.attn] == [(2, 5, 8, 8), (2, 5, 16, 16)]
+    assert [tuple(s.shape) for s in out.sent_attn] == [(2, 1, 8, 8), (2, 1, 16, 16)]
+    for s in out.sent_attn:  # each map is a distribution over the regions
+        assert torch.allclose(s.sum(dim=(2, 3)), torch.ones(2, 1), atol=1e-5) and bool((s >= 0).all())
+    assert float(out.attn[0][0, 3:].detach().abs().max()) == 0.0  # padding words get no word attention
+    names = set(dict(G.named_parameters()))
+    assert {"h_net2.sent_att.linear.weight", "h_net2.sent_att.conv_sentence_vis.weight", "h_net2.conv.weight",
+            "h_net2.att.conv_context.weight"} <= names
+    # the AttnGAN generator keeps its output (no sentence maps)
+    assert tuple(build_generator(tiny_gcfg("attngan"))(z, sent, words, mask).sent_attn) == ()
+
+
+def test_glam_gradients_reach_both_attentions():
+    G = build_generator(tiny_gcfg()).train()
+    z, sent, words, mask = _inputs(B=4)
+    out = G(z, sent, words, mask)
+    (out.images[-1].square().mean() + out.images[1].square().mean()).backward()
+    params = dict(G.named_parameters())
+    for name in ("h_net2.sent_att.linear.weight", "h_net2.sent_att.conv_sentence_vis.weight",
+                 "h_net3.sent_att.linear.weight", "h_net2.att.conv_context.weight", "h_net2.conv.weight",
+                 "ca_net.fc.weight", "h_net1.fc.0.weight"):
+        assert params[name].grad is not None and float(params[name].grad.abs().sum()) > 0, name
+
+
+def test_glam_sentence_context_carries_the_sentence():
+    """With the word attention's input fixed, changing only the CA vector's path through the sentence
+    attention changes the images: the sentence context is used."""
+    G = build_generator(tiny_gcfg()).eval()
+    z, sent, words, mask = _inputs()
+    a = G(z, sent, words, mask, ca_noise=False).images[-1]
+    with torch.no_grad():
+        for i in (2, 3):
+            getattr(G, f"h_net{i}").sent_att.linear.weight.mul_(3.0)
+    b = G(z, sent, words, mask, ca_noise=False).images[-1]
+    assert float((a - b).abs().max()) > 1e-4
+
+
+# ------------------------------------------------------------------------------------------ STREAM
+@pytest.fixture(scope="module")
+def real_pairs(shapes_h5):
+    from attngan_cli.data.dataset import TextImageDataset
+
+    ds = TextImageDataset(shapes_h5, split="train", image_sizes=(32,), words=12, augment=False, caption_index=0)
+    items = [ds[i] for i in range(8)]
+    return (torch.stack([it["images"][0] for it in items]), torch.stack([torch.as_tensor(it["caption"]) for it in items]),
+            torch.tensor([int(it["length"]) for it in items]))
+
+
+@pytest.fixture(scope="module")
+def trained_captioner(shapes_h5, real_pairs, tmp_path_factory):
+    words = list(read_vocab(shapes_h5).words)
+    return make_captioner(tmp_path_factory.mktemp("cap") / "captioner.pt", words, train_on=real_pairs)
+
+
+@pytest.fixture(scope="module")
+def random_captioner(shapes_h5, tmp_path_factory):
+    return make_captioner(tmp_path_factory.mktemp("capr") / "captioner.pt", list(read_vocab(shapes_h5).words))
+
+
+def test_stream_loss_falls_when_the_real_image_replaces_the_generated_one(trained_captioner, real_pairs, damsm_path):
+    from attngan_cli.inference import embed_captions, load_damsm
+    from attngan_cli.stream import StreamLoss, load_captioner
+
+    images, caps, lens = real_pairs
+    stream = StreamLoss(load_captioner(trained_captioner).captioner)
+    damsm = load_damsm(damsm_path)
+    cfg = make_train_config("shapes", {"generator.arch": "mirrorgan", "generator.stages": 2, "generator.ngf": 8})
+    torch.manual_seed(0)
+    G = build_generator(cfg.generator)
+    words_emb, sent_emb, mask = embed_captions(damsm.text_encoder, caps, lens)
+    fake = G(torch.randn(8, cfg.generator.z_dim), sent_emb, words_emb, mask).images[-1]  # (8, 3, 32, 32)
+    on_fake = stream(fake, caps, lens)
+    on_real = stream(images, caps, lens)
+    assert float(on_real) < 0.25 * float(on_fake)
+    # gradients reach the generated image (and G), never the frozen captioner
+    on_fake.backward()
+    assert float(G.img_net2.img[0].weight.grad.abs().sum()) > 0
+    assert all(p.grad is None and not p.requires_grad for p in stream.captioner.parameters())
+    stream.train()
+    assert not stream.captioner.training  # BatchNorm keeps its statistics
+
+
+def test_train_mirrorgan_with_stream_round_trips_and_resumes_exactly(shapes_h5, damsm_path, random_captioner, tmp_path):
+    from attngan_cli.inference import generate, load_generator
+    from attngan_cli.train.gan import train_gan
+
+    cfg = tiny_train_config(shapes_h5, damsm_path, **{"generator.arch": "mirrorgan", "captioner": str(random_captioner),
+                                                      "stream_weight": 20.0})
+    full: dict[int, dict[str, float]] = {}
+    final = train_gan(cfg, RunDir.create(tmp_path, "a", "train"), callbacks=[lambda i: full.update({i.step: i.losses})])
+    assert all("stream" in v and v["stream"] > 0 for v in full.values())
+    stats = read_jsonl(final.parent / "stats.jsonl")
+    assert "stream" in stats[0]
+    ck = load_checkpoint(final, kind="gan")
+    assert ck.config["generator"]["arch"] == "mirrorgan" and ck.config["captioner"] == str(random_captioner)
+    assert ck.extra["captioner_path"] == str(random_captioner)
+    # the checkpoint round-trips: the loaded EMA generator is the trained one, same images and maps
+    bundle = load_generator(final)
+    assert type(bundle.generator).__name__ == "MirrorGANGenerator"
+    caps, lens = torch.tensor([[1, 2, 3, 0]]), torch.tensor([3])
+    z = torch.randn(1, cfg.generator.z_dim)
+    again = load_generator(final)
+    a, b = generate(bundle, caps, lens, z), generate(again, caps, lens, z)
+    assert torch.equal(a.images[-1], b.images[-1]) and len(a.sent_attn) == 1
+    ema = {k: v for k, v in ck.state["generator_ema"].items()}
+    assert all(torch.equal(ema[k], v) for k, v in bundle.generator.state_dict().items())
+    # resume from epoch 1: the same losses, the stream term included
+    resumed: dict[int, dict[str, float]] = {}
+    train_gan(cfg, RunDir.create(tmp_path, "b", "train"), resume=final.parent / "checkpoint-1.pt",
+              callbacks=[lambda i: resumed.update({i.step: i.losses})])
+    assert sorted(resumed) == [5, 6, 7, 8]
+    for step in resumed:
+        assert resumed[step]["stream"] == pytest.approx(full[step]["stream"], rel=1e-5)
+        assert resumed[step]["g"] == pytest.approx(full[step]["g"], rel=1e-5)
+
+
+def test_stream_weight_zero_trains_without_the_term(shapes_h5, damsm_path, random_captioner, tmp_path):
+    from attngan_cli.train.gan import train_gan
+
+    cfg = tiny_train_config(shapes_h5, damsm_path, **{"captioner": str(random_captioner), "stream_weight": 0.0,
+                                                      "epochs": 1})
+    seen: list[dict[str, float]] = []
+    final = train_gan(cfg, RunDir.create(tmp_path, "z", "train"), callbacks=[lambda i: seen.append(i.losses)])
+    assert seen and all("stream" not in v for v in seen)
+    assert load_checkpoint(final, kind="gan").extra["captioner_path"] == str(random_captioner)
+
+
+# ------------------------------------------------------------------------------------------ settings and CLI
+def test_resolve_train_checks_the_captioner_before_any_run(shapes_h5, damsm_path, tmp_path):
+    from attngan_cli.settings import resolve_train
+
+    wrong_vocab = make_captioner(tmp_path / "other.pt", ["<end>", "a", "b"])
+    with pytest.raises(ConfigMismatchError, match="vocabulary"):
+        resolve_train(shapes_h5, encoders=damsm_path, captioner=wrong_vocab, overrides={"generator.stages": 2})
+    words = list(read_vocab(shapes_h5).words)
+    big = make_captioner(tmp_path / "big.pt", words, image_size=128)
+    with pytest.raises(ConfigMismatchError, match="128 px"):
+        resolve_train(shapes_h5, encoders=damsm_path, captioner=big, overrides={"generator.stages": 2})
+    ok = resolve_train(shapes_h5, encoders=damsm_path, captioner=big, overrides={"generator.stages": 3})
+    assert ok.config.captioner == str(big.resolve())
+
+
+def _train_cli(shapes_h5, damsm_path, runs, *extra):
+    return runner.invoke(app, ["train", str(shapes_h5), "-e", str(damsm_path), "--runs", str(runs), "--stages", "2",
+                               "--ngf", "8", "--ndf", "8", "-b", "16", "--max-steps", "2", "--sample-every", "0",
+                               "--device", "cpu", "--quiet", "--no-tensorboard", *extra])
+
+
+def test_train_cli_flags(shapes_h5, damsm_path, random_captioner, tmp_path):
+    runs = tmp_path / "runs"
+    res = _train_cli(shapes_h5, damsm_path, runs, "--stream-weight", "5")
+    assert res.exit_code == 1 and "--captioner" in res.output and not runs.exists()
+    res = _train_cli(shapes_h5, damsm_path, runs, "--sentence-attention", "--arch", "attngan")
+    assert res.exit_code == 1 and "--arch mirrorgan" in res.output and not runs.exists()
+    res = _train_cli(shapes_h5, damsm_path, runs, "--sentence-attention", "--captioner", str(random_captioner),
+                     "--stream-weight", "5")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((sorted(runs.iterdir())[0] / "config.json").read_text())
+    assert cfg["generator"]["arch"] == "mirrorgan" and cfg["stream_weight"] == 5.0
+    assert cfg["captioner"] == str(random_captioner.resolve())
