@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from .captioner_config import CAPTIONER_KIND, CaptionPretrainConfig, captioner_config_from_dict
 from .checkpoints import Checkpoint, load_checkpoint, load_module_state, require_state
 from .data.vocab import Vocabulary
-from .errors import CheckpointError, ConfigMismatchError
+from .errors import CheckpointError, ConfigMismatchError, InputError
 from .models.captioner import Captioner
 from .rundir import resolve_checkpoint
 
@@ -130,3 +132,35 @@ def add_stream_term(terms: Any, stream: StreamLoss | None, weight: float, image:
     loss = stream(image, captions, lengths)
     terms.extras["stream"] = loss
     terms.total = terms.total + weight * loss
+
+
+# --------------------------------------------------------------------------------------------------
+# `attngan sample --caption-back`
+# --------------------------------------------------------------------------------------------------
+def captioner_for_generator(generator: Any, captioner: str | os.PathLike[str] | None = None,
+                            device: str | torch.device = "cpu") -> CaptionerBundle:
+    """The captioner that reads a generator's images: ``captioner`` when given, else the one its run
+    was trained with (``config.captioner``, recorded by ``train --captioner``). It must use the
+    generator's vocabulary."""
+    path = captioner or getattr(generator.config, "captioner", "") or generator.extra.get("captioner_path", "")
+    if not path:
+        raise InputError(f"checkpoint {generator.path} was trained without a captioner: give one with --captioner "
+                         "RUN (from `attngan pretrain DATA --model captioner` on the same data)")
+    if not Path(path).exists():
+        raise InputError(f"the captioner {path} recorded in {generator.path} does not exist any more: give one "
+                         "with --captioner RUN")
+    bundle = load_captioner(path, device)
+    if generator.vocab is not None and list(generator.vocab.words) != list(bundle.vocab.words):
+        raise ConfigMismatchError(f"the captioner {bundle.path} uses another vocabulary ({len(bundle.vocab)} words) "
+                                  f"than the generator {generator.path} ({len(generator.vocab)} words)")
+    return bundle
+
+
+def caption_back(bundle: CaptionerBundle, paths: list[Path], batch_size: int = 16) -> list[str]:
+    """The captioner's captions of the image files ``paths`` (PNGs the generator wrote)."""
+    out: list[str] = []
+    for i in range(0, len(paths), batch_size):
+        arrays = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) for p in paths[i:i + batch_size]]
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0  # (B, 3, s, s) in [-1, 1]
+        out.extend(bundle.describe(x))
+    return out

@@ -210,3 +210,95 @@ def test_train_cli_flags(shapes_h5, damsm_path, random_captioner, tmp_path):
     cfg = json.loads((sorted(runs.iterdir())[0] / "config.json").read_text())
     assert cfg["generator"]["arch"] == "mirrorgan" and cfg["stream_weight"] == 5.0
     assert cfg["captioner"] == str(random_captioner.resolve())
+
+
+# ------------------------------------------------------------------------------------------ sample and attend
+@pytest.fixture(scope="module")
+def mirror_run(shapes_h5, damsm_path, trained_captioner, tmp_path_factory):
+    """A 4-step MirrorGAN run (GLAM + STREAM) on the shapes fixture."""
+    from attngan_cli.train.gan import train_gan
+
+    cfg = tiny_train_config(shapes_h5, damsm_path, **{"generator.arch": "mirrorgan", "captioner": str(trained_captioner),
+                                                      "epochs": 1})
+    return train_gan(cfg, RunDir.create(tmp_path_factory.mktemp("mrun"), "m", "train")).parent
+
+
+def test_sample_caption_back_prints_the_captioners_reading(mirror_run, random_captioner, tmp_path):
+    """--captioner replaces the run's captioner (a random one: it reads noise images differently, where the
+    run's, trained on 8 real images, says the same of every 4-step GAN image)."""
+    from attngan_cli.stream import caption_back, load_captioner
+
+    out = tmp_path / "s"
+    res = runner.invoke(app, ["sample", "a red circle on a white background", "-c", str(mirror_run), "-o", str(out),
+                              "--n", "2", "--caption-back", "--captioner", str(random_captioner), "--device", "cpu",
+                              "-q"])
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.stdout.splitlines() if "\t" in line]
+    assert len(lines) == 2
+    finals = sorted(out.glob("c00000-s*-32.png"))
+    assert [line.split("\t")[0] for line in lines] == [str(p) for p in finals]
+    import numpy as np
+    from PIL import Image
+
+    reader = load_captioner(random_captioner)
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) for p in finals])
+    expected = reader.describe(torch.from_numpy(pixels).permute(0, 3, 1, 2) / 127.5 - 1.0)
+    assert caption_back(reader, finals) == expected
+    assert [line.split("\t")[1] for line in lines] == expected
+    records = read_jsonl(out / "captions_back.jsonl")
+    assert [r["caption_back"] for r in records] == expected
+
+
+def test_caption_back_reads_real_images_from_png(trained_captioner, real_pairs, tmp_path):
+    """The captioner trained on 8 real images reads their PNG files back as their captions."""
+    from attngan_cli.stream import caption_back, load_captioner
+    from attngan_cli.viz.grid import save_png, to_uint8
+
+    images, caps, lens = real_pairs
+    paths = [save_png(arr, tmp_path / f"{i}.png") for i, arr in enumerate(to_uint8(images))]
+    reader = load_captioner(trained_captioner)
+    read = caption_back(reader, paths)
+    truth = [reader.vocab.decode(c[: int(n)].tolist()) for c, n in zip(caps, lens, strict=True)]
+    assert sum(a == b for a, b in zip(read, truth, strict=True)) >= 6
+
+
+def test_sample_caption_back_needs_a_captioner(tmp_path):
+    from _sample_fixtures import make_generator_checkpoint
+
+    g = make_generator_checkpoint(tmp_path / "G.pt", stages=2)
+    res = runner.invoke(app, ["sample", "a red bird", "-c", str(g), "-o", str(tmp_path / "o"), "--caption-back",
+                              "--device", "cpu", "-q"])
+    assert res.exit_code == 1 and "--captioner" in res.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_attend_draws_the_sentence_attention(mirror_run, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "fig.png"
+    res = runner.invoke(app, ["attend", "a red circle on a white background", "-c", str(mirror_run), "-o", str(out),
+                              "--top", "3", "--word-maps", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert [s["stage"] for s in rec["sentence_attention"]] == [2]
+    assert rec["sentence_attention"][0]["regions"] == [16, 16]
+    assert rec["sentence_attention"][0]["peak_share"] >= rec["sentence_attention"][0]["uniform_share"]
+    npz = np.load(tmp_path / "fig_maps" / "maps.npz")
+    assert npz["sentence1"].shape == (16, 16) and abs(float(npz["sentence1"].sum()) - 1.0) < 1e-4
+    # the figure has a last row for the sentence maps: one row more than the same maps without them
+    from attngan_cli.inference import generate, load_generator
+    from attngan_cli.sample import caption_batch, encode_caption, item_noise
+    from attngan_cli.viz.attention import attention_figure
+
+    bundle = load_generator(mirror_run)
+    cap = encode_caption(bundle.vocab, "a red circle on a white background", "c")
+    z, eps = item_noise(0, 0, 0, bundle.config.generator.z_dim, bundle.config.generator.condition_dim)
+    g = generate(bundle, *caption_batch([cap]), z[None], eps[None])
+    stages = [im[0] for im in g.images]
+    maps = [a[0, : len(cap.ids)] for a in g.attn]
+    with_s = attention_figure(stages, maps, cap.words, top=3, caption=" ".join(cap.words),
+                              sentence_maps=[s[0, 0] for s in g.sent_attn]).image
+    without = attention_figure(stages, maps, cap.words, top=3, caption=" ".join(cap.words)).image
+    assert Image.open(out).size == with_s.size and with_s.size[1] > without.size[1]
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(with_s))
