@@ -74,6 +74,8 @@ _CAPTIONER_PRESETS: dict[str, dict[str, Any]] = {
     "shapes": {"words": 12, "batch_size": 32, "epochs": 6, "lr": 2e-3, "eval_items": 500,
                "model": {"backbone": "compact", "image_size": 64, "width": 16, "embed_dim": 128, "hidden_dim": 128}},
 }
+_CAPTIONER_PRESETS["mirrorgan-bird"] = _CAPTIONER_PRESETS["bird"]
+_CAPTIONER_PRESETS["mirrorgan-coco"] = _CAPTIONER_PRESETS["coco"]
 
 # range checks for the fields validate() does not know (it checks batch_size, epochs, words, lr, ...)
 _CAPTIONER_RANGES = ("model.embed_dim", "model.hidden_dim", "model.layers", "model.width", "eval_items")

@@ -70,7 +70,7 @@ def preset_for_source(source: str) -> str:
     it is (cub -> bird, coco -> coco, shapes -> shapes); data of any other source (a folder of images,
     ...) gets :data:`attngan_cli.config.DEFAULT_PRESET`."""
     for name in preset_names():
-        if preset_value(name, "dataset_kind") == source:
+        if get_preset(name).chosen_by_data and preset_value(name, "dataset_kind") == source:
             return name
     return DEFAULT_PRESET
 
@@ -121,6 +121,10 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     check_vocab(load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True), dataset_words, f"dataset {cfg.dataset}")
     if ckpt is not None:
         check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
+    if cfg.preset.startswith("mirrorgan-") and cfg.stream_weight > 0 and not cfg.captioner:
+        raise InputError(f"the {cfg.preset} preset trains with MirrorGAN's re-description loss: give the pretrained "
+                         "captioner with --captioner RUN (`attngan pretrain DATA --model captioner`), or --stream-weight "
+                         "0 for GLAM alone")
     if cfg.captioner:
         from .stream import check_train_captioner
 

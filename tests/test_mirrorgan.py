@@ -302,3 +302,20 @@ def test_attend_draws_the_sentence_attention(mirror_run, tmp_path):
     without = attention_figure(stages, maps, cap.words, top=3, caption=" ".join(cap.words)).image
     assert Image.open(out).size == with_s.size and with_s.size[1] > without.size[1]
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(with_s))
+
+
+def test_mirrorgan_presets(shapes_h5, damsm_path):
+    from attngan_cli.errors import InputError
+    from attngan_cli.settings import preset_for_source, resolve_train
+
+    bird = make_train_config("mirrorgan-bird")
+    assert (bird.generator.arch, bird.stream_weight, bird.lambda_damsm, bird.batch_size, bird.epochs) == (
+        "mirrorgan", 20.0, 0.0, 12, 650)
+    assert (bird.generator.ngf, bird.discriminator.ndf, bird.generator.r_num, bird.words) == (32, 64, 2, 18)
+    coco = make_train_config("mirrorgan-coco")
+    assert (coco.generator.arch, coco.stream_weight, coco.generator.ngf, coco.words) == ("mirrorgan", 20.0, 48, 12)
+    assert preset_for_source("cub") == "bird" and preset_for_source("coco") == "coco"  # never chosen by the data
+    with pytest.raises(InputError, match="--captioner"):
+        resolve_train(shapes_h5, encoders=damsm_path, preset="mirrorgan-bird")
+    ok = resolve_train(shapes_h5, encoders=damsm_path, preset="mirrorgan-bird", overrides={"stream_weight": 0.0})
+    assert ok.config.generator.arch == "mirrorgan"
