@@ -82,7 +82,7 @@ def check_captioner_for(bundle: CaptionerBundle, vocab_words: list[str], image_s
 
 
 class StreamLoss(nn.Module):
-    """The re-description loss (MirrorGAN equation 10): the frozen captioner's cross-entropy of its own
+    """The re-description loss (MirrorGAN section 3.4): the frozen captioner's cross-entropy of its own
     input caption, read off the generated image. Gradients reach the image, never the captioner."""
 
     def __init__(self, captioner: Captioner) -> None:
