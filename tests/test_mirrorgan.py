@@ -319,3 +319,25 @@ def test_mirrorgan_presets(shapes_h5, damsm_path):
         resolve_train(shapes_h5, encoders=damsm_path, preset="mirrorgan-bird")
     ok = resolve_train(shapes_h5, encoders=damsm_path, preset="mirrorgan-bird", overrides={"stream_weight": 0.0})
     assert ok.config.generator.arch == "mirrorgan"
+
+
+def test_the_stream_term_reaches_the_generator_in_a_training_step(shapes_h5, damsm_path, random_captioner):
+    from attngan_cli.inference import load_damsm
+    from attngan_cli.stream import StreamLoss, load_captioner
+    from attngan_cli.train.gan import build_models, open_datasets, train_step
+    from attngan_cli.train.gan_loss import DiscriminatorLoss, GeneratorLoss
+
+    cfg = tiny_train_config(shapes_h5, damsm_path, **{"generator.arch": "mirrorgan", "captioner": str(random_captioner),
+                                                      "lambda_damsm": 0.0, "stream_weight": 20.0})
+    damsm = load_damsm(damsm_path)
+    train_ds, _ = open_datasets(cfg)
+    batch = torch.utils.data.default_collate([train_ds[i] for i in range(cfg.batch_size)])
+    grads = []
+    for stream in (None, StreamLoss(load_captioner(random_captioner).captioner)):
+        torch.manual_seed(0)
+        m = build_models(cfg, torch.device("cpu"), damsm.text_encoder, None)
+        m.stream = stream
+        logs = train_step(m, batch, cfg, torch.device("cpu"), DiscriminatorLoss(), GeneratorLoss(0.0, cfg.kl_weight))
+        assert ("stream" in logs) == (stream is not None)
+        grads.append(m.G.img_net2.img[0].weight.grad.clone())
+    assert float((grads[0] - grads[1]).abs().max()) > 1e-6
