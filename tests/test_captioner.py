@@ -166,3 +166,31 @@ def test_caption_pretrain_config_ranges():
         make_caption_pretrain_config("shapes", {"lr": 0.0})
     cfg = make_caption_pretrain_config("shapes", {"model.backbone": "inception-v3"})
     assert cfg.model.image_size == 299
+
+
+def test_captioner_checkpoint_round_trips(tmp_path, one_thread):
+    from _mirror_fixtures import tiny_caption_config
+
+    from attngan_cli.captioner_config import CAPTIONER_KIND
+    from attngan_cli.checkpoints import Checkpoint, save_checkpoint
+    from attngan_cli.config import to_dict
+    from attngan_cli.errors import CheckpointError
+    from attngan_cli.stream import load_captioner
+
+    words = ["<end>", "a", "red", "circle", "on", "white"]
+    cfg = tiny_caption_config(words)
+    torch.manual_seed(1)
+    model = Captioner(cfg.model)
+    with torch.no_grad():  # BatchNorm statistics that are not the defaults
+        model.bn.running_mean.normal_(0, 0.3)
+    model.eval()
+    path = save_checkpoint(Checkpoint(kind=CAPTIONER_KIND, config=to_dict(cfg), vocab=words,
+                                      state={"captioner": model.state_dict()}), tmp_path / "c.pt")
+    bundle = load_captioner(path)
+    images, caps = torch.rand(2, 3, 32, 32) * 2 - 1, torch.tensor([[1, 2, 3, 0], [1, 4, 5, 3]])
+    with torch.no_grad():
+        assert torch.equal(bundle.captioner(images, caps), model(images, caps))
+    assert bundle.config == cfg and bundle.vocab.words == words
+    with pytest.raises(CheckpointError):  # a GAN-kind file is not a captioner
+        save_checkpoint(Checkpoint(kind="damsm", config={}, state={}), tmp_path / "d.pt")
+        load_captioner(tmp_path / "d.pt")
