@@ -156,6 +156,10 @@ class TrainConfig:
     words: int = 18
     lambda_damsm: float = 5.0
     kl_weight: float = 1.0
+    # MirrorGAN's STREAM: a pretrained captioner (file or run directory; "" = none) and the weight of its
+    # re-description loss (the paper's lambda, 20); see attngan_cli.stream
+    captioner: str = ""
+    stream_weight: float = 20.0
     mismatch: bool = True  # the official extra D term on (real image, wrong sentence)
     color_consistency: float = 0.0  # weight of StackGAN++'s colour-consistency term (0 = off; --color-consistency)
     init: str = ""  # --arch stackgan --stage 2: the finished Stage-I run (its final.pt) Stage-II starts from
@@ -266,6 +270,7 @@ _RANGES: dict[str, tuple[float, float, bool, str]] = {
     "words": (1, math.inf, True, "--words"),
     "text.words": (1, math.inf, True, "text.words"),
     "lambda_damsm": (0, math.inf, True, "--lambda"),
+    "stream_weight": (0, math.inf, True, "--stream-weight"),
     "kl_weight": (0, math.inf, True, "kl_weight"),
     "color_consistency": (0, math.inf, True, "--color-consistency"),
     "lr": (0, math.inf, False, "--lr"),
@@ -431,6 +436,29 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+
+
+def _variant(base: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """A preset definition: ``base``'s with ``changes`` merged in (nested dicts key by key)."""
+    out = copy.deepcopy(PRESETS[base])
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+# MirrorGAN (Qiao et al., CVPR 2019) on AttnGAN's data settings, chosen by name only (--preset). Birds: the
+# official MirrorGAN cfg/train_bird.yml (GLAM, batch 12, 650 epochs, the DAMSM term off: TRAIN.SMOOTH.LAMBDA
+# 0.0) with the paper's STREAM weight 20 (that file: LAMBDA1 10). COCO: no MirrorGAN config was released;
+# AttnGAN's COCO values with the same MirrorGAN terms.
+PRESETS["mirrorgan-bird"] = _variant("bird", {
+    "chosen_by_data": False, "generator": {"arch": "mirrorgan"}, "lambda_damsm": 0.0, "stream_weight": 20.0,
+    "batch_size": 12, "epochs": 650})
+PRESETS["mirrorgan-coco"] = _variant("coco", {
+    "chosen_by_data": False, "generator": {"arch": "mirrorgan"}, "lambda_damsm": 0.0, "stream_weight": 20.0})
+
 # Values the two jobs of a preset share, set once at the definition's top level: the caption length
 # (TrainConfig.words, also PretrainConfig.text.words unless the definition's "pretrain" sets its own
 # text.words: the official COCO DAMSM is trained on 15 words, its GAN on 12) and the DAMSM loss's gammas
@@ -447,6 +475,7 @@ class Preset:
     captions_per_image: int  # captions per image of that data
     train: TrainConfig
     pretrain: PretrainConfig
+    chosen_by_data: bool = True  # False: only by name (--preset), never chosen for a dataset's kind
 
 
 def build_preset(name: str, definition: dict[str, Any]) -> Preset:
@@ -460,6 +489,8 @@ def build_preset(name: str, definition: dict[str, Any]) -> Preset:
         if key not in values:
             raise ConfigMismatchError(f"{where}: {key} is missing")
         own[key] = _coerce(hints[key], values.pop(key), f"{where}.{key}")
+    if "chosen_by_data" in values:
+        own["chosen_by_data"] = _coerce(bool, values.pop("chosen_by_data"), f"{where}.chosen_by_data")
     pretrain_values = values.pop("pretrain", {})
     if "preset" in values or "preset" in pretrain_values:
         raise ConfigMismatchError(f"{where}: the configs' preset field is the preset's name; do not set it")
@@ -480,12 +511,12 @@ def build_preset(name: str, definition: dict[str, Any]) -> Preset:
     validate(train)
     validate(pretrain)
     return Preset(name=name, dataset_kind=own["dataset_kind"], captions_per_image=own["captions_per_image"],
-                  train=train, pretrain=pretrain)
+                  train=train, pretrain=pretrain, chosen_by_data=own.get("chosen_by_data", True))
 
 
 def _build_presets(definitions: dict[str, dict[str, Any]]) -> dict[str, Preset]:
     presets = {name: build_preset(name, d) for name, d in definitions.items()}
-    kinds = [p.dataset_kind for p in presets.values()]
+    kinds = [p.dataset_kind for p in presets.values() if p.chosen_by_data]
     for kind in kinds:
         if kinds.count(kind) > 1:
             raise ConfigMismatchError(f"several presets have dataset_kind {kind!r}; the data could not choose one")
@@ -519,7 +550,7 @@ def make_train_config(preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | 
 
 def preset_value(preset: str, key: str) -> Any:
     """A preset value that is not part of a job config (``dataset_kind``, ``captions_per_image``)."""
-    keys = [f.name for f in dataclasses.fields(Preset) if f.name not in ("name", "train", "pretrain")]
+    keys = [f.name for f in dataclasses.fields(Preset) if f.name not in ("name", "train", "pretrain", "chosen_by_data")]
     if key not in keys:
         raise AttnGANError(f"presets have no value {key!r}; choose one of: {', '.join(keys)}")
     return getattr(_lookup(preset), key)

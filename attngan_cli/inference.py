@@ -173,6 +173,7 @@ def load_generator(path_or_run_dir: str | os.PathLike[str], device: str | torch.
 class Generated:
     images: list[torch.Tensor]  # per stage (B, 3, s, s) float32 in [-1, 1], on the model's device
     attn: list[torch.Tensor]  # per attention model (B, T, h, w) float32
+    sent_attn: list[torch.Tensor] = field(default_factory=list)  # per sentence attention (B, 1, h, w): mirrorgan
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -212,4 +213,5 @@ def generate(bundle: GeneratorBundle, token_ids: torch.Tensor, lengths: torch.Te
                       ca_noise=False if eps is None else eps.to(device, sent_emb.dtype))
     finally:
         gen.train(was_training)
-    return Generated([im.float() for im in out.images], [a.float() for a in out.attn])
+    return Generated([im.float() for im in out.images], [a.float() for a in out.attn],
+                     [a.float() for a in getattr(out, "sent_attn", ())])

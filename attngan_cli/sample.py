@@ -376,7 +376,9 @@ def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top:
     images, attn = generated.images, generated.attn
     stage_images = [im[0].cpu() for im in images]  # per stage (3, s, s)
     maps = [a[0, : len(cap.ids)].cpu() for a in attn]  # per attention model (T, h, w)
-    fig = attention_figure(stage_images, maps, cap.words, top=top, caption=" ".join(cap.words))
+    sent_maps = [s[0, 0].cpu() for s in generated.sent_attn]  # per sentence attention (h, w): mirrorgan
+    fig = attention_figure(stage_images, maps, cap.words, top=top, caption=" ".join(cap.words),
+                           sentence_maps=sent_maps)
     save_png(fig.image, out)
     rankings = [[w.to_dict() for w in r] for r in fig.rankings]
     record = {
@@ -393,6 +395,10 @@ def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top:
         ],
         "figure": out.name,
     }
+    if sent_maps:  # MirrorGAN's GLAM: where each stage puts the sentence context
+        record["sentence_attention"] = [
+            {"model": k + 1, "stage": k + 2, "regions": [int(m.shape[-2]), int(m.shape[-1])],
+             "peak_share": float(m.max()), "uniform_share": 1.0 / m.numel()} for k, m in enumerate(sent_maps)]
     json_path = out.with_suffix(".json")
     atomic_write_json(json_path, record)
     written: list[Path] = []
@@ -406,7 +412,8 @@ def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top:
         npz = mdir / "maps.npz"
         with atomic_path(npz, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, words=np.array(cap.words), **{f"attn{k + 1}": m.numpy() for k, m in enumerate(maps)})
+                np.savez_compressed(f, words=np.array(cap.words), **{f"attn{k + 1}": m.numpy() for k, m in enumerate(maps)},
+                                    **{f"sentence{k + 1}": m.numpy() for k, m in enumerate(sent_maps)})
         written.append(npz)
     return AttendResult(out, json_path, written, cap, rankings)
 

@@ -73,13 +73,14 @@ def preset_for_source(source: str) -> str:
     it is (cub -> bird, coco -> coco, shapes -> shapes); data of any other source (a folder of images,
     ...) gets :data:`attngan_cli.config.DEFAULT_PRESET`."""
     for name in preset_names():
-        if preset_value(name, "dataset_kind") == source:
+        if get_preset(name).chosen_by_data and preset_value(name, "dataset_kind") == source:
             return name
     return DEFAULT_PRESET
 
 
 def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, preset: str | None = None,
-                  overrides: dict[str, Any] | None = None, resume: PathLike | None = None) -> TrainSettings:
+                  overrides: dict[str, Any] | None = None, resume: PathLike | None = None,
+                  captioner: PathLike | None = None) -> TrainSettings:
     """The GAN training settings for ``data`` (a prepared HDF5 file) and the DAMSM ``encoders``.
 
     A new run starts from ``preset`` (default: :func:`preset_for_source` of the data). With ``resume``
@@ -87,8 +88,12 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     ``data`` and ``encoders`` are then optional and replace the checkpoint's when given, and an override
     of a field that sets a weight shape (``GAN_RESUME_FIELDS``) is an error naming it. ``overrides`` are
     dotted config keys (``None`` values are ignored); the dataset and encoder paths are stored absolute.
+    ``captioner`` (MirrorGAN's STREAM, :mod:`attngan_cli.stream`) is checked against the data's vocabulary
+    and the generator's last image size here too.
     """
-    overrides = _own_overrides(overrides, ("dataset", "encoders"))
+    overrides = _own_overrides(overrides, ("dataset", "encoders", "captioner"))
+    if captioner is not None:
+        overrides["captioner"] = str(Path(captioner).resolve())
     if data is not None:
         overrides["dataset"] = str(Path(data).resolve())
     if encoders is not None:
@@ -126,6 +131,14 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
         check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
     else:
         cfg = _check_stage_schedule(cfg, dataset_words, encoders_path)
+    if cfg.preset.startswith("mirrorgan-") and cfg.stream_weight > 0 and not cfg.captioner:
+        raise InputError(f"the {cfg.preset} preset trains with MirrorGAN's re-description loss: give the pretrained "
+                         "captioner with --captioner RUN (`attngan pretrain DATA --model captioner`), or --stream-weight "
+                         "0 for GLAM alone")
+    if cfg.captioner:
+        from .stream import check_train_captioner
+
+        check_train_captioner(cfg.captioner, cfg.dataset, list(dataset_words), cfg.generator.image_sizes[-1])
     return TrainSettings(cfg, ckpt)
 
 

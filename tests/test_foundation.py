@@ -100,16 +100,16 @@ def test_image_sizes_follow_stages() -> None:
 
 
 def test_presets_are_typed_and_share_caption_length_and_damsm() -> None:
-    assert preset_names() == ["bird", "coco", "shapes"]
+    assert preset_names() == ["bird", "coco", "shapes", "mirrorgan-bird", "mirrorgan-coco"]
     for name in preset_names():
         p = get_preset(name)
         assert isinstance(p, Preset) and p.name == name == p.train.preset == p.pretrain.preset
         assert p.train == make_train_config(name) and p.pretrain == make_pretrain_config(name)
         assert p.pretrain.damsm == p.train.damsm
-        assert p.pretrain.text.words == (15 if name == "coco" else p.train.words)  # coco: its own DAMSM length
+        assert p.pretrain.text.words == (15 if "coco" in name else p.train.words)  # coco: its own DAMSM length
         assert p.pretrain.image.image_size == default_image_size(p.pretrain.image.backbone)
-    assert [preset_value(n, "dataset_kind") for n in preset_names()] == ["cub", "coco", "shapes"]
-    assert [preset_value(n, "captions_per_image") for n in preset_names()] == [10, 5, 5]
+    assert [preset_value(n, "dataset_kind") for n in preset_names()] == ["cub", "coco", "shapes", "cub", "coco"]
+    assert [preset_value(n, "captions_per_image") for n in preset_names()] == [10, 5, 5, 10, 5]
     shapes = make_pretrain_config("shapes")
     assert (shapes.image.backbone, shapes.image.image_size, shapes.image.width, shapes.group_by) == (
         "compact", 64, 16, ["bg_color", "color"])

@@ -9,6 +9,7 @@ import typer
 
 from ..console import is_quiet, stdout
 from ..distributed import is_main_process
+from ..errors import InputError
 from ..progress import NullProgress
 from ..rundir import RunDir
 from .common import command, progress
@@ -19,6 +20,8 @@ from .watch_options import TensorBoardOption
 @command
 def pretrain(
     data: Annotated[Path, typer.Argument(help="Prepared HDF5 dataset (from `attngan prep`).")],
+    model: Annotated[str, typer.Option("--model", help="What to pretrain: damsm (the DAMSM text and image "
+                                       "encoders, AttnGAN) or captioner (MirrorGAN's STREAM image captioner).")] = "damsm",
     preset: Annotated[str, typer.Option("--preset", help="Settings to start from: bird, coco or shapes "
                                         "(default: from the dataset: shapes for shapes data, else bird).")] = "",
     image_encoder: Annotated[str | None, typer.Option(
@@ -73,7 +76,22 @@ def pretrain(
       attngan pretrain data/shapes.h5 --preset shapes --image-encoder compact --epochs 5
 
       attngan pretrain data/cub.h5 --resume runs/00003-cub-pretrain
+
+      attngan pretrain data/shapes.h5 --model captioner   (MirrorGAN's STREAM; logs loss, accuracy, BLEU-4)
     """
+    if model not in ("damsm", "captioner"):
+        raise InputError(f"--model must be damsm or captioner, got {model!r}")
+    if model == "captioner":
+        damsm_only = {"--cache-features": cache_features or None, "--frozen-bn": frozen_bn,
+                      "--adam-per-epoch/--one-adam": adam_per_epoch, "--group-by": group_by}
+        given = [flag for flag, v in damsm_only.items() if v is not None]
+        if given:
+            raise InputError(f"{given[0]} is an option of the DAMSM pretraining, not of --model captioner")
+        _pretrain_captioner(data, preset=preset or None, image_encoder=image_encoder, epochs=epochs,
+                            batch_size=batch_size, lr=lr, snapshot_every=snapshot_every, max_minutes=max_minutes,
+                            precision=precision, device=device, seed=seed, workers=workers, tensorboard=tensorboard,
+                            resume=resume, runs=runs, inception_weights=inception_weights)
+        return
     # settings and the loop import torch (seconds): only when the command runs, so the CLI starts fast
     from ..distributed import init_from_env
     from ..settings import resolve_pretrain
@@ -94,6 +112,20 @@ def pretrain(
                          resume=settings.resume, inception_weights=inception_weights)
     if is_main_process():
         stdout.print(str(final), highlight=False, soft_wrap=True)
+
+
+def _pretrain_captioner(data: Path, *, preset: str | None, image_encoder: str | None, runs: Path,
+                        resume: Path | None, inception_weights: Path | None, **options: object) -> None:
+    """``--model captioner``: MirrorGAN's STREAM on the same data (see train/caption_pretrain.py)."""
+    from ..train.caption_pretrain import pretrain_captioner, resolve_caption_pretrain
+
+    overrides = {"model.backbone": image_encoder, **options}
+    cfg, ckpt = resolve_caption_pretrain(data, preset=preset, overrides=overrides, resume=resume,
+                                         inception_weights=inception_weights)
+    run = RunDir.create(runs, data.stem, "captioner")
+    final = pretrain_captioner(cfg, run, progress=NullProgress() if is_quiet() else progress(), resume=ckpt,
+                               inception_weights=inception_weights)
+    stdout.print(str(final), highlight=False, soft_wrap=True)
 
 
 def _group_by_names(option: str | None) -> list[str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -31,6 +32,13 @@ def sample(
     precision: Precision = "fp32",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a folder that holds an earlier "
                                             "run's samples, deleting those first (other files are kept).")] = False,
+    caption_back: Annotated[bool, typer.Option("--caption-back", help="MirrorGAN's re-description: caption every "
+                                               "last-stage image with the STREAM captioner (the run's, or "
+                                               "--captioner); prints PATH<TAB>CAPTION and writes "
+                                               "captions_back.jsonl.")] = False,
+    captioner: Annotated[Path | None, typer.Option("--captioner", help="The captioner for --caption-back (a "
+                                                   "captioner run or checkpoint; default: the one the run was "
+                                                   "trained with).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Generate images from captions with a trained (EMA) generator.
@@ -59,8 +67,26 @@ def sample(
     source = CaptionSource(captions or [], captions_file)
     init_from_env(device)  # under torchrun each process draws a share of the captions
     bundle = load_generator(checkpoint, resolve_device(device), need_vocab=True)
+    reader = None
+    if caption_back:
+        from ..stream import captioner_for_generator
+
+        reader = captioner_for_generator(bundle, captioner, resolve_device(device))  # fails before any image
     count = 0
+    last = f"-{bundle.config.generator.image_sizes[-1]}.png"
+    finals: list[Path] = []
     for path in sample_to_dir(bundle, source, out, settings, progress=None if quiet else progress()):
         typer.echo(str(path))
         count += 1
+        if path.name.startswith("c") and path.name.endswith(last):
+            finals.append(path)
     log.info("wrote %d files to %s", count, out)
+    if reader is not None:
+        from ..io import atomic_write_text
+        from ..stream import caption_back as describe
+
+        texts = describe(reader, finals)
+        for path, text in zip(finals, texts, strict=True):
+            typer.echo(f"{path}\t{text}")
+        lines = [json.dumps({"file": p.name, "caption_back": t}) for p, t in zip(finals, texts, strict=True)]
+        atomic_write_text(out / "captions_back.jsonl", "".join(line + "\n" for line in lines))

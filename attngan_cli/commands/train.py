@@ -46,9 +46,9 @@ def train(
     preset: Annotated[str, typer.Option("--preset", help="Settings to start from: bird, coco or shapes "
                                         "(default: from the dataset: shapes for shapes data, coco for COCO, "
                                         "else bird).")] = "",
-    arch: Annotated[str | None, typer.Option("--arch", help="Architecture: attngan (default), stackgan++ or stackgan "
-                                             "(see README's architecture table); a baseline applies its paper's "
-                                             "settings over the preset.")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Architecture: attngan (default), mirrorgan, stackgan++ "
+                                             "or stackgan (see README's architecture table); a baseline applies "
+                                             "its paper's settings over the preset.")] = None,
     stage: Annotated[int | None, typer.Option("--stage", help="--arch stackgan: 1 trains Stage-I, 2 trains Stage-II "
                                               "on the frozen Stage-I given by --init.")] = None,
     init: Annotated[Path | None, typer.Option("--init", help="--stage 2: the finished Stage-I run (or its final.pt) "
@@ -56,6 +56,13 @@ def train(
     color_consistency: Annotated[float | None, typer.Option("--color-consistency", help="Weight of StackGAN++'s "
                                                             "colour-consistency term between neighbouring stages "
                                                             "(0 = off).")] = None,
+    sentence_attention: Annotated[bool, typer.Option("--sentence-attention", help="MirrorGAN's sentence "
+                                                     "attention (GLAM): the same as --arch mirrorgan.")] = False,
+    captioner: Annotated[Path | None, typer.Option("--captioner", help="MirrorGAN's STREAM: a captioner run (from "
+                                                   "`attngan pretrain --model captioner`) or its checkpoint; adds "
+                                                   "the re-description loss.")] = None,
+    stream_weight: Annotated[float | None, typer.Option("--stream-weight", help="Weight of the re-description loss "
+                                                        "(MirrorGAN's lambda; default 20, the paper's).")] = None,
     stages: Annotated[int | None, typer.Option("--stages", help="Generator stages 1-4 (64, 128, 256, 512 px with base 64).")] = None,
     lambda_: Annotated[float | None, typer.Option("--lambda", help="DAMSM loss weight (0 = no DAMSM, the paper's ablation).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Images per step.")] = None,
@@ -108,6 +115,8 @@ def train(
       attngan train data/cub.h5 -e runs/00000-cub-pretrain --arch stackgan --stage 1
 
       attngan train data/cub.h5 --arch stackgan --stage 2 --init runs/00003-cub-train
+
+      attngan train data/shapes.h5 -e runs/00001-shapes-pretrain --arch mirrorgan --captioner runs/00003-shapes-captioner
     """
     # settings and the loop import torch (seconds): only when the command runs, so the CLI starts fast
     from ..distributed import init_from_env
@@ -115,15 +124,22 @@ def train(
     from ..train.gan import train_gan
 
     check_stage_options(arch, stage, stages, init, resume)
+    if sentence_attention:
+        if arch not in (None, "mirrorgan"):
+            raise InputError(f"--sentence-attention is --arch mirrorgan; it cannot be combined with --arch {arch}")
+        arch = "mirrorgan"
+    if stream_weight is not None and captioner is None and resume is None:
+        raise InputError("--stream-weight weighs the re-description loss of a captioner: give --captioner RUN too")
     overrides = _overrides(
         arch=arch, stage=stage, init=str(init) if init is not None else None, color_consistency=color_consistency,
         stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
         channels_last=channels_last or None, compile=compile_ or None, grad_accum=grad_accum, sync_bn=sync_bn or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
-        tensorboard=tensorboard,
+        tensorboard=tensorboard, stream_weight=stream_weight,
     )
-    settings = resolve_train(data, encoders=encoders, preset=preset or None, overrides=overrides, resume=resume)
+    settings = resolve_train(data, encoders=encoders, preset=preset or None, overrides=overrides, resume=resume,
+                             captioner=captioner)
     init_from_env(settings.config.device)  # under torchrun: join the other processes (rank 0 makes the run)
     run = RunDir.create(runs, Path(settings.config.dataset).stem, "train")
     with progress() as bar:

@@ -32,6 +32,7 @@ class GeneratorOutput(NamedTuple):
     attn: list[torch.Tensor]  # per attentional stage (B, T, s_{i-1}, s_{i-1})
     mu: torch.Tensor  # (B, c_dim)
     logvar: torch.Tensor  # (B, c_dim)
+    sent_attn: list[torch.Tensor] | tuple[()] = ()  # per sentence-attention stage (B, 1, s, s): MirrorGAN's GLAM
 
 
 class InitStage(nn.Module):

@@ -51,7 +51,7 @@ def register_arch(arch: Architecture) -> Architecture:
 
 def _load_builtin() -> None:
     # importing the model modules runs their register_arch calls (local: they import this module)
-    from . import generator, stackgan  # noqa: F401
+    from . import generator, mirrorgan, stackgan  # noqa: F401
 
 
 def arch_names() -> list[str]:

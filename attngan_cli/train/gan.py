@@ -60,6 +60,7 @@ from ..models.registry import build_discriminators, build_generator
 from ..progress import Progress
 from ..rundir import RunDir, resolve_checkpoint
 from ..settings import GAN_RESUME_FIELDS
+from ..stream import add_stream_term, stream_for_training
 from ..viz.grid import make_grid, save_png, to_uint8, upsample
 from .ema import EMA
 from .gan_loss import DiscriminatorLoss, GeneratorLoss, mismatched
@@ -104,6 +105,7 @@ class Models:
     G_run: Callable[..., Any] = None  # type: ignore[assignment]  # G, compiled and/or in DDP under torchrun
     Ds_run: list[Callable[..., Any]] = field(default_factory=list)  # each D or its compiled version
     D_steps: list[Callable[..., Any]] = field(default_factory=list)  # each DStep, in DDP under torchrun
+    stream: nn.Module | None = None  # MirrorGAN's frozen STREAM loss (attngan_cli.stream), or None
 
 
 class _CompiledD(nn.Module):
@@ -259,6 +261,7 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
                 with autocast(device, cfg.precision):
                     gterms = g_loss(m.Ds_run, g_out.images, g_out.mu, g_out.logvar, words_emb[sl], sent_emb[sl],
                                     lengths[sl], class_ids[sl])
+                    add_stream_term(gterms, m.stream, cfg.stream_weight, g_out.images[-1], captions[sl], lengths[sl])
                 m.scaler_g.scale(gterms.total / K).backward()
             add("g", gterms.total)
             for name, value in gterms.logs().items():
@@ -347,8 +350,9 @@ class GANTask:
     label, unit = "train", "step"
 
     def __init__(self, cfg: TrainConfig, models: Models, train_ds: TextImageDataset, device: torch.device,
-                 damsm: DAMSMBundle) -> None:
+                 damsm: DAMSMBundle, captioner_record: dict[str, str] | None = None) -> None:
         self.cfg, self.models, self.train_ds, self.device, self.damsm = cfg, models, train_ds, device, damsm
+        self.captioner_record = captioner_record or {}
         self.vocab_words = list(train_ds.vocab.words)
         self.batch_size = cfg.batch_size
         self.steps_per_epoch = len(train_ds) // cfg.batch_size
@@ -387,7 +391,7 @@ class GANTask:
             step=state.step, epoch=state.epoch, rng=rng_state(),
             extra={"damsm_text_encoder": cpu_state(m.text_encoder), "damsm_config": to_dict(self.damsm.config.text),
                    "damsm_path": str(self.damsm.path), "batch_in_epoch": state.batch_in_epoch,
-                   "dataset": str(cfg.dataset), "rank_rng": all_gather_object(rng_state())},
+                   "dataset": str(cfg.dataset), "rank_rng": all_gather_object(rng_state()), **self.captioner_record},
         )
 
 
@@ -494,6 +498,8 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
 
     image_encoder = damsm.image_encoder if cfg.lambda_damsm > 0 else None
     m = build_models(cfg, device, damsm.text_encoder, image_encoder)
+    m.stream, captioner_record = stream_for_training(cfg.captioner, cfg.stream_weight, cfg.dataset, vocab_words,
+                                                     cfg.generator.image_sizes[-1], device)
     state = LoopState()
     seed_everything(rank_seed(cfg.seed))  # each rank its own noise and crops (rank 0: as one process)
     if ckpt is not None:
@@ -508,7 +514,7 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
     if is_main_process():
         atomic_write_text(run.file("samples-captions.txt"), "\n".join(samples.texts) + "\n")
 
-    task = GANTask(cfg, m, train_ds, device, damsm)
+    task = GANTask(cfg, m, train_ds, device, damsm, captioner_record)
     ema_bundle = GeneratorBundle(m.ema.module, m.text_encoder, train_ds.vocab, cfg)
     loop = Loop(task, run, state, epochs=cfg.epochs, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
                 snapshot_every=cfg.snapshot_every, nan_hint="lower --lr-g/--lr-d or --precision fp32",
