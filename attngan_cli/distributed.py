@@ -227,15 +227,16 @@ def check_batch(batch_size: int, grad_accum: int = 1, flag: str = "--batch-size"
                          f"least 2 images each (e.g. {flag} {max(2, -(-batch_size // parts)) * parts})")
 
 
-def wrap_ddp(module: Any, device: Any) -> Any:
+def wrap_ddp(module: Any, device: Any, find_unused_parameters: bool = False) -> Any:
     """``module`` in DistributedDataParallel under torchrun (its parameters broadcast from rank 0 now and
-    gradients averaged at each backward); the module itself in a single process."""
+    gradients averaged at each backward); the module itself in a single process. ``find_unused_parameters``:
+    for a module whose loss leaves some trainable parameters out (DDP then finds them at each step)."""
     if not is_distributed():
         return module
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index if device.index is not None else local_rank()] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused_parameters)
 
 
 def destroy() -> None:

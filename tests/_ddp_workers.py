@@ -165,3 +165,27 @@ def pretrain_worker(data: str, overrides: dict[str, Any], runs: str, out: str) -
     params = {f"text.{k}": v.detach().clone() for k, v in enc.text.named_parameters()}
     params.update({f"image.{k}": v.detach().clone() for k, v in enc.image.named_parameters()})
     _save(Path(out), {"seen": seen, "params": params, "run": str(run.path)})
+
+
+def captioner_worker(data: str, overrides: dict[str, Any], runs: str, out: str) -> None:
+    """``pretrain --model captioner`` as the command runs it; leaves the trained parameters."""
+    from attngan_cli.rundir import RunDir
+    from attngan_cli.train.caption_pretrain import CaptionTask, pretrain_captioner, resolve_caption_pretrain
+
+    cfg, _ = resolve_caption_pretrain(data, overrides=overrides)
+    run = RunDir.create(runs, "shapes", "captioner")
+    holder: dict[str, Any] = {}
+    real_step = CaptionTask.step
+
+    def step(self, batch, state):
+        holder.setdefault("seen", []).append([int(i) for i in batch["index"]])
+        holder["model"] = self.models
+        return real_step(self, batch, state)
+
+    CaptionTask.step = step
+    try:
+        pretrain_captioner(cfg, run)
+    finally:
+        CaptionTask.step = real_step
+    params = {k: v.detach().clone() for k, v in holder["model"].named_parameters()}
+    _save(Path(out), {"seen": holder["seen"], "params": params, "run": str(run.path)})

@@ -218,3 +218,18 @@ def test_sync_bn_on_cpus_is_a_clear_error(shapes_h5, damsm_path, monkeypatch) ->
     monkeypatch.setattr(gan, "is_distributed", lambda: True)
     with pytest.raises(AttnGANError, match="--sync-bn needs CUDA devices"):
         gan.build_models(cfg, torch.device("cpu"), load_damsm(damsm_path).text_encoder, None)
+
+
+def test_captioner_pretrain_on_two_ranks(shapes_h5, tmp_path) -> None:
+    """MirrorGAN's STREAM captioner under torchrun: disjoint shards, identical weights, one run directory."""
+    from _ddp_workers import captioner_worker
+
+    over = {"epochs": 1, "batch_size": 16, "device": "cpu", "tensorboard": False}
+    launch(captioner_worker, 2, str(shapes_h5), over, str(tmp_path / "runs"), str(tmp_path))
+    r0, r1 = _ranks(tmp_path)
+    assert len(r0["seen"]) == len(r1["seen"]) == 4
+    for a, b in zip(r0["seen"], r1["seen"], strict=True):
+        assert len(a) == len(b) == 8 and not set(a) & set(b)
+    different = [k for k in r0["params"] if not torch.equal(r0["params"][k], r1["params"][k])]
+    assert r0["params"] and not different, different[:5]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["00000-shapes-captioner"]

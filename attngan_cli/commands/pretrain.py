@@ -117,15 +117,18 @@ def pretrain(
 def _pretrain_captioner(data: Path, *, preset: str | None, image_encoder: str | None, runs: Path,
                         resume: Path | None, inception_weights: Path | None, **options: object) -> None:
     """``--model captioner``: MirrorGAN's STREAM on the same data (see train/caption_pretrain.py)."""
+    from ..distributed import init_from_env
     from ..train.caption_pretrain import pretrain_captioner, resolve_caption_pretrain
 
     overrides = {"model.backbone": image_encoder, **options}
     cfg, ckpt = resolve_caption_pretrain(data, preset=preset, overrides=overrides, resume=resume,
                                          inception_weights=inception_weights)
+    init_from_env(cfg.device)  # under torchrun: join the other processes (rank 0 makes the run)
     run = RunDir.create(runs, data.stem, "captioner")
     final = pretrain_captioner(cfg, run, progress=NullProgress() if is_quiet() else progress(), resume=ckpt,
                                inception_weights=inception_weights)
-    stdout.print(str(final), highlight=False, soft_wrap=True)
+    if is_main_process():
+        stdout.print(str(final), highlight=False, soft_wrap=True)
 
 
 def _group_by_names(option: str | None) -> list[str] | None:

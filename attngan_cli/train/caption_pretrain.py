@@ -32,7 +32,18 @@ from ..checkpoints import (
 )
 from ..config import to_dict
 from ..data.dataset import TextImageDataset
-from ..device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
+from ..device import autocast, resolve_device, rng_state, seed_everything
+from ..distributed import (
+    all_gather_object,
+    check_batch,
+    init_from_env,
+    is_main_process,
+    mean_over_ranks,
+    rank_seed,
+    restore_rank_rng,
+    shard,
+    wrap_ddp,
+)
 from ..errors import AttnGANError
 from ..metrics.bleu import corpus_bleu
 from ..models.captioner import Captioner
@@ -110,6 +121,18 @@ def evaluate_captioner(model: Captioner, ds: TextImageDataset | None, cfg: Capti
             "example": " ".join(hyps[0]) if hyps else ""}
 
 
+class CaptionLossStep(torch.nn.Module):
+    """The teacher-forced loss (frozen backbone) as a module's forward, so that DistributedDataParallel sees
+    the forward of each backward."""
+
+    def __init__(self, model: Captioner) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.caption_loss(images, captions, lengths, backbone_grad=False)
+
+
 class CaptionTask:
     """The captioner's part of the loop: shuffled batches, a teacher-forced cross-entropy step, the
     per-epoch test evaluation and the ``captioner`` checkpoint."""
@@ -119,6 +142,8 @@ class CaptionTask:
     def __init__(self, cfg: CaptionPretrainConfig, model: Captioner, opt: torch.optim.Optimizer,
                  train_ds: TextImageDataset, test_ds: TextImageDataset | None, device: torch.device) -> None:
         self.cfg, self.models, self.opt, self.device = cfg, model, opt, device
+        # in DDP under torchrun (gradients averaged); the caption loss leaves the encoder's region layers out
+        self.loss_run = wrap_ddp(CaptionLossStep(model), device, find_unused_parameters=True)
         self.train_ds, self.test_ds = train_ds, test_ds
         self.vocab_words = list(train_ds.vocab.words)
         self.batch_size = min(cfg.batch_size, len(train_ds))
@@ -130,15 +155,17 @@ class CaptionTask:
         self.epoch_t0 = time.perf_counter()
 
     def batches(self, epoch: int, skip: int) -> Iterable[dict[str, Any]]:
-        order = epoch_batches(len(self.train_ds), self.batch_size, self.cfg.seed, epoch)[skip:]
-        return make_loader(self.train_ds, order, self.cfg.workers, self.cfg.seed * 1_000_003 + epoch, self.device)
+        # the global batches are a function of (seed, epoch); each rank reads its slice of each
+        order = [shard(b) for b in epoch_batches(len(self.train_ds), self.batch_size, self.cfg.seed, epoch)[skip:]]
+        return make_loader(self.train_ds, order, self.cfg.workers, rank_seed(self.cfg.seed * 1_000_003 + epoch),
+                           self.device)
 
     def step(self, batch: dict[str, Any], state: LoopState) -> dict[str, float]:
         images = batch["images"][0].to(self.device)
         caps, lens = batch["caption"].to(self.device), torch.as_tensor(batch["length"]).to(self.device)
         with autocast(self.device, self.cfg.precision):
-            loss, acc = self.models.caption_loss(images, caps, lens, backbone_grad=False)
-        values = {"loss": float(loss.detach()), "acc": float(acc)}
+            loss, acc = self.loss_run(images, caps, lens)
+        values = {k: float(v) for k, v in mean_over_ranks({"loss": loss.detach(), "acc": acc.detach()}).items()}
         if not math.isfinite(values["loss"]):
             return values  # the loop stops on it
         self.opt.zero_grad(set_to_none=True)
@@ -147,6 +174,8 @@ class CaptionTask:
         return values
 
     def end_epoch(self, state: LoopState, complete: bool) -> dict[str, Any]:
+        if not is_main_process():  # only rank 0 evaluates and logs; the others wait at the next collective
+            return {}
         record = evaluate_captioner(self.models, self.test_ds, self.cfg, self.device)
         record["time_s"] = time.perf_counter() - self.epoch_t0
         log.info("epoch %d/%d%s  test loss %s  acc %s  BLEU-4 %s  e.g. %r", state.epoch + 1, self.cfg.epochs,
@@ -158,7 +187,8 @@ class CaptionTask:
         return Checkpoint(kind=CAPTIONER_KIND, config=to_dict(self.cfg), vocab=self.vocab_words,
                           state={"captioner": cpu_state(self.models)}, optim={"adam": self.opt.state_dict()},
                           epoch=state.epoch, step=state.step, rng=rng_state(),
-                          extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch})
+                          extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch,
+                                 "rank_rng": all_gather_object(rng_state())})
 
 
 def _fmt(v: Any) -> str:
@@ -180,8 +210,9 @@ def pretrain_captioner(cfg: CaptionPretrainConfig, run: RunDir, progress: Progre
     """Pretrain the STREAM captioner; returns ``run/final.pt``. ``resume``: a loaded ``captioner``
     checkpoint, or a checkpoint file or run directory; ``datasets`` replaces the HDF5 datasets (tests)."""
     progress = progress or NullProgress()
+    init_from_env(cfg.device)
     device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)  # the same on every rank: the model starts the same
     train_ds, test_ds = datasets if datasets is not None else open_datasets(cfg)
     vocab_words = list(train_ds.vocab.words)
     if cfg.model.vocab_size in (0, len(vocab_words)):
@@ -191,6 +222,7 @@ def pretrain_captioner(cfg: CaptionPretrainConfig, run: RunDir, progress: Progre
                            f"{len(vocab_words)} words")
     if len(train_ds) < 2:
         raise AttnGANError(f"{cfg.dataset}: the train split has {len(train_ds)} images; the captioner needs at least 2")
+    check_batch(min(cfg.batch_size, len(train_ds)))
     ckpt = resume
     if ckpt is not None and not isinstance(ckpt, Checkpoint):
         ckpt = load_checkpoint(resolve_checkpoint(ckpt, for_resume=True, what="captioner checkpoint"), kind=CAPTIONER_KIND)
@@ -205,11 +237,11 @@ def pretrain_captioner(cfg: CaptionPretrainConfig, run: RunDir, progress: Progre
         load_inception_weights(model.encoder, inception_weights)
     model.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=tuple(cfg.betas))
+    seed_everything(rank_seed(cfg.seed))  # each rank its own dropout and crops (rank 0: as one process)
     if ckpt is not None:
         if "adam" in ckpt.optim:
             opt.load_state_dict(ckpt.optim["adam"])
-        if ckpt.rng is not None:
-            set_rng_state(ckpt.rng)
+        restore_rank_rng(ckpt, cfg.seed)
     run.write_config(to_dict(cfg))
     task = CaptionTask(cfg, model, opt, train_ds, test_ds, device)
     loop = Loop(task, run, state, epochs=cfg.epochs, max_minutes=cfg.max_minutes, snapshot_every=cfg.snapshot_every,
