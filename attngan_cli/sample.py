@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 STAGE_CHOICES = ("all", "last")
 CAPTIONS_INDEX = "captions.jsonl"  # written beside the images: one JSON line per caption
+CAPTIONS_BACK = "captions_back.jsonl"  # with --caption-back: the captioner's reading of each last-stage image
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,8 +220,8 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
     """Create ``out`` for a sampling run (a file in the way or a folder that cannot be written is an
     :class:`OutputError`, as for every output: :func:`attngan_cli.io.check_output_location`). A folder
     that already holds files is refused (old images would mix with new ones and ``captions.jsonl`` would
-    describe only the new); with ``overwrite`` the samples of the earlier run (``c*-s*-*.png``, ``c*-grid.png``, ``captions.jsonl``) are deleted first and any
-    other file is left alone."""
+    describe only the new); with ``overwrite`` the samples of the earlier run (``c*-s*-*.png``, ``c*-grid.png``, ``captions.jsonl``,
+    ``captions_back.jsonl``) are deleted first and any other file is left alone."""
     check_output_location(out / CAPTIONS_INDEX)  # a file standing in the way, or a folder not writable
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +234,7 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
         shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
         raise InputError(f"--out {out} is not empty ({shown}); choose an empty or new folder, or pass --overwrite "
                          "to replace the samples written there before")
-    old = [out / n for n in existing if _SAMPLE_FILE.match(n) or n == CAPTIONS_INDEX]
+    old = [out / n for n in existing if _SAMPLE_FILE.match(n) or n in (CAPTIONS_INDEX, CAPTIONS_BACK)]
     for p in old:
         p.unlink()
     if old:

@@ -94,6 +94,7 @@ def test_sample_refuses_a_folder_with_files_unless_overwrite(generator, tmp_path
     out = tmp_path / "out"
     assert _sample(generator, out, "--n", "3").exit_code == 0
     (out / "notes.txt").write_text("mine")
+    (out / "captions_back.jsonl").write_text("{}\n")  # as an earlier `sample --caption-back` leaves it
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     res = _sample(generator, out)
     assert res.exit_code == 1 and "is not empty" in _flat(res.output) and "--overwrite" in _flat(res.output)

@@ -82,11 +82,15 @@ def sample(
             finals.append(path)
     log.info("wrote %d files to %s", count, out)
     if reader is not None:
+        from ..distributed import gather_object, is_main_process
         from ..io import atomic_write_text
+        from ..sample import CAPTIONS_BACK
         from ..stream import caption_back as describe
 
         texts = describe(reader, finals)
         for path, text in zip(finals, texts, strict=True):
             typer.echo(f"{path}\t{text}")
         lines = [json.dumps({"file": p.name, "caption_back": t}) for p, t in zip(finals, texts, strict=True)]
-        atomic_write_text(out / "captions_back.jsonl", "".join(line + "\n" for line in lines))
+        lines = sorted(line for part in gather_object(lines) or [] for line in part)  # every rank's, on rank 0
+        if is_main_process():
+            atomic_write_text(out / CAPTIONS_BACK, "".join(line + "\n" for line in lines))
