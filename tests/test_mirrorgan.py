@@ -123,7 +123,7 @@ def test_stream_loss_falls_when_the_real_image_replaces_the_generated_one(traine
     fake = G(torch.randn(8, cfg.generator.z_dim), sent_emb, words_emb, mask).images[-1]  # (8, 3, 32, 32)
     on_fake = stream(fake, caps, lens)
     on_real = stream(images, caps, lens)
-    assert float(on_real) < 0.25 * float(on_fake)
+    assert float(on_real.detach()) < 0.25 * float(on_fake.detach())
     # gradients reach the generated image (and G), never the frozen captioner
     on_fake.backward()
     assert float(G.img_net2.img[0].weight.grad.abs().sum()) > 0
