@@ -181,11 +181,8 @@ def _refused(path: Path, detail: str) -> str:
 
 def check_checkpoint_config(ckpt: Checkpoint, requested: Any, fields: list[str]) -> None:
     """Fail naming the first of the dotted ``fields`` whose value in ``ckpt.config`` differs from the config
-    dataclass (or dict) ``requested``. Fields a checkpoint predates take their defaults (``generator.arch`` of an
+    dataclass ``requested``. Fields a checkpoint predates take their defaults (``generator.arch`` of an
     attngan 0.3 checkpoint is ``attngan``)."""
-    if isinstance(requested, dict):  # a plain config dict: compared as saved
-        check_matches(ckpt.config, requested, fields, f"checkpoint {ckpt.path}")
-        return
     saved = to_dict(from_dict(type(requested), ckpt.config, where=f"checkpoint {ckpt.path} config"))
     check_matches(saved, to_dict(requested), fields, f"checkpoint {ckpt.path}")
 

@@ -17,6 +17,8 @@ Without torchrun every function here is a no-op and no process group is made. Th
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from typing import Any
 
@@ -148,7 +150,7 @@ def gather_cat(x: Any) -> Any:
 
     dev = x.device
     x = x.to(_comm_device())
-    out = _GatherCat.apply(x) if x.requires_grad else _gather(x)
+    out = _gather_cat_function().apply(x) if x.requires_grad else _gather(x)
     return out.to(dev)
 
 
@@ -160,7 +162,9 @@ def _gather(x: Any) -> Any:
     return torch.cat(parts, dim=0)
 
 
+@functools.cache
 def _gather_cat_function() -> Any:
+    """The autograd function, made on first use (this module imports torch lazily)."""
     import torch
 
     class GatherCat(torch.autograd.Function):
@@ -175,40 +179,31 @@ def _gather_cat_function() -> Any:
         def backward(ctx: Any, grad: Any) -> Any:
             grad = grad.contiguous()
             _dist().all_reduce(grad)
-            return local_slice(grad)
+            return shard(grad)
 
     return GatherCat
 
 
-class _Lazy:
-    """The autograd function, made on first use (this module imports torch lazily)."""
-
-    fn: Any = None
-
-    def apply(self, x: Any) -> Any:
-        if self.fn is None:
-            self.fn = _gather_cat_function()
-        return self.fn.apply(x)
-
-
-_GatherCat = _Lazy()
-
-
-def local_slice(x: Any) -> Any:
-    """This rank's rows of a gathered (B_local * W, ...) tensor."""
-    if not is_distributed():
-        return x
-    n = x.shape[0] // world_size()
-    return x[rank() * n:(rank() + 1) * n]
-
-
-def shard(batch: list[int]) -> list[int]:
-    """This rank's contiguous slice of a global batch of sample indices (the batch divides evenly: see
-    :func:`check_batch`)."""
+def shard(batch: Any) -> Any:
+    """This rank's contiguous rows of a global batch: a list of sample indices, or a gathered
+    (B_local * W, ...) tensor (the batch divides evenly: see :func:`check_batch`)."""
     if not is_distributed():
         return batch
     n = len(batch) // world_size()
     return batch[rank() * n:(rank() + 1) * n]
+
+
+def no_sync_until_last(k: int, K: int, *modules: Any) -> contextlib.AbstractContextManager:
+    """For micro-batch k of K: DDP's ``no_sync`` on each module (also through ``torch.compile``) while
+    k < K - 1, so gradients add up locally and the last micro-batch averages them over the ranks; nothing
+    to do in one process or for the last micro-batch."""
+    stack = contextlib.ExitStack()
+    if k < K - 1:
+        for module in modules:
+            ddp = getattr(module, "_orig_mod", module)
+            if hasattr(ddp, "no_sync"):
+                stack.enter_context(ddp.no_sync())
+    return stack
 
 
 def check_batch(batch_size: int, grad_accum: int = 1, flag: str = "--batch-size") -> None:

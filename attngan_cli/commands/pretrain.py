@@ -7,12 +7,11 @@ from typing import Annotated
 
 import typer
 
-from ..console import is_quiet, stdout
-from ..distributed import is_main_process
+from ..console import is_quiet
 from ..errors import InputError
 from ..progress import NullProgress
 from ..rundir import RunDir
-from .common import command, progress
+from .common import command, progress, report
 from .options import Device, InceptionWeights, Precision, Quiet, Resume, RunsRoot, Seed, Workers
 from .watch_options import TensorBoardOption
 
@@ -110,8 +109,7 @@ def pretrain(
     run = RunDir.create(runs, data.stem, "pretrain")
     final = run_pretrain(settings.config, run, progress=NullProgress() if is_quiet() else progress(),
                          resume=settings.resume, inception_weights=inception_weights)
-    if is_main_process():
-        stdout.print(str(final), highlight=False, soft_wrap=True)
+    report(str(final))
 
 
 def _pretrain_captioner(data: Path, *, preset: str | None, image_encoder: str | None, runs: Path,
@@ -127,8 +125,7 @@ def _pretrain_captioner(data: Path, *, preset: str | None, image_encoder: str | 
     run = RunDir.create(runs, data.stem, "captioner")
     final = pretrain_captioner(cfg, run, progress=NullProgress() if is_quiet() else progress(), resume=ckpt,
                                inception_weights=inception_weights)
-    if is_main_process():
-        stdout.print(str(final), highlight=False, soft_wrap=True)
+    report(str(final))
 
 
 def _group_by_names(option: str | None) -> list[str] | None:

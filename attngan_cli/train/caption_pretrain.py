@@ -34,7 +34,6 @@ from ..config import to_dict
 from ..data.dataset import TextImageDataset
 from ..device import autocast, resolve_device, rng_state, seed_everything
 from ..distributed import (
-    all_gather_object,
     check_batch,
     init_from_env,
     is_main_process,
@@ -187,8 +186,7 @@ class CaptionTask:
         return Checkpoint(kind=CAPTIONER_KIND, config=to_dict(self.cfg), vocab=self.vocab_words,
                           state={"captioner": cpu_state(self.models)}, optim={"adam": self.opt.state_dict()},
                           epoch=state.epoch, step=state.step, rng=rng_state(),
-                          extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch,
-                                 "rank_rng": all_gather_object(rng_state())})
+                          extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch})
 
 
 def _fmt(v: Any) -> str:

@@ -16,7 +16,6 @@ run's losses.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -40,14 +39,13 @@ from ..config import TrainConfig, to_dict
 from ..data.dataset import TextImageDataset
 from ..device import autocast, resolve_device, rng_state, seed_everything
 from ..distributed import (
-    all_gather_object,
     check_batch,
     gather_cat,
     init_from_env,
     is_distributed,
     is_main_process,
-    local_slice,
     mean_over_ranks,
+    no_sync_until_last,
     rank_seed,
     restore_rank_rng,
     shard,
@@ -212,7 +210,7 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
     lengths = torch.as_tensor(batch["length"]).to(device)
     class_ids = torch.as_tensor(batch["class_id"]).to(device)
     words_emb, sent_emb, mask = embed_captions(m.text_encoder, captions, lengths)
-    wrong_emb = local_slice(mismatched(gather_cat(sent_emb)))  # the next sample's sentence in the whole batch
+    wrong_emb = shard(mismatched(gather_cat(sent_emb)))  # the next sample's sentence in the whole batch
     B = captions.shape[0]
     noise = torch.randn(B, cfg.generator.z_dim, device=device)
     # K > 1 runs G twice per micro-batch: the same CA noise both times (K = 1: G draws it, as the official code)
@@ -236,13 +234,13 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
     for k, sl in enumerate(parts):
         if K == 1:
             out = run_g(sl)  # kept, with its graph, for G's step
+            fakes = out.images
         else:
             with torch.no_grad():
-                fakes_k = run_g(sl).images
-        fakes = out.images if K == 1 else fakes_k
+                fakes = run_g(sl).images
         first = len(fakes) - len(m.D_steps)  # the Ds judge the last stages (StackGAN's Stage-II: only its own)
         for i, D_step in enumerate(m.D_steps):
-            with _sync_on_last(D_step, k, K), autocast(device, cfg.precision):
+            with no_sync_until_last(k, K, D_step), autocast(device, cfg.precision):
                 d_total = D_step(reals[first + i][sl], fakes[first + i].detach(), sent_emb[sl], wrong_emb[sl], d_loss)
                 m.scaler_d.scale(d_total / K).backward()
             add(f"d{i}", d_total)
@@ -256,7 +254,7 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
     try:
         m.opt_g.zero_grad(set_to_none=True)
         for k, sl in enumerate(parts):
-            with _sync_on_last(m.G_run, k, K):
+            with no_sync_until_last(k, K, m.G_run):
                 g_out = out if K == 1 else run_g(sl)
                 with autocast(device, cfg.precision):
                     gterms = g_loss(m.Ds_run, g_out.images, g_out.mu, g_out.logvar, words_emb[sl], sent_emb[sl],
@@ -272,15 +270,6 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
         m.Ds.requires_grad_(True)
     m.ema.update(m.G, step)
     return mean_over_ranks(logs)  # under torchrun: the means over all ranks (every rank logs the same)
-
-
-def _sync_on_last(module: Any, k: int, K: int) -> Any:
-    """DDP's ``no_sync`` for micro-batch k < K - 1 (gradients add up locally; the last one averages them
-    over the ranks); nothing to do in one process or for the last micro-batch."""
-    ddp = getattr(module, "_orig_mod", module)  # through torch.compile
-    if k < K - 1 and hasattr(ddp, "no_sync"):
-        return ddp.no_sync()
-    return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -391,7 +380,7 @@ class GANTask:
             step=state.step, epoch=state.epoch, rng=rng_state(),
             extra={"damsm_text_encoder": cpu_state(m.text_encoder), "damsm_config": to_dict(self.damsm.config.text),
                    "damsm_path": str(self.damsm.path), "batch_in_epoch": state.batch_in_epoch,
-                   "dataset": str(cfg.dataset), "rank_rng": all_gather_object(rng_state()), **self.captioner_record},
+                   "dataset": str(cfg.dataset), **self.captioner_record},
         )
 
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..checkpoints import Checkpoint, save_checkpoint
 from ..device import rng_state, set_rng_state
-from ..distributed import agree, barrier, is_main_process
+from ..distributed import agree, all_gather_object, barrier, is_main_process
 from ..errors import Terminated, TrainingAborted
 from ..progress import NullProgress, Progress
 from ..rundir import (  # the end reasons: Callback.on_end's ``reason`` and the last stats line's "end"
@@ -222,9 +222,11 @@ class Loop:
 
     def save(self, name: str, kind: str) -> Path:
         """Write the task's checkpoint as ``run/name`` (main process only) and tell the callbacks. Under
-        torchrun every rank takes part in making it (it holds every rank's RNG state) and waits for the file."""
+        torchrun every rank takes part in making it and waits for the file: ``extra.rank_rng`` holds every
+        rank's RNG state (``rng``, the task's, is rank 0's), for :func:`attngan_cli.distributed.restore_rank_rng`."""
         path = self.run.file(name)
         ckpt = self.task.checkpoint(self.state)
+        ckpt.extra["rank_rng"] = all_gather_object(rng_state())
         if is_main_process():
             save_checkpoint(ckpt, path)
         barrier()

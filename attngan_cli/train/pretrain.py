@@ -32,7 +32,6 @@ on those stored attributes, so that the other attributes (shape, size, position)
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math
@@ -61,12 +60,12 @@ from ..data.dataset import TextImageDataset
 from ..data.sampling import GroupedBatchSampler, attribute_keys
 from ..device import autocast, resolve_device, rng_state, seed_everything
 from ..distributed import (
-    all_gather_object,
     check_batch,
     gather_cat,
     init_from_env,
     is_distributed,
     is_main_process,
+    no_sync_until_last,
     rank_seed,
     restore_rank_rng,
     shard,
@@ -197,12 +196,7 @@ class PretrainTask:
         values: dict[str, float] = {}
         for k in range(K):
             part = _rows(batch, slice(k * n // K, (k + 1) * n // K)) if K > 1 else batch
-            last = k == K - 1
-            with contextlib.ExitStack() as stack:
-                if not last:  # gradients add up locally; the last micro-batch averages them over the ranks
-                    for module in (self.text_run, self.image_run):
-                        if hasattr(module, "no_sync"):
-                            stack.enter_context(module.no_sync())
+            with no_sync_until_last(k, K, self.text_run, self.image_run):
                 terms = damsm_terms(part, self.text_run, self.image_run, self.loss_fn, self.cfg, self.device,
                                     self.cache is not None)
                 (terms.total / K).backward()
@@ -232,8 +226,7 @@ class PretrainTask:
         return Checkpoint(kind=DAMSM_KIND, config=to_dict(self.cfg), vocab=self.vocab_words,
                           state={"text_encoder": cpu_state(enc.text), "image_encoder": cpu_state(enc.image)},
                           optim={"adam": self.opt.state_dict()}, epoch=state.epoch, step=state.step, rng=rng_state(),
-                          extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch,
-                                 "rank_rng": all_gather_object(rng_state())})
+                          extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch})
 
 
 class AttentionImages(Callback):
