@@ -179,6 +179,17 @@ def _refused(path: Path, detail: str) -> str:
             "attngan loads no code from a checkpoint. It is not an attngan checkpoint, or it was tampered with")
 
 
+def load_resume(resume: Checkpoint | str | os.PathLike[str], kind: str, what: str) -> Checkpoint:
+    """The checkpoint a job resumes from: ``resume`` itself when already loaded, else the checkpoint file or
+    run directory it names (:func:`attngan_cli.rundir.resolve_checkpoint`, ``what`` for its errors), loaded
+    as ``kind``."""
+    if isinstance(resume, Checkpoint):
+        return resume
+    from .rundir import resolve_checkpoint
+
+    return load_checkpoint(resolve_checkpoint(resume, for_resume=True, what=what), kind=kind)
+
+
 def check_checkpoint_config(ckpt: Checkpoint, requested: Any, fields: list[str]) -> None:
     """Fail naming the first of the dotted ``fields`` whose value in ``ckpt.config`` differs from the config
     dataclass ``requested``. Fields a checkpoint predates take their defaults (``generator.arch`` of an

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .arch_presets import arch_overrides
-from .checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint
+from .checkpoints import Checkpoint, check_checkpoint_config, check_vocab, load_checkpoint, load_resume
 from .config import (
     DEFAULT_PRESET,
     GeneratorConfig,
@@ -100,7 +100,7 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
         overrides["encoders"] = str(Path(encoders).resolve())
     ckpt = None
     if resume is not None:
-        ckpt = load_checkpoint(resolve_checkpoint(resume, for_resume=True, what="GAN checkpoint"), kind=GAN_KIND)
+        ckpt = load_resume(resume, GAN_KIND, "GAN checkpoint")
         saved = from_dict(TrainConfig, ckpt.config, where=f"checkpoint {ckpt.path}")
         if preset and preset != saved.preset:
             raise InputError(f"--preset {preset}: checkpoint {ckpt.path} continues a run of preset {saved.preset}; "
@@ -194,7 +194,7 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
     autocast(resolve_device(cfg.device), cfg.precision)
     ckpt = None
     if resume is not None:
-        ckpt = load_checkpoint(resolve_checkpoint(resume, for_resume=True, what="DAMSM checkpoint"), kind=DAMSM_KIND)
+        ckpt = load_resume(resume, DAMSM_KIND, "DAMSM checkpoint")
         check_checkpoint_config(ckpt, cfg, DAMSM_RESUME_FIELDS)
         check_vocab(ckpt, info.vocab.words, f"dataset {data}")
     elif cfg.image.backbone == "inception-v3":

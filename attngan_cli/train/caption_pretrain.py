@@ -26,8 +26,8 @@ from ..checkpoints import (
     Checkpoint,
     check_checkpoint_config,
     check_vocab,
-    load_checkpoint,
     load_module_state,
+    load_resume,
     require_state,
 )
 from ..config import to_dict
@@ -48,7 +48,7 @@ from ..metrics.bleu import corpus_bleu
 from ..models.captioner import Captioner
 from ..models.image_encoder import load_inception_weights
 from ..progress import NullProgress, Progress
-from ..rundir import RunDir, resolve_checkpoint
+from ..rundir import RunDir
 from .loop import (
     Callback,
     Loop,
@@ -222,14 +222,14 @@ def pretrain_captioner(cfg: CaptionPretrainConfig, run: RunDir, progress: Progre
         raise AttnGANError(f"{cfg.dataset}: the train split has {len(train_ds)} images; the captioner needs at least 2")
     check_batch(min(cfg.batch_size, len(train_ds)))
     ckpt = resume
-    if ckpt is not None and not isinstance(ckpt, Checkpoint):
-        ckpt = load_checkpoint(resolve_checkpoint(ckpt, for_resume=True, what="captioner checkpoint"), kind=CAPTIONER_KIND)
+    if ckpt is not None:
+        ckpt = load_resume(ckpt, CAPTIONER_KIND, "captioner checkpoint")
     model = Captioner(cfg.model)
     state = LoopState()
     if ckpt is not None:
         check_captioner_resume(ckpt, cfg, vocab_words)
         load_module_state(model, ckpt.state["captioner"], "captioner", ckpt.path)
-        state = LoopState(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batch_in_epoch", 0)))
+        state = LoopState.of(ckpt)
         log.info("resuming from %s (epoch %d, step %d)", ckpt.path, state.epoch, state.step)
     elif model.frozen_backbone:
         load_inception_weights(model.encoder, inception_weights)
@@ -270,8 +270,7 @@ def resolve_caption_pretrain(data: str | os.PathLike[str], *, preset: str | None
     autocast(resolve_device(cfg.device), cfg.precision)
     ckpt = None
     if resume is not None:
-        ckpt = load_checkpoint(resolve_checkpoint(resume, for_resume=True, what="captioner checkpoint"),
-                               kind=CAPTIONER_KIND)
+        ckpt = load_resume(resume, CAPTIONER_KIND, "captioner checkpoint")
         check_captioner_resume(ckpt, cfg, list(info.vocab.words))
     elif cfg.model.backbone == "inception-v3":
         inception_weights_file(inception_weights)

@@ -31,8 +31,8 @@ from ..checkpoints import (
     Checkpoint,
     check_checkpoint_config,
     check_vocab,
-    load_checkpoint,
     load_module_state,
+    load_resume,
     require_state,
 )
 from ..config import TrainConfig, to_dict
@@ -56,7 +56,7 @@ from ..inference import GAN_KIND, DAMSMBundle, GeneratorBundle, embed_captions, 
 from ..io import atomic_write_text
 from ..models.registry import build_discriminators, build_generator
 from ..progress import Progress
-from ..rundir import RunDir, resolve_checkpoint
+from ..rundir import RunDir
 from ..settings import GAN_RESUME_FIELDS
 from ..stream import add_stream_term, stream_for_training
 from ..viz.grid import make_grid, save_png, to_uint8, upsample
@@ -478,8 +478,8 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
     damsm = load_damsm(cfg.encoders, device)
     check_encoders(damsm, vocab_words, cfg)
     ckpt = resume
-    if ckpt is not None and not isinstance(ckpt, Checkpoint):
-        ckpt = load_checkpoint(resolve_checkpoint(ckpt, for_resume=True, what="GAN checkpoint"), kind=GAN_KIND)
+    if ckpt is not None:
+        ckpt = load_resume(ckpt, GAN_KIND, "GAN checkpoint")
     if ckpt is not None:
         check_resume(ckpt, cfg, vocab_words, damsm.text_encoder)
     if len(train_ds) < cfg.batch_size:
@@ -493,7 +493,7 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
     seed_everything(rank_seed(cfg.seed))  # each rank its own noise and crops (rank 0: as one process)
     if ckpt is not None:
         load_training_state(m, ckpt)
-        state = LoopState(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batch_in_epoch", 0)))
+        state = LoopState.of(ckpt)
         restore_rank_rng(ckpt, cfg.seed)
         log.info("resuming from %s (step %d, epoch %d)", ckpt.path, state.step, state.epoch)
     elif cfg.init:

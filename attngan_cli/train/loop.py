@@ -56,6 +56,11 @@ class LoopState:
     epoch: int = 0  # epochs completed
     batch_in_epoch: int = 0  # batches of epoch ``epoch`` already consumed
 
+    @classmethod
+    def of(cls, ckpt: Checkpoint) -> LoopState:
+        """Where the run that wrote ``ckpt`` stood (its ``extra.batch_in_epoch`` is the position in the epoch)."""
+        return cls(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batch_in_epoch", 0)))
+
 
 @dataclass
 class StepInfo:

@@ -51,8 +51,8 @@ from ..checkpoints import (
     Checkpoint,
     check_checkpoint_config,
     check_vocab,
-    load_checkpoint,
     load_module_state,
+    load_resume,
     require_state,
 )
 from ..config import PretrainConfig, to_dict
@@ -78,7 +78,7 @@ from ..metrics.retrieval import r_precision, r_precision_hits, top1_retrieval
 from ..models.image_encoder import ImageEncoder, load_inception_weights
 from ..models.text_encoder import TextEncoder
 from ..progress import NullProgress, Progress
-from ..rundir import RunDir, resolve_checkpoint
+from ..rundir import RunDir
 from ..settings import DAMSM_RESUME_FIELDS
 from ..viz.damsm_maps import damsm_attention_image
 from ..viz.grid import save_png
@@ -286,8 +286,8 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
                  "mode), not the official batch statistics; image.frozen_bn is set to eval for this run")
         cfg.image.frozen_bn = "eval"
     ckpt = resume
-    if ckpt is not None and not isinstance(ckpt, Checkpoint):
-        ckpt = load_checkpoint(resolve_checkpoint(ckpt, for_resume=True, what="DAMSM checkpoint"), kind=DAMSM_KIND)
+    if ckpt is not None:
+        ckpt = load_resume(ckpt, DAMSM_KIND, "DAMSM checkpoint")
     enc = Encoders(TextEncoder(cfg.text), ImageEncoder(cfg.image))
     state = LoopState()
     if ckpt is not None:
@@ -296,7 +296,7 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
         require_state(ckpt, "text_encoder", "image_encoder")
         load_module_state(enc.text, ckpt.state["text_encoder"], "text encoder", ckpt.path)
         load_module_state(enc.image, ckpt.state["image_encoder"], "image encoder", ckpt.path)
-        state = LoopState(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batch_in_epoch", 0)))
+        state = LoopState.of(ckpt)
         log.info("resuming from %s (epoch %d, step %d)", ckpt.path, state.epoch, state.step)
     elif enc.image.frozen_backbone:
         load_inception_weights(enc.image, inception_weights)
