@@ -179,6 +179,11 @@ def _refused(path: Path, detail: str) -> str:
             "attngan loads no code from a checkpoint. It is not an attngan checkpoint, or it was tampered with")
 
 
+def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same tensors (names, shapes and values)."""
+    return set(a) == set(b) and all(a[k].shape == b[k].shape and torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+
+
 def load_resume(resume: Checkpoint | str | os.PathLike[str], kind: str, what: str) -> Checkpoint:
     """The checkpoint a job resumes from: ``resume`` itself when already loaded, else the checkpoint file or
     run directory it names (:func:`attngan_cli.rundir.resolve_checkpoint`, ``what`` for its errors), loaded

@@ -65,18 +65,20 @@ def load_captioner(path_or_run_dir: str | os.PathLike[str], device: str | torch.
     return captioner_from_checkpoint(load_checkpoint(path, kind=CAPTIONER_KIND, map_location="cpu"), device)
 
 
-def check_captioner_for(bundle: CaptionerBundle, vocab_words: list[str], image_size: int, what: str) -> None:
-    """The captioner must read this data's vocabulary and images of ``image_size`` px (the generator's
-    last stage) without upsampling them more than :data:`MAX_UPSAMPLING` times."""
-    if list(bundle.vocab.words) != list(vocab_words):
+def check_captioner_for(path: Path | None, config: CaptionPretrainConfig, vocab: Vocabulary, vocab_words: list[str],
+                        image_size: int, what: str) -> None:
+    """The captioner ``path`` (its ``config`` and ``vocab``) must read this data's vocabulary and images of
+    ``image_size`` px (the generator's last stage) without upsampling them more than :data:`MAX_UPSAMPLING`
+    times."""
+    if list(vocab.words) != list(vocab_words):
         raise ConfigMismatchError(
-            f"the captioner {bundle.path} was trained on a vocabulary of {len(bundle.vocab)} words (sha256 "
-            f"{bundle.vocab.sha256[:12]}) but {what} has {len(vocab_words)} words: pretrain the captioner on the "
+            f"the captioner {path} was trained on a vocabulary of {len(vocab)} words (sha256 "
+            f"{vocab.sha256[:12]}) but {what} has {len(vocab_words)} words: pretrain the captioner on the "
             "same prepared dataset (`attngan pretrain DATA --model captioner`)")
-    size = bundle.config.model.image_size
+    size = config.model.image_size
     if size > MAX_UPSAMPLING * image_size:
         raise ConfigMismatchError(
-            f"the captioner {bundle.path} reads {size} px images but the generator's last stage draws {image_size} "
+            f"the captioner {path} reads {size} px images but the generator's last stage draws {image_size} "
             f"px: more than {MAX_UPSAMPLING:g}x upsampling (use more --stages, or a captioner with a smaller "
             "input size, e.g. --image-encoder compact)")
 
@@ -102,13 +104,15 @@ class StreamLoss(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # In GAN training (train/gan.py)
 # --------------------------------------------------------------------------------------------------
-def check_train_captioner(captioner: str, dataset: str, vocab_words: list[str], image_size: int,
-                          device: str | torch.device = "cpu") -> CaptionerBundle:
-    """``train --captioner``: the captioner loads, reads this dataset's vocabulary and the generator's
-    last-stage images (:func:`check_captioner_for`). Returns it (on ``device``)."""
-    bundle = load_captioner(captioner, device)
-    check_captioner_for(bundle, vocab_words, image_size, f"dataset {dataset}")
-    return bundle
+def check_train_captioner(captioner: str, dataset: str, vocab_words: list[str], image_size: int) -> None:
+    """``train --captioner``, before a run starts: the checkpoint is a captioner that reads this dataset's
+    vocabulary and the generator's last-stage images (:func:`check_captioner_for`). Reads its metadata only
+    (memory-mapped); the weights are loaded once, for training."""
+    ckpt = load_checkpoint(resolve_checkpoint(captioner, what="captioner checkpoint"), kind=CAPTIONER_KIND, mmap=True)
+    if ckpt.vocab is None:
+        raise CheckpointError(f"captioner checkpoint {ckpt.path} holds no vocabulary")
+    config = captioner_config_from_dict(ckpt.config, where=f"checkpoint {ckpt.path} config")
+    check_captioner_for(ckpt.path, config, Vocabulary(list(ckpt.vocab)), vocab_words, image_size, f"dataset {dataset}")
 
 
 def stream_for_training(captioner: str, stream_weight: float, dataset: str, vocab_words: list[str],
@@ -118,7 +122,8 @@ def stream_for_training(captioner: str, stream_weight: float, dataset: str, voca
     --caption-back``)."""
     if not captioner:
         return None, {}
-    bundle = check_train_captioner(captioner, dataset, vocab_words, image_size, device)
+    bundle = load_captioner(captioner, device)
+    check_captioner_for(bundle.path, bundle.config, bundle.vocab, vocab_words, image_size, f"dataset {dataset}")
     record = {"captioner_path": str(bundle.path), "captioner_vocab_sha256": bundle.vocab.sha256}
     return (StreamLoss(bundle.captioner) if stream_weight > 0 else None), record
 

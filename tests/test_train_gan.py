@@ -306,3 +306,20 @@ def test_grad_accum_adds_up_to_the_whole_batch_gradient(shapes_h5, damsm_path):
     assert set(whole) == set(accumulated) and any(k.startswith("D1.") for k in whole)
     for k, g in whole.items():
         torch.testing.assert_close(accumulated[k], g, rtol=1e-4, atol=1e-6, msg=f"gradient of {k}")
+
+
+def test_resume_refuses_another_text_encoder(shapes_h5, damsm_path, tmp_path):
+    from attngan_cli.config import to_dict
+    from attngan_cli.data.h5 import read_vocab
+    from attngan_cli.inference import load_damsm
+    from attngan_cli.train.gan import check_resume
+
+    cfg = tiny_cfg(shapes_h5, damsm_path)
+    words = list(read_vocab(shapes_h5).words)
+    trained_with = load_damsm(damsm_path).text_encoder
+    ckpt = Checkpoint(kind="gan", config=to_dict(cfg), vocab=words, state={}, path=tmp_path / "final.pt",
+                      extra={"damsm_text_encoder": trained_with.state_dict(), "damsm_path": str(damsm_path)})
+    check_resume(ckpt, cfg, words, trained_with)  # the same encoder: accepted
+    other = load_damsm(make_damsm(tmp_path / "other.pt", words, seed=1)).text_encoder
+    with pytest.raises(ConfigMismatchError, match="differs from the one checkpoint"):
+        check_resume(ckpt, cfg, words, other)

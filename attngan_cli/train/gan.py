@@ -34,6 +34,7 @@ from ..checkpoints import (
     load_module_state,
     load_resume,
     require_state,
+    same_state,
 )
 from ..config import TrainConfig, to_dict
 from ..data.dataset import TextImageDataset
@@ -317,10 +318,7 @@ def check_resume(ckpt: Checkpoint, cfg: TrainConfig, vocab_words: list[str], tex
     check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
     saved = ckpt.extra.get("damsm_text_encoder")
     if saved is not None:
-        current = text_encoder.state_dict()
-        same = set(saved) == set(current) and all(
-            saved[k].shape == current[k].shape and torch.equal(saved[k].cpu(), current[k].cpu()) for k in saved)
-        if not same:
+        if not same_state(saved, text_encoder.state_dict()):
             raise ConfigMismatchError(
                 f"the text encoder in {cfg.encoders} differs from the one checkpoint {ckpt.path} was trained with "
                 f"({ckpt.extra.get('damsm_path')})")

@@ -14,10 +14,9 @@ import logging
 import os
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from ..checkpoints import Checkpoint, check_vocab, load_checkpoint, load_module_state
+from ..checkpoints import Checkpoint, check_vocab, load_checkpoint, load_module_state, same_state
 from ..config import TrainConfig, from_dict
 from ..data.h5 import read_info
 from ..errors import ConfigMismatchError, InputError
@@ -77,7 +76,7 @@ def check_stage_one(cfg: TrainConfig, dataset_words: list[str], text_encoder_sta
             raise ConfigMismatchError(f"{where}: Stage-I has {FLAG_OF[name]} {a} but this run gives it {b}; "
                                       f"use the Stage-I run's value")
     saved_text = ckpt.extra.get("damsm_text_encoder")
-    if text_encoder_state is not None and isinstance(saved_text, dict) and not _same_state(saved_text, text_encoder_state):
+    if text_encoder_state is not None and isinstance(saved_text, dict) and not same_state(saved_text, text_encoder_state):
         raise ConfigMismatchError(f"{where}: Stage-I was trained with another DAMSM text encoder "
                                   f"({ckpt.extra.get('damsm_path')}) than --encoders {cfg.encoders}; leave out "
                                   "--encoders to use Stage-I's")
@@ -96,11 +95,6 @@ def _check_same_dataset(where: str, stage_one_data: str, data: str) -> None:
     if key_a != key_b:
         raise InputError(f"{where}: Stage-I was trained on {stage_one_data} ({a.source}, {a.n_train} train images), "
                          f"a different dataset than {data} ({b.source}, {b.n_train} train images)")
-
-
-def _same_state(a: dict, b: dict) -> bool:
-    return set(a) == set(b) and all(tuple(a[k].shape) == tuple(b[k].shape) and torch.equal(a[k].cpu(), b[k].cpu())
-                                    for k in a)
 
 
 def init_from_stage_one(G: nn.Module, G_ema: nn.Module, init: str | os.PathLike[str]) -> None:
