@@ -34,6 +34,7 @@ from .config import (
 )
 from .data.h5 import read_info
 from .device import autocast, resolve_device
+from .distributed import check_batch
 from .errors import InputError
 from .inference import DAMSM_KIND, GAN_KIND
 from .models.image_encoder import inception_weights_file
@@ -119,6 +120,7 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
         get_arch(arch)
         cfg = make_train_config(preset, {**arch_overrides(arch, preset), **overrides})
     get_arch(cfg.generator.arch)  # an unknown --arch fails here, naming the known ones
+    check_batch(cfg.batch_size, cfg.grad_accum)  # over the torchrun processes and --grad-accum micro-batches
     if not Path(cfg.dataset).is_file():
         raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
     if not cfg.encoders:
@@ -192,6 +194,7 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
         raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
                          "random batches); pass --group-by none")
     autocast(resolve_device(cfg.device), cfg.precision)
+    check_batch(min(cfg.batch_size, info.n_train), cfg.grad_accum)
     ckpt = None
     if resume is not None:
         ckpt = load_resume(resume, DAMSM_KIND, "DAMSM checkpoint")

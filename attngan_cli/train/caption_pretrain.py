@@ -268,6 +268,7 @@ def resolve_caption_pretrain(data: str | os.PathLike[str], *, preset: str | None
     overrides["model.vocab_size"] = len(info.vocab)
     cfg = make_caption_pretrain_config(preset or preset_for_source(info.source), overrides)
     autocast(resolve_device(cfg.device), cfg.precision)
+    check_batch(min(cfg.batch_size, info.n_train))
     ckpt = None
     if resume is not None:
         ckpt = load_resume(resume, CAPTIONER_KIND, "captioner checkpoint")
