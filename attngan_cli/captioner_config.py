@@ -57,7 +57,7 @@ class CaptionPretrainConfig:
     snapshot_every: int = 1  # epochs
     eval_items: int = 1000  # test images decoded for BLEU-4 per epoch (all their captions are references)
     max_minutes: float = 0.0
-    precision: str = "fp32"
+    precision: str = "auto"
     workers: int = 0
     seed: int = 0
     device: str = "auto"

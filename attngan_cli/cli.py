@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
+from .allocator import tune_host_allocator
 from .commands import attend, demo, prep, pretrain, sample, train
 from .commands import eval as eval_cmd
 from .commands import import_ as import_cmd
@@ -38,6 +39,7 @@ def _main(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info messages.")] = False,
 ) -> None:
+    tune_host_allocator()  # freed tensor memory is reused, not handed back to the kernel (allocator.py)
     if quiet:
         set_quiet(True)
 

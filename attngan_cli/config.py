@@ -23,7 +23,7 @@ from .errors import AttnGANError, ConfigMismatchError
 
 T = TypeVar("T")
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 where the hardware computes it (device.py)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ class PretrainConfig:
     group_by: list[str] = field(default_factory=list)
     group_share: float = 0.5
     max_minutes: float = 0.0  # 0 = no limit; otherwise end (with the final checkpoint) after this long
-    precision: str = "fp32"
+    precision: str = "auto"
     workers: int = 0
     seed: int = 0
     device: str = "auto"
@@ -171,7 +171,7 @@ class TrainConfig:
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     ema_decay: float = 0.999
-    precision: str = "fp32"
+    precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False  # under torchrun on GPUs: SyncBatchNorm in G and the Ds (default: per-process BatchNorm)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
+import os
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .distributed import is_distributed, local_rank
 from .errors import AttnGANError, DeviceError
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -57,11 +63,20 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+AUTO_PRECISION_ENV = "ATTNGAN_AUTO_PRECISION"  # fp32 | bf16 | fp16: what ``auto`` means on this machine
+
+
 def resolve_precision(spec: str, device: torch.device) -> str:
     """``auto`` -> bf16 where the hardware computes it (a CPU with AVX-512 BF16 / AMX, a GPU that supports
-    bf16), else fp32; any other value is returned as given."""
+    bf16), else fp32; the environment variable ATTNGAN_AUTO_PRECISION, when set, decides instead (e.g. fp32
+    to keep default runs exact and alike across machines). Any other value is returned as given."""
     if spec != "auto":
         return spec
+    forced = os.environ.get(AUTO_PRECISION_ENV, "").strip().lower()
+    if forced:
+        if forced not in ("fp32", "bf16", "fp16"):
+            raise AttnGANError(f"{AUTO_PRECISION_ENV}={forced!r}: use fp32, bf16 or fp16 (or unset it)")
+        return forced
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":
@@ -69,8 +84,22 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     return "fp32"
 
 
+def settle_precision(cfg: Any) -> Any:
+    """A job config (a dataclass with ``device`` and ``precision``) with ``precision`` ``auto`` replaced by
+    :func:`resolve_precision` for its device, after checking that the precision runs there (fp16 needs
+    CUDA): the resolved value is what the run directory and checkpoints record."""
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    autocast(device, precision)  # a precision this device cannot run fails here, before any run directory
+    if precision == cfg.precision:
+        return cfg
+    log.info("precision auto: %s on %s", precision, device)
+    return dataclasses.replace(cfg, precision=precision)
+
+
 def autocast(device: torch.device, precision: str):
-    """A context manager for ``precision`` in fp32|bf16|fp16 on ``device`` (fp32: no autocast)."""
+    """A context manager for ``precision`` in fp32|bf16|fp16|auto on ``device`` (fp32: no autocast)."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "bf16":

@@ -191,7 +191,7 @@ def embed_captions(text_encoder: nn.Module, token_ids: torch.Tensor, lengths: to
     return words_emb.float(), sent_emb.float(), mask
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(bundle: GeneratorBundle, token_ids: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor,
              eps: torch.Tensor | None = None, precision: str = "fp32") -> Generated:
     """Every stage's images for a batch of captions.

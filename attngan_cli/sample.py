@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import PRECISIONS
 from .data.vocab import Vocabulary
 from .distributed import barrier, gather_object, is_main_process, rank, world_size
 from .errors import AttnGANError, InputError, OutputError
@@ -179,7 +180,7 @@ class SampleSettings:
     stage: str = "all"  # all: every stage's image; last: only the final one
     grid: bool = False  # also one grid PNG per caption
     batch_size: int = 16
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 where the hardware computes it, else fp32 (device.resolve_precision)
     overwrite: bool = False  # replace the samples of an earlier run in the output folder
 
     def validate(self) -> None:
@@ -189,8 +190,8 @@ class SampleSettings:
             raise AttnGANError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.stage not in STAGE_CHOICES:
             raise AttnGANError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {self.stage!r}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise AttnGANError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise AttnGANError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def image_name(caption_index: int, sample_index: int, size: int) -> str:
@@ -349,7 +350,7 @@ class AttendResult:
 
 
 def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top: int = 5, seed: int = 0,
-           precision: str = "fp32", word_maps: bool = False, sample_index: int = 0) -> AttendResult:
+           precision: str = "auto", word_maps: bool = False, sample_index: int = 0) -> AttendResult:
     """Generate one image for ``text`` and draw the paper's Figure 1 into ``out`` (PNG), with
     ``<out>.json`` (ranked words and scores per attention model) and, with ``word_maps``, every word's
     map under ``<out stem>_maps/`` (grey PNGs at the image size, and the raw maps in ``maps.npz``)."""

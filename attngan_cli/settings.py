@@ -33,7 +33,7 @@ from .config import (
     preset_value,
 )
 from .data.h5 import read_info
-from .device import autocast, resolve_device
+from .device import resolve_device, settle_precision
 from .distributed import check_batch
 from .errors import InputError
 from .inference import DAMSM_KIND, GAN_KIND
@@ -125,7 +125,9 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
         raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
     if not cfg.encoders:
         raise InputError(MISSING_ENCODERS)
-    autocast(resolve_device(cfg.device), cfg.precision)
+    cfg = settle_precision(cfg)
+    if ckpt is None:
+        cfg = _device_defaults(cfg, overrides, ("compile", "workers"))
     dataset_words = read_info(cfg.dataset).vocab.words
     encoders_path = resolve_checkpoint(cfg.encoders, what="DAMSM checkpoint")  # a file, or a run directory with one
     check_vocab(load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True), dataset_words, f"dataset {cfg.dataset}")
@@ -193,7 +195,9 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
     if cfg.group_by and cfg.cache_features and cfg.image.backbone == "inception-v3":
         raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
                          "random batches); pass --group-by none")
-    autocast(resolve_device(cfg.device), cfg.precision)
+    cfg = settle_precision(cfg)
+    if resume is None:
+        cfg = _device_defaults(cfg, overrides, ("workers",))
     check_batch(min(cfg.batch_size, info.n_train), cfg.grad_accum)
     ckpt = None
     if resume is not None:
@@ -203,6 +207,16 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
     elif cfg.image.backbone == "inception-v3":
         inception_weights_file(inception_weights)
     return PretrainSettings(cfg, ckpt)
+
+
+def _device_defaults(cfg: Any, overrides: dict[str, Any], fields: tuple[str, ...]) -> Any:
+    """A new run's ``fields`` that the command line left unset, chosen for its device: on CUDA,
+    torch.compile on (``compile``) and min(4, cores - 1) DataLoader worker processes (``workers``), so
+    that decoding and augmenting never leave the GPU waiting; on CPUs compile off (measured slower there:
+    see README) and no workers (they would take cores from the step)."""
+    cuda = resolve_device(cfg.device).type == "cuda"
+    chosen = {"compile": cuda, "workers": max(0, min(4, (os.cpu_count() or 1) - 1)) if cuda else 0}
+    return apply_overrides(cfg, {k: chosen[k] for k in fields if overrides.get(k) is None})
 
 
 def _own_overrides(overrides: dict[str, Any] | None, resolved_here: tuple[str, ...]) -> dict[str, Any]:

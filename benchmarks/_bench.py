@@ -51,6 +51,9 @@ def add_common_args(ap: argparse.ArgumentParser, precisions: str = "fp32,auto") 
                     help="run every setting in this process, one after the other (saves a start of Python, torch "
                          "and CUDA per setting; CUDA peak memory stays per setting, a CPU's peak RSS does not)")
     ap.add_argument("--json", action="store_true", help="also print one JSON object per setting")
+    ap.add_argument("--official", metavar="PATH",
+                    help="a local checkout of github.com/taoxugit/AttnGAN: also time the official code (bird "
+                         "preset) in the same precisions, and print each result's ratio to it (official.py)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one setting (JSON) and print its result
 
 
@@ -222,6 +225,45 @@ def run_settings(script: str, settings: list[dict[str, Any]], timeout: float,
             print(f"setting {s}: failed (exit {out.returncode})\n{out.stderr[-3000:]}", file=sys.stderr, flush=True)
             continue
         yield json.loads(lines[-1])
+
+
+class OfficialRatios:
+    """Each result's speed as a multiple of the official code's in the same run: ``x_official`` against the
+    official code at the same preset, batch and precision, ``x_official_fp32`` against its fp32 (the
+    issue's yardstick for the default path). Official results must come before the results they rate."""
+
+    def __init__(self, key: str = "img_per_s") -> None:
+        self.key = key
+        self.seen: dict[tuple, float] = {}
+
+    def add(self, r: dict[str, Any]) -> dict[str, Any]:
+        where = (r.get("preset"), r.get("batch"))
+        if r.get("impl") == "official":
+            self.seen[(*where, r["precision"])] = r[self.key]
+            return r
+        same, fp32 = self.seen.get((*where, r["precision"])), self.seen.get((*where, "fp32"))
+        r["x_official"] = r[self.key] / same if same else None
+        r["x_official_fp32"] = r[self.key] / fp32 if fp32 else None
+        return r
+
+
+def with_official(settings: list[dict[str, Any]], path: str | None, in_process: bool = False) -> list[dict[str, Any]]:
+    """``settings`` with, when ``path`` is given, an official-code twin before each bird setting (once per
+    batch and precision; the official code has no compile or channels-last switch)."""
+    if not path:
+        return settings
+    if in_process:
+        raise SystemExit("--official runs each setting in its own process (the official code keeps glibc's default "
+                         "allocator, which attngan's own settings change for the process): leave out --in-process")
+    out, twins = [], set()
+    for s in settings:
+        key = (s["batch"], s["precision"])
+        if s["preset"] == "bird" and key not in twins:
+            twins.add(key)
+            out.append({**s, "impl": "official", "official": str(Path(path).resolve()), "compile": False,
+                        "channels_last": False})
+        out.append(s)
+    return out
 
 
 class Table:

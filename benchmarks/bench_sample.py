@@ -11,6 +11,9 @@ Per precision (each in its own process):
     python benchmarks/bench_sample.py                              # CPU or CUDA, fp32 + the default
     python benchmarks/bench_sample.py --device cuda --batch 64 --precisions fp32,bf16,fp16 --json
     python benchmarks/bench_sample.py --preset shapes --batch 8 --repeats 2 --no-files
+
+With ``--official PATH`` (a local checkout of github.com/taoxugit/AttnGAN) each precision is also run with
+the official code's sampling (``official.py``), and each row shows its speed as a multiple of it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from _bench import (
     REPO,
+    OfficialRatios,
     Table,
     add_common_args,
     compile_failed,
@@ -40,6 +44,7 @@ from _bench import (
     set_precision_flags,
     setup_device,
     time_total,
+    with_official,
 )
 
 CAPTIONS = [line.strip() for line in (REPO / "examples" / "bird_captions.txt").read_text().splitlines() if line.strip()]
@@ -61,7 +66,37 @@ def build_bundle(preset: str, device):
     return GeneratorBundle(gen, enc, vocab, cfg, None)
 
 
+def one_official(s: dict[str, Any]) -> dict[str, Any]:
+    """The official ``sampling`` (text encoder + G under no_grad; official.py) at ``s``'s batch and precision."""
+    import official
+    import torch
+
+    device = setup_device(s["device"], s["threads"])
+    amp = set_precision_flags(device, s["precision"])
+    peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
+    off = official.load(s["official"], cuda=device.type == "cuda")
+    B = s["batch"]
+    st = official.OfficialStep(off, device, B, CUB_VOCAB_SIZE, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp))
+    gflop = count_gflop(st.sample)
+    time_total(lambda: st.sample(1), device, 1)
+    time_total(st.sample, device, 1)
+    latency = statistics.median(time_total(lambda: st.sample(1), device, 1) for _ in range(s["repeats"]))
+    reset_peak_memory(device)
+    batch_s = time_total(st.sample, device, s["repeats"]) / s["repeats"]
+    mem, mem_kind = peak_memory_gb(device)
+    return {"bench": "sample", "impl": "official", "preset": "bird", "precision": s["precision"], "compile": False,
+            "stages": 3, "size": 256, "batch": B, "repeats": s["repeats"], "latency_ms": latency * 1000,
+            "batch_s": batch_s, "img_per_s": B / batch_s, "gflop_per_img": gflop / B,
+            **efficiency(gflop, batch_s, peak), "peak_gflops": peak, "peak_n": peak_n, "peak_mem_gb": mem,
+            "mem_kind": mem_kind, "e2e_img_per_s": None, **environment(device), "note": None}
+
+
 def one(s: dict[str, Any]) -> dict[str, Any]:
+    if s.get("impl") == "official":
+        return one_official(s)  # the official code as its users run it: glibc's default allocator settings
+    from attngan_cli.allocator import tune_host_allocator
+
+    tune_host_allocator()  # as every attngan command does (ATTNGAN_MALLOC=default: glibc's defaults)
     import torch
 
     from attngan_cli.inference import generate
@@ -124,7 +159,7 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
             files = list(sample_to_dir(bundle, src, Path(d) / "out", settings))
             e2e = B / (time.perf_counter() - t0)
             assert len(files) == B * g.stages, files
-    return {"bench": "sample", "preset": s["preset"], "precision": prec, "compile": s["compile"] and note is None,
+    return {"bench": "sample", "impl": "attngan", "preset": s["preset"], "precision": prec, "compile": s["compile"] and note is None,
             "stages": g.stages, "size": g.image_sizes[-1], "batch": B, "repeats": s["repeats"],
             "latency_ms": latency * 1000, "batch_s": batch_s, "img_per_s": B / batch_s,
             "gflop_per_img": gflop / B, **efficiency(gflop, batch_s, peak), "peak_gflops": peak, "peak_n": peak_n,
@@ -132,12 +167,13 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
             "g_params_m": sum(p.numel() for p in eager.parameters()) / 1e6, **environment(device), "note": note}
 
 
-COLUMNS = [("preset", "preset", ">7s"), ("prec", "precision", ">5s"), ("compile", "compile", ">7s"),
+COLUMNS = [("impl", "impl", ">8s"), ("preset", "preset", ">7s"), ("prec", "precision", ">5s"), ("compile", "compile", ">7s"),
            ("px", "size", "4d"), ("batch", "batch", "5d"), ("latency ms", "latency_ms", "10.1f"),
            ("s/batch", "batch_s", "8.4f"), ("img/s", "img_per_s", "9.2f"), ("GFLOP/img", "gflop_per_img", "9.2f"),
            ("GFLOP/s", "achieved_gflops", "9.1f"), ("peak GFLOP/s", "peak_gflops", "12.1f"),
            ("% of peak", "pct_of_peak", "9.2f"), ("peak mem GB", "peak_mem_gb", "11.2f"),
-           ("PNG img/s", "e2e_img_per_s", "9.2f")]
+           ("PNG img/s", "e2e_img_per_s", "9.2f"), ("x official", "x_official", "10.2f"),
+           ("latency x off.", "latency_x_official", "14.2f"), ("x off. fp32", "x_official_fp32", "11.2f")]
 
 
 def main() -> None:
@@ -157,9 +193,14 @@ def main() -> None:
     settings = [{"preset": a.preset, "batch": a.batch, "precision": p, "device": str(device), "threads": a.threads,
                  "compile": a.compile, "repeats": a.repeats, "files": not a.no_files, "peak_n": a.peak_n}
                 for p in resolve_precisions(a.precisions, device)]
-    table = Table(COLUMNS, a.json)
+    settings = with_official(settings, a.official if a.preset == "bird" else None, a.in_process)
+    table, ratios, latency = Table(COLUMNS, a.json), OfficialRatios(), OfficialRatios("latency_ms")
     n = 0
     for r in run_settings(__file__, settings, a.timeout, one, a.in_process):
+        lat = latency.add(dict(r)).get("x_official")
+        r = ratios.add(r)
+        if r.get("impl") != "official":
+            r["latency_x_official"] = 1 / lat if lat else None  # official latency / ours: > 1 is faster
         table.row(r)
         n += 1
     if n < len(settings):

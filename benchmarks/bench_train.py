@@ -13,6 +13,10 @@ words), ``shapes`` (3 stages of 16/32/64 px, batch 32, compact encoder), ``coco`
     python benchmarks/bench_train.py --presets shapes --steps 5           # CPU or CUDA, fp32 + default
     python benchmarks/bench_train.py --device cuda --presets bird --batches 20,64 --precisions fp32,bf16,fp16
     python benchmarks/bench_train.py --device cuda --presets bird --precisions bf16 --compile --json
+
+With ``--official PATH`` (a local checkout of github.com/taoxugit/AttnGAN) every bird setting is also run
+with the official code (``official.py``: its modules on today's PyTorch, its step written out), and each
+row shows its speed as a multiple of the official code's at the same precision and at fp32.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from _bench import (
+    OfficialRatios,
     Table,
     add_common_args,
     compile_failed,
@@ -38,6 +43,7 @@ from _bench import (
     set_precision_flags,
     setup_device,
     time_total,
+    with_official,
 )
 
 VOCAB = {"bird": 5450, "coco": 27297, "shapes": 100}  # the official CUB / COCO vocabularies
@@ -93,7 +99,35 @@ def build(s: dict[str, Any], device, amp: str) -> Bench:
     return Bench(device, cfg, m, d_loss, g_loss, batch)
 
 
+def one_official(s: dict[str, Any]) -> dict[str, Any]:
+    """The official code's training step (official.py) at setting ``s``'s batch and precision."""
+    import official
+    import torch
+
+    device = setup_device(s["device"], s["threads"])
+    amp = set_precision_flags(device, s["precision"])
+    peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
+    off = official.load(s["official"], cuda=device.type == "cuda")
+    B = s["batch"] or 20  # bird_attn2.yml
+    st = official.OfficialStep(off, device, B, VOCAB["bird"], {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp))
+    gflop = count_gflop(st.step)
+    time_total(st.step, device, s["warmup"])
+    reset_peak_memory(device)
+    step_s = time_total(st.step, device, s["steps"]) / s["steps"]
+    mem, mem_kind = peak_memory_gb(device)
+    return {"bench": "train", "impl": "official", "preset": "bird", "precision": s["precision"], "compile": False,
+            "channels_last": False, "stages": 3, "size": 256, "batch": B, "steps": s["steps"], "warmup": s["warmup"],
+            "step_s": step_s, "img_per_s": B / step_s, "gflop_per_step": gflop, **efficiency(gflop, step_s, peak),
+            "peak_gflops": peak, "peak_n": peak_n, "peak_mem_gb": mem, "mem_kind": mem_kind,
+            **environment(device), "note": None}
+
+
 def one(s: dict[str, Any]) -> dict[str, Any]:
+    if s.get("impl") == "official":
+        return one_official(s)  # the official code as its users run it: glibc's default allocator settings
+    from attngan_cli.allocator import tune_host_allocator
+
+    tune_host_allocator()  # as every attngan command does (ATTNGAN_MALLOC=default: glibc's defaults)
     device = setup_device(s["device"], s["threads"])
     amp = set_precision_flags(device, s["precision"])
     peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
@@ -116,7 +150,7 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
     total = time_total(step, device, s["steps"])
     mem, mem_kind = peak_memory_gb(device)
     step_s = total / s["steps"]
-    return {"bench": "train", "preset": s["preset"], "precision": s["precision"],
+    return {"bench": "train", "impl": "attngan", "preset": s["preset"], "precision": s["precision"],
             "compile": cfg.compile and note is None, "channels_last": cfg.channels_last,
             "stages": cfg.generator.stages, "size": cfg.generator.image_sizes[-1], "batch": B,
             "steps": s["steps"], "warmup": s["warmup"], "step_s": step_s, "img_per_s": B / step_s,
@@ -127,11 +161,12 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
             **environment(device), "note": note}
 
 
-COLUMNS = [("preset", "preset", ">7s"), ("prec", "precision", ">5s"), ("compile", "compile", ">7s"),
+COLUMNS = [("impl", "impl", ">8s"), ("preset", "preset", ">7s"), ("prec", "precision", ">5s"), ("compile", "compile", ">7s"),
            ("px", "size", "4d"), ("batch", "batch", "5d"), ("img/s", "img_per_s", "9.2f"),
            ("s/step", "step_s", "8.4f"), ("GFLOP/step", "gflop_per_step", "10.1f"),
            ("GFLOP/s", "achieved_gflops", "9.1f"), ("peak GFLOP/s", "peak_gflops", "12.1f"),
-           ("% of peak", "pct_of_peak", "9.2f"), ("peak mem GB", "peak_mem_gb", "11.2f")]
+           ("% of peak", "pct_of_peak", "9.2f"), ("peak mem GB", "peak_mem_gb", "11.2f"),
+           ("x official", "x_official", "10.2f"), ("x official fp32", "x_official_fp32", "15.2f")]
 
 
 def main() -> None:
@@ -159,10 +194,11 @@ def main() -> None:
                                  "threads": a.threads, "compile": a.compile, "channels_last": a.channels_last,
                                  "steps": a.steps or (2 if big else 10),
                                  "warmup": a.warmup or (3 if device.type == "cuda" else 1), "peak_n": a.peak_n})
-    table = Table(COLUMNS, a.json)
+    settings = with_official(settings, a.official, a.in_process)
+    table, ratios = Table(COLUMNS, a.json), OfficialRatios()
     n = 0
     for r in run_settings(__file__, settings, a.timeout, one, a.in_process):
-        table.row(r)
+        table.row(ratios.add(r))
         n += 1
     if n < len(settings):
         sys.exit(f"{len(settings) - n} of {len(settings)} settings failed")

@@ -111,3 +111,70 @@ def test_profile_train_smoke():
     assert {"conv", "BatchNorm", "GLU/LeakyReLU/ReLU", "attention bmm/softmax", "LSTM", "optimizer (Adam)"} <= set(kinds)
     assert kinds["conv"]["backward_ms"] > 0  # backward ops are found and counted
     assert "per module" in out.stdout and "per kind of op" in out.stdout and "self CPU ms/step" in out.stdout
+
+
+# ---------------------------------------------------------------- the official-code baseline (--official)
+OFFICIAL = os.environ.get("ATTNGAN_OFFICIAL_CODE")  # a local checkout of github.com/taoxugit/AttnGAN, if any
+
+
+@pytest.fixture()
+def bench_modules(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import _bench
+    import official
+    return _bench, official
+
+
+def test_official_twins_come_first_and_ratios_use_them(bench_modules) -> None:
+    _bench, _ = bench_modules
+    ours = [{"preset": p, "batch": b, "precision": q} for p in ("shapes", "bird") for b in (4, 20)
+            for q in ("fp32", "bf16")] + [{"preset": "bird", "batch": 4, "precision": "fp32", "compile": True}]
+    plan = _bench.with_official(ours, "/x/AttnGAN")
+    twins = [s for s in plan if s.get("impl") == "official"]
+    assert [(s["batch"], s["precision"]) for s in twins] == [(4, "fp32"), (4, "bf16"), (20, "fp32"), (20, "bf16")]
+    for t in twins:  # each twin comes right before the first setting it rates
+        i = plan.index(t)
+        assert {k: plan[i + 1][k] for k in ("preset", "batch", "precision")} == \
+               {"preset": "bird", "batch": t["batch"], "precision": t["precision"]}
+    assert _bench.with_official(ours, None) == ours
+    with pytest.raises(SystemExit, match="leave out --in-process"):
+        _bench.with_official(ours, "/x/AttnGAN", in_process=True)
+
+    ratios = _bench.OfficialRatios()
+    ratios.add({"impl": "official", "preset": "bird", "batch": 4, "precision": "fp32", "img_per_s": 2.0})
+    ratios.add({"impl": "official", "preset": "bird", "batch": 4, "precision": "bf16", "img_per_s": 4.0})
+    r = ratios.add({"impl": "attngan", "preset": "bird", "batch": 4, "precision": "bf16", "img_per_s": 10.0})
+    assert r["x_official"] == 2.5 and r["x_official_fp32"] == 5.0
+    r = ratios.add({"impl": "attngan", "preset": "bird", "batch": 20, "precision": "fp32", "img_per_s": 10.0})
+    assert r["x_official"] is None and r["x_official_fp32"] is None  # no official run at that batch
+
+
+def test_official_loader_refuses_what_it_does_not_know(bench_modules, tmp_path) -> None:
+    """A folder that is not the official checkout, or a checkout whose text differs from what the patches
+    expect, is refused by name instead of being measured silently wrong."""
+    _, official = bench_modules
+    with pytest.raises(SystemExit, match="not a checkout of github.com/taoxugit/AttnGAN .*model.py"):
+        official.code_dir(tmp_path)
+    code = tmp_path / "code"
+    (code / "miscc").mkdir(parents=True)
+    for rel in official.FILES:
+        (code / rel).write_text("x = 1\n")
+    (code / "miscc" / "config.py").write_text(
+        "from easydict import EasyDict as edict\ncfg = edict()\n"
+        "for k in ('TRAIN', 'TREE', 'TEXT', 'GAN'):\n    cfg[k] = edict()\ncfg.TRAIN.SMOOTH = edict()\n")
+    assert official.code_dir(tmp_path) == code
+    with pytest.raises(SystemExit, match=r"miscc/losses.py holds 0 times 'torch.ByteTensor\(masks\)'"):
+        official.load(tmp_path, cuda=False)
+    assert "model" not in sys.modules and "miscc" not in sys.modules  # nothing left behind
+
+
+@pytest.mark.skipif(not OFFICIAL, reason="set ATTNGAN_OFFICIAL_CODE to a checkout of taoxugit/AttnGAN")
+def test_bench_train_against_the_official_code() -> None:
+    rows, table, out = run_bench("bench_train.py", "--presets", "bird", "--batches", "2", "--steps", "1",
+                                 "--warmup", "1", "--precisions", "fp32", "--official", OFFICIAL)
+    assert out.returncode == 0, out.stderr[-3000:]
+    off, ours = rows
+    assert off["impl"] == "official" and ours["impl"] == "attngan"
+    check_numbers(off, SPEED_KEYS)
+    assert ours["x_official"] == pytest.approx(ours["img_per_s"] / off["img_per_s"])
+    check_table(table, ["x official"])

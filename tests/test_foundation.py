@@ -281,12 +281,19 @@ def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch:
     the demo's `auto` must then choose fp32."""
     from attngan_cli import device as dev
 
+    monkeypatch.delenv(dev.AUTO_PRECISION_ENV, raising=False)  # the suite pins auto to fp32 (conftest)
     cpu = torch.device("cpu")
     for flags, expected in (("flags : fpu avx2 avx512f", "fp32"), ("flags : fpu avx2 avx512f avx512_bf16", "bf16"),
                             ("flags : fpu amx_bf16 amx_tile", "bf16")):
         monkeypatch.setattr(dev.Path, "read_text", lambda self, flags=flags: flags)
         assert dev.resolve_precision("auto", cpu) == expected, flags
     assert dev.resolve_precision("fp32", cpu) == "fp32" and dev.resolve_precision("bf16", cpu) == "bf16"
+    # ATTNGAN_AUTO_PRECISION decides what auto means, whatever the hardware; a bad value is named
+    monkeypatch.setenv(dev.AUTO_PRECISION_ENV, "FP32")
+    assert dev.resolve_precision("auto", cpu) == "fp32" and dev.resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setenv(dev.AUTO_PRECISION_ENV, "half")
+    with pytest.raises(AttnGANError, match="ATTNGAN_AUTO_PRECISION='half'"):
+        dev.resolve_precision("auto", cpu)
 
 
 def test_read_jsonl_strict_and_lenient(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from attngan_cli import settings as settings_module
 from attngan_cli.checkpoints import Checkpoint, save_checkpoint
 from attngan_cli.cli import app
 from attngan_cli.config import make_pretrain_config, make_train_config, to_dict
@@ -151,6 +152,38 @@ def test_pretrain_resume_checks_kind_shapes_and_vocabulary(shapes_h5, damsm_file
         "text.vocab_size": len(read_info(shapes_h5).vocab)})), vocab=["<end>", "a"], state={})
     with pytest.raises(ConfigMismatchError, match="vocabulary"):
         resolve_pretrain(shapes_h5, resume=save_checkpoint(other, tmp_path / "other.pt"))
+
+
+def test_precision_auto_is_the_default_and_is_resolved_before_the_run(shapes_h5, damsm_file, vocab_words, tmp_path,
+                                                                      monkeypatch) -> None:
+    """train, pretrain and captioner pretraining default to --precision auto, and the settings hold what it
+    resolved to on this device (what config.json and the checkpoints record); a resumed run keeps its own."""
+    from attngan_cli import device as dev
+    from attngan_cli.train.caption_pretrain import resolve_caption_pretrain
+
+    monkeypatch.setenv(dev.AUTO_PRECISION_ENV, "bf16")  # as on a CPU with AVX-512 BF16
+    assert resolve_train(shapes_h5, encoders=damsm_file).config.precision == "bf16"
+    assert resolve_pretrain(shapes_h5).config.precision == "bf16"
+    assert resolve_caption_pretrain(shapes_h5)[0].precision == "bf16"
+    assert resolve_train(shapes_h5, encoders=damsm_file, overrides={"precision": "fp32"}).config.precision == "fp32"
+    cfg = make_train_config("shapes", {"dataset": str(shapes_h5), "encoders": str(damsm_file), "precision": "fp32"})
+    fp32_run = save_checkpoint(Checkpoint(kind="gan", config=to_dict(cfg), vocab=vocab_words, state={}, step=3, epoch=1),
+                               tmp_path / "00000-shapes-train" / "interrupted.pt")
+    assert resolve_train(None, resume=fp32_run).config.precision == "fp32"  # the saved run's
+    monkeypatch.delenv(dev.AUTO_PRECISION_ENV)
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: False)  # an AVX2-only CPU: bf16 would be emulated
+    cpu_run = resolve_train(shapes_h5, encoders=damsm_file, overrides={"device": "cpu"}).config
+    assert cpu_run.precision == "fp32"
+    # torch.compile: off on CPUs (measured slower), on with CUDA, unless --compile/--no-compile says otherwise
+    # DataLoader workers: none on CPUs, min(4, cores - 1) with CUDA, unless --workers says otherwise
+    assert cpu_run.compile is False and cpu_run.workers == 0 and resolve_pretrain(shapes_h5).config.workers == 0
+    assert resolve_train(shapes_h5, encoders=damsm_file, overrides={"compile": True}).config.compile is True
+    monkeypatch.setattr(settings_module, "resolve_device", lambda spec: torch.device("cuda"))
+    monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 16)
+    cuda_run = resolve_train(shapes_h5, encoders=damsm_file).config
+    assert cuda_run.compile is True and cuda_run.workers == 4 and resolve_pretrain(shapes_h5).config.workers == 4
+    explicit = resolve_train(shapes_h5, encoders=damsm_file, overrides={"compile": False, "workers": 0}).config
+    assert explicit.compile is False and explicit.workers == 0
 
 
 # ---------------------------------------------------------------- the commands check before they create a run

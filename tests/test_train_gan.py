@@ -272,6 +272,28 @@ def test_bf16_channels_last_step(shapes_h5, damsm_path, tmp_path):
     assert all(v.dtype in (torch.float32, torch.int64) for v in ck.state["generator"].values())
 
 
+def test_a_failing_torch_compile_falls_back_to_eager(shapes_h5, damsm_path, tmp_path, monkeypatch, caplog):
+    """Where torch.compile fails (no C++ compiler, an op it lacks: it shows at the first call), training
+    says so once and goes on with the same modules, eagerly."""
+    tried: list[str] = []
+
+    def broken_compile(module, *args, **kwargs):
+        def run(*a, **k):
+            tried.append(type(module).__name__)
+            raise RuntimeError("backend='inductor' raised: no working C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    cfg = tiny_cfg(shapes_h5, damsm_path, max_steps=3, compile=True, lambda_damsm=0.0)
+    rec = Recorder()
+    with caplog.at_level("WARNING", logger="attngan_cli"):
+        final = train_gan(cfg, RunDir.create(tmp_path, "c", "train"), callbacks=[rec])
+    assert tried == ["Generator"]  # G's compiled forward came first, and only once
+    assert caplog.text.count("torch.compile failed (RuntimeError: backend='inductor' raised") == 1
+    assert sorted(rec.losses) == [1, 2, 3] and load_checkpoint(final).step == 3
+    assert all(math.isfinite(v) for r in rec.losses.values() for v in r.values())
+
+
 def _step_gradients(shapes_h5, damsm_path, grad_accum: int) -> dict[str, torch.Tensor]:
     """The gradients of G and every D in one step (the optimisers record instead of stepping), with
     BatchNorm in eval mode and no DAMSM term, where every loss is a mean of per-sample terms."""

@@ -24,7 +24,7 @@ def attend(
     word_maps: Annotated[bool, typer.Option("--word-maps", help="Also save every word's map in <out>_maps/.")] = False,
     seed: Seed = 0,
     device: Device = "auto",
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     quiet: Quiet = False,
 ) -> None:
     """Draw the paper's Figure 1: each stage's image and its top-5 attended words.

@@ -11,8 +11,8 @@ Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present, 
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (python, numpy, torch).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info messages; errors still show.")]
 Preset = Annotated[str, typer.Option("--preset", help="Official settings to start from: bird, coco or shapes.")]
-Precision = Annotated[str, typer.Option("--precision", help="fp32, bf16 (fast on CPUs with AVX-512 BF16) or fp16 (CUDA only).")]
-Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes (0 = load in the main process).")]
+Precision = Annotated[str, typer.Option("--precision", help="auto (bf16 where the CPU or GPU computes it in hardware: AVX-512 BF16/AMX, or a GPU with bf16; else fp32), fp32 (exact), bf16 or fp16 (CUDA only).")]
+Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes (0 = load in the main process; default: min(4, cores - 1) with CUDA, 0 on CPUs).")]
 RunsRoot = Annotated[Path, typer.Option("--runs", help="Where run directories NNNNN-<dataset>-<command>/ are created.")]
 Resume = Annotated[
     Path | None, typer.Option("--resume", help="Continue from a run directory or a checkpoint file.")

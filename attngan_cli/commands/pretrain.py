@@ -35,7 +35,7 @@ def pretrain(
                                                        "attention-map image every N epochs.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="End (with final.pt) after this many "
                                                       "minutes, finishing the current epoch's evaluation.")] = None,
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     cache_features: Annotated[bool, typer.Option("--cache-features", help="Faster mode (a departure from the "
                                                  "official code): compute the frozen Inception features of 2 fixed "
                                                  "augmented views once, with eval-mode BatchNorm, and train on them.")] = False,
@@ -58,7 +58,7 @@ def pretrain(
     runs: RunsRoot = Path("runs"),
     device: Device = "auto",
     seed: Seed = 0,
-    workers: Workers = 0,
+    workers: Annotated[int | None, Workers.__metadata__[0]] = None,  # type: ignore[attr-defined]  # None: by device
     quiet: Quiet = False,
 ) -> None:
     """Pretrain the DAMSM text and image encoders (paper section 3.2).

@@ -29,7 +29,7 @@ def sample(
     grid: Annotated[bool, typer.Option("--grid", help="Also write one grid per caption (samples x stages).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images generated at once.")] = 16,
     device: Device = "auto",
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a folder that holds an earlier "
                                             "run's samples, deleting those first (other files are kept).")] = False,
     caption_back: Annotated[bool, typer.Option("--caption-back", help="MirrorGAN's re-description: caption every "

@@ -78,7 +78,9 @@ def train(
     workers: Annotated[int | None, Workers.__metadata__[0]] = None,  # type: ignore[attr-defined]
     precision: Annotated[str | None, Precision.__metadata__[0]] = None,  # type: ignore[attr-defined]
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Use the channels-last memory layout.")] = False,
-    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile G and the Ds.")] = False,
+    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile G and the Ds "
+                                                  "(default: on with CUDA, off on CPUs, where it measured slower; "
+                                                  "if compiling fails, training goes on without it).")] = None,
     grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Micro-batches per step whose gradients add "
                                                    "up: the same --batch-size in less memory.")] = None,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="Under torchrun on GPUs: SyncBatchNorm in G and the Ds "
@@ -134,7 +136,7 @@ def train(
         arch=arch, stage=stage, init=str(init) if init is not None else None, color_consistency=color_consistency,
         stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
-        channels_last=channels_last or None, compile=compile_ or None, grad_accum=grad_accum, sync_bn=sync_bn or None, mismatch=False if no_mismatch else None,
+        channels_last=channels_last or None, compile=compile_, grad_accum=grad_accum, sync_bn=sync_bn or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
         tensorboard=tensorboard, stream_weight=stream_weight,
     )

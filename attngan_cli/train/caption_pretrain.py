@@ -32,7 +32,7 @@ from ..checkpoints import (
 )
 from ..config import to_dict
 from ..data.dataset import TextImageDataset
-from ..device import autocast, resolve_device, rng_state, seed_everything
+from ..device import autocast, resolve_device, rng_state, seed_everything, settle_precision
 from ..distributed import (
     check_batch,
     init_from_env,
@@ -60,6 +60,7 @@ from .loop import (
     epoch_batches,
     make_loader,
 )
+from .optim import adam, load_optimizer_state
 from .tensorboard import tensorboard_callbacks
 
 log = logging.getLogger(__name__)
@@ -234,11 +235,11 @@ def pretrain_captioner(cfg: CaptionPretrainConfig, run: RunDir, progress: Progre
     elif model.frozen_backbone:
         load_inception_weights(model.encoder, inception_weights)
     model.to(device)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=tuple(cfg.betas))
+    opt = adam([p for p in model.parameters() if p.requires_grad], cfg.lr, tuple(cfg.betas))
     seed_everything(rank_seed(cfg.seed))  # each rank its own dropout and crops (rank 0: as one process)
     if ckpt is not None:
         if "adam" in ckpt.optim:
-            opt.load_state_dict(ckpt.optim["adam"])
+            load_optimizer_state(opt, ckpt.optim["adam"])
         restore_rank_rng(ckpt, cfg.seed)
     run.write_config(to_dict(cfg))
     task = CaptionTask(cfg, model, opt, train_ds, test_ds, device)
@@ -267,7 +268,7 @@ def resolve_caption_pretrain(data: str | os.PathLike[str], *, preset: str | None
     overrides["dataset"] = str(Path(data).resolve())
     overrides["model.vocab_size"] = len(info.vocab)
     cfg = make_caption_pretrain_config(preset or preset_for_source(info.source), overrides)
-    autocast(resolve_device(cfg.device), cfg.precision)
+    cfg = settle_precision(cfg)
     check_batch(min(cfg.batch_size, info.n_train))
     ckpt = None
     if resume is not None:

@@ -78,6 +78,7 @@ from .loop import (
     make_loader,
     preserve_rng,
 )
+from .optim import adam, load_optimizer_state
 from .stages import init_from_stage_one
 from .tensorboard import SAMPLES_TAG, tensorboard_callbacks
 
@@ -105,6 +106,14 @@ class Models:
     Ds_run: list[Callable[..., Any]] = field(default_factory=list)  # each D or its compiled version
     D_steps: list[Callable[..., Any]] = field(default_factory=list)  # each DStep, in DDP under torchrun
     stream: nn.Module | None = None  # MirrorGAN's frozen STREAM loss (attngan_cli.stream), or None
+    G_eager: Callable[..., Any] = None  # type: ignore[assignment]  # G (in DDP under torchrun), not compiled
+    compiled: bool = False  # G and the Ds run through torch.compile (until the first step proves it works)
+
+    def run_eagerly(self, device: torch.device) -> None:
+        """Drops the compiled G and Ds (torch.compile failed): the same modules and weights, run eagerly."""
+        self.G_run, self.Ds_run = self.G_eager, list(self.Ds)
+        self.D_steps = [wrap_ddp(DStep(D), device) for D in self.Ds]
+        self.compiled = False
 
 
 class _CompiledD(nn.Module):
@@ -155,13 +164,14 @@ def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module
         Ds.to(memory_format=torch.channels_last)
     ema = EMA(G, cfg.ema_decay)
     betas = tuple(cfg.betas)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas)
-    opt_ds = [torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas) for D in Ds]
+    opt_g = adam(G.parameters(), cfg.lr_g, betas)
+    opt_ds = [adam(D.parameters(), cfg.lr_d, betas) for D in Ds]
     fp16 = cfg.precision == "fp16"
     scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
     scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
     m = Models(G, Ds, ema, text_encoder, image_encoder, opt_g, opt_ds, scaler_g, scaler_d)
     G_ddp = wrap_ddp(G, device)
+    m.G_eager, m.compiled = G_ddp, cfg.compile
     m.G_run = torch.compile(G_ddp) if cfg.compile else G_ddp
     m.Ds_run = [_CompiledD(D) if cfg.compile else D for D in Ds]
     m.D_steps = [wrap_ddp(DStep(D), device) for D in m.Ds_run]
@@ -179,9 +189,9 @@ def load_training_state(m: Models, ckpt: Checkpoint) -> None:
             raise CheckpointError(f"checkpoint {ckpt.path} holds {len(d_state)} discriminators; this generator has "
                                   f"{len(m.Ds)} stages")
         load_module_state(D, d_state[str(i)], f"discriminator {i}", ckpt.path)
-    m.opt_g.load_state_dict(ckpt.optim["g"])
+    load_optimizer_state(m.opt_g, ckpt.optim["g"])
     for i, opt in enumerate(m.opt_ds):
-        opt.load_state_dict(ckpt.optim["d"][str(i)])
+        load_optimizer_state(opt, ckpt.optim["d"][str(i)])
     if "scaler_g" in ckpt.optim:
         m.scaler_g.load_state_dict(ckpt.optim["scaler_g"])
         m.scaler_d.load_state_dict(ckpt.optim["scaler_d"])
@@ -346,6 +356,7 @@ class GANTask:
         self.d_loss = DiscriminatorLoss(cfg.mismatch)
         self.g_loss = GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, models.image_encoder,
                                     color_consistency=cfg.color_consistency)
+        self.compile_checked = False
 
     def start_epoch(self, epoch: int) -> None:
         self.models.G.train()
@@ -357,7 +368,21 @@ class GANTask:
         return make_loader(self.train_ds, order, self.cfg.workers, rank_seed(self.cfg.seed * 1_000_003 + epoch), self.device)
 
     def step(self, batch: dict[str, Any], state: LoopState) -> dict[str, torch.Tensor]:
-        return train_step(self.models, batch, self.cfg, self.device, self.d_loss, self.g_loss, state.step)
+        m = self.models
+        if not m.compiled or self.compile_checked:
+            return train_step(m, batch, self.cfg, self.device, self.d_loss, self.g_loss, state.step)
+        try:  # the first compiled step: torch.compile fails here if it fails (no C++ compiler, an op it lacks)
+            logs = train_step(m, batch, self.cfg, self.device, self.d_loss, self.g_loss, state.step)
+        except Exception as e:  # noqa: BLE001  # any compiler error; an error of the step itself recurs below
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            log.warning("torch.compile failed (%s: %s); training continues without it (--no-compile skips it)",
+                        type(e).__name__, first)
+            m.run_eagerly(self.device)
+            for opt in (m.opt_g, *m.opt_ds):  # (a failure in G's part, after the Ds stepped, steps them twice once)
+                opt.zero_grad(set_to_none=True)
+            logs = train_step(m, batch, self.cfg, self.device, self.d_loss, self.g_loss, state.step)
+        self.compile_checked = True
+        return logs
 
     def end_epoch(self, state: LoopState, complete: bool) -> dict[str, Any]:
         return {}

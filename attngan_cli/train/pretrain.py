@@ -93,6 +93,7 @@ from .loop import (
     epoch_batches,
     make_loader,
 )
+from .optim import adam, load_optimizer_state
 from .tensorboard import ATTENTION_TAG, tensorboard_callbacks
 
 log = logging.getLogger(__name__)
@@ -306,13 +307,13 @@ def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
     params = list(enc.text.parameters()) + [p for p in enc.image.parameters() if p.requires_grad]
 
     def make_opt(epoch: int) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=lr_at(cfg, epoch), betas=tuple(cfg.betas))
+        return adam(params, lr_at(cfg, epoch), tuple(cfg.betas))
 
     opt = make_opt(state.epoch)
     seed_everything(rank_seed(cfg.seed))  # each rank its own dropout and crops (rank 0: as one process)
     if ckpt is not None:
         if "adam" in ckpt.optim:
-            opt.load_state_dict(ckpt.optim["adam"])
+            load_optimizer_state(opt, ckpt.optim["adam"])
         restore_rank_rng(ckpt, cfg.seed)
     run.write_config(to_dict(cfg))
 
