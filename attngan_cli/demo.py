@@ -199,6 +199,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
             "seed": options.seed, "device": options.device, "precision": options.precision,
             "max_minutes": remaining_minutes(TRAIN_SHARE), "lambda_damsm": options.lambda_damsm, "epochs": 1000,
             "max_steps": options.max_steps or None,
+            "compile": False,  # minutes of compiling would come out of a budget of minutes
         }, resume=resume), train_gan, progress, abort)
         generator = Path(rec["checkpoint"])
         overall.advance(1)

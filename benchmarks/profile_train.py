@@ -209,6 +209,9 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from attngan_cli.allocator import tune_host_allocator
+
+    tune_host_allocator()  # as every attngan command does (ATTNGAN_MALLOC=default: glibc's defaults)
     device = setup_device(a.device, a.threads)
     amp = set_precision_flags(device, a.precision)
     b = build({"preset": a.preset, "batch": a.batch}, device, amp)

@@ -7,7 +7,10 @@
 # Each step has its own time limit and the whole script a budget (BENCH_BUDGET_S, default 420 s): a
 # step that would start with too little time left is skipped, so the most important ones run first.
 #
+# With OFFICIAL=PATH (a checkout of github.com/taoxugit/AttnGAN) the official code is timed too (step 1b).
+#
 #   bash benchmarks/run_gpu.sh /tmp/gpu-results
+#   OFFICIAL=/path/to/AttnGAN bash benchmarks/run_gpu.sh /tmp/gpu-results
 set -u
 OUT=${1:?usage: benchmarks/run_gpu.sh RESULTS_DIR}
 BUDGET=${BENCH_BUDGET_S:-420}
@@ -59,6 +62,11 @@ E="benchmarks/bench_eval.py --device cuda --json"
 #    precision (fp32 = strict IEEE, tf32 = TF32 matmuls + convolutions), then batch 64
 step train_bird_b20 100 $PY $T --presets bird --batches 20 --precisions fp32,tf32,bf16,fp16 --steps 10 --warmup 3 --in-process
 step train_bird_b64 60 $PY $T --presets bird --batches 64 --precisions fp32,bf16 --steps 5 --warmup 2 --in-process
+# 1b. against the official code in the same precisions (each setting in its own process)
+if [ -n "${OFFICIAL:-}" ]; then
+    step train_bird_official 150 $PY $T --presets bird --batches 20 --precisions fp32,bf16 --steps 10 --warmup 3 --official "$OFFICIAL"
+    step sample_bird_official 90 $PY $S --preset bird --batch 20 --precisions fp32,bf16 --repeats 5 --no-files --official "$OFFICIAL"
+fi
 # 2. sampling, bird preset, batch 64
 step sample_bird 60 $PY $S --preset bird --batch 64 --precisions fp32,bf16,fp16 --repeats 5 --in-process
 # 3. torch.compile (G and the Ds; a failure falls back to eager with a printed note)
