@@ -211,11 +211,13 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
 
 def _device_defaults(cfg: Any, overrides: dict[str, Any], fields: tuple[str, ...]) -> Any:
     """A new run's ``fields`` that the command line left unset, chosen for its device: on CUDA,
-    torch.compile on (``compile``) and min(4, cores - 1) DataLoader worker processes (``workers``), so
-    that decoding and augmenting never leave the GPU waiting; on CPUs compile off (measured slower there:
-    see README) and no workers (they would take cores from the step)."""
+    torch.compile on (``compile``) and min(4, this process's share of the cores - 1) DataLoader worker
+    processes (``workers``; torchrun's LOCAL_WORLD_SIZE processes share the machine's cores), so that
+    decoding and augmenting never leave the GPU waiting; on CPUs compile off (measured slower there: see
+    README) and no workers (they would take cores from the step)."""
     cuda = resolve_device(cfg.device).type == "cuda"
-    chosen = {"compile": cuda, "workers": max(0, min(4, (os.cpu_count() or 1) - 1)) if cuda else 0}
+    cores = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    chosen = {"compile": cuda, "workers": max(0, min(4, cores - 1)) if cuda else 0}
     return apply_overrides(cfg, {k: chosen[k] for k in fields if overrides.get(k) is None})
 
 

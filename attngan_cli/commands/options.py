@@ -12,7 +12,7 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed (python, numpy, t
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info messages; errors still show.")]
 Preset = Annotated[str, typer.Option("--preset", help="Official settings to start from: bird, coco or shapes.")]
 Precision = Annotated[str, typer.Option("--precision", help="auto (bf16 where the CPU or GPU computes it in hardware: AVX-512 BF16/AMX, or a GPU with bf16; else fp32), fp32 (exact), bf16 or fp16 (CUDA only).")]
-Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes (0 = load in the main process; default: min(4, cores - 1) with CUDA, 0 on CPUs).")]
+Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes (0 = load in the main process; default with CUDA: min(4, cores per process - 1); on CPUs 0).")]
 RunsRoot = Annotated[Path, typer.Option("--runs", help="Where run directories NNNNN-<dataset>-<command>/ are created.")]
 Resume = Annotated[
     Path | None, typer.Option("--resume", help="Continue from a run directory or a checkpoint file.")
