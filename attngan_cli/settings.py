@@ -127,7 +127,7 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
         raise InputError(MISSING_ENCODERS)
     cfg = settle_precision(cfg)
     if ckpt is None:
-        cfg = _device_defaults(cfg, overrides, ("compile", "workers"))
+        cfg = device_defaults(cfg, overrides, ("compile", "workers"))
     dataset_words = read_info(cfg.dataset).vocab.words
     encoders_path = resolve_checkpoint(cfg.encoders, what="DAMSM checkpoint")  # a file, or a run directory with one
     check_vocab(load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True), dataset_words, f"dataset {cfg.dataset}")
@@ -197,7 +197,7 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
                          "random batches); pass --group-by none")
     cfg = settle_precision(cfg)
     if resume is None:
-        cfg = _device_defaults(cfg, overrides, ("workers",))
+        cfg = device_defaults(cfg, overrides, ("workers",))
     check_batch(min(cfg.batch_size, info.n_train), cfg.grad_accum)
     ckpt = None
     if resume is not None:
@@ -209,7 +209,7 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
     return PretrainSettings(cfg, ckpt)
 
 
-def _device_defaults(cfg: Any, overrides: dict[str, Any], fields: tuple[str, ...]) -> Any:
+def device_defaults(cfg: Any, overrides: dict[str, Any], fields: tuple[str, ...]) -> Any:
     """A new run's ``fields`` that the command line left unset, chosen for its device: on CUDA,
     torch.compile on (``compile``) and min(4, this process's share of the cores - 1) DataLoader worker
     processes (``workers``; torchrun's LOCAL_WORLD_SIZE processes share the machine's cores), so that

@@ -230,20 +230,26 @@ def run_settings(script: str, settings: list[dict[str, Any]], timeout: float,
 class OfficialRatios:
     """Each result's speed as a multiple of the official code's in the same run: ``x_official`` against the
     official code at the same preset, batch and precision, ``x_official_fp32`` against its fp32 (the
-    issue's yardstick for the default path). Official results must come before the results they rate."""
+    issue's yardstick for the default path). ``key`` is the measure compared (higher is faster, or lower
+    for a time: ``lower_is_faster``) and ``out`` the name of the ratio. Official results must come before
+    the results they rate."""
 
-    def __init__(self, key: str = "img_per_s") -> None:
-        self.key = key
+    def __init__(self, key: str = "img_per_s", out: str = "x_official", lower_is_faster: bool = False) -> None:
+        self.key, self.out, self.lower_is_faster = key, out, lower_is_faster
         self.seen: dict[tuple, float] = {}
+
+    def _ratio(self, ours: float, official: float | None) -> float | None:
+        if not official:
+            return None
+        return official / ours if self.lower_is_faster else ours / official
 
     def add(self, r: dict[str, Any]) -> dict[str, Any]:
         where = (r.get("preset"), r.get("batch"))
         if r.get("impl") == "official":
             self.seen[(*where, r["precision"])] = r[self.key]
             return r
-        same, fp32 = self.seen.get((*where, r["precision"])), self.seen.get((*where, "fp32"))
-        r["x_official"] = r[self.key] / same if same else None
-        r["x_official_fp32"] = r[self.key] / fp32 if fp32 else None
+        r[self.out] = self._ratio(r[self.key], self.seen.get((*where, r["precision"])))
+        r[f"{self.out}_fp32"] = self._ratio(r[self.key], self.seen.get((*where, "fp32")))
         return r
 
 

@@ -69,14 +69,9 @@ def build_bundle(preset: str, device):
 def one_official(s: dict[str, Any]) -> dict[str, Any]:
     """The official ``sampling`` (text encoder + G under no_grad; official.py) at ``s``'s batch and precision."""
     import official
-    import torch
 
-    device = setup_device(s["device"], s["threads"])
-    amp = set_precision_flags(device, s["precision"])
-    peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
-    off = official.load(s["official"], cuda=device.type == "cuda")
     B = s["batch"]
-    st = official.OfficialStep(off, device, B, CUB_VOCAB_SIZE, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp))
+    device, peak, peak_n, st = official.setup(s, B, CUB_VOCAB_SIZE)
     gflop = count_gflop(st.sample)
     time_total(lambda: st.sample(1), device, 1)
     time_total(st.sample, device, 1)
@@ -194,14 +189,11 @@ def main() -> None:
                  "compile": a.compile, "repeats": a.repeats, "files": not a.no_files, "peak_n": a.peak_n}
                 for p in resolve_precisions(a.precisions, device)]
     settings = with_official(settings, a.official if a.preset == "bird" else None, a.in_process)
-    table, ratios, latency = Table(COLUMNS, a.json), OfficialRatios(), OfficialRatios("latency_ms")
+    table, ratios = Table(COLUMNS, a.json), OfficialRatios()
+    latency = OfficialRatios("latency_ms", out="latency_x_official", lower_is_faster=True)  # > 1: faster
     n = 0
     for r in run_settings(__file__, settings, a.timeout, one, a.in_process):
-        lat = latency.add(dict(r)).get("x_official")
-        r = ratios.add(r)
-        if r.get("impl") != "official":
-            r["latency_x_official"] = 1 / lat if lat else None  # official latency / ours: > 1 is faster
-        table.row(r)
+        table.row(latency.add(ratios.add(r)))
         n += 1
     if n < len(settings):
         sys.exit(f"{len(settings) - n} of {len(settings)} settings failed")

@@ -102,14 +102,9 @@ def build(s: dict[str, Any], device, amp: str) -> Bench:
 def one_official(s: dict[str, Any]) -> dict[str, Any]:
     """The official code's training step (official.py) at setting ``s``'s batch and precision."""
     import official
-    import torch
 
-    device = setup_device(s["device"], s["threads"])
-    amp = set_precision_flags(device, s["precision"])
-    peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
-    off = official.load(s["official"], cuda=device.type == "cuda")
     B = s["batch"] or 20  # bird_attn2.yml
-    st = official.OfficialStep(off, device, B, VOCAB["bird"], {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp))
+    device, peak, peak_n, st = official.setup(s, B, VOCAB["bird"])
     gflop = count_gflop(st.step)
     time_total(st.step, device, s["warmup"])
     reset_peak_memory(device)
@@ -133,10 +128,9 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
     peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
     b = build(s, device, amp)
     m, cfg, step, B = b.m, b.cfg, b.step, b.cfg.batch_size
-    compiled = (m.G_run, m.Ds_run)
-    m.G_run, m.Ds_run = m.G, list(m.Ds)  # FLOPs of the eager step (the same count as compiled)
+    m.use_compiled(False, device)  # FLOPs of the eager step (the same count as compiled)
     gflop = count_gflop(step)
-    m.G_run, m.Ds_run = compiled
+    m.use_compiled(cfg.compile, device)
     note = None
     try:
         time_total(step, device, s["warmup"])
@@ -144,7 +138,7 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
         if not cfg.compile:
             raise
         note = compile_failed(e)
-        m.G_run, m.Ds_run = m.G, list(m.Ds)
+        m.use_compiled(False, device)
         time_total(step, device, s["warmup"])
     reset_peak_memory(device)
     total = time_total(step, device, s["steps"])

@@ -138,9 +138,11 @@ class OfficialStep:
     """The official networks (random weights) and one batch of random data, ready to train or sample."""
 
     def __init__(self, off: types.SimpleNamespace, device: torch.device, batch: int, vocab: int,
-                 autocast_dtype: torch.dtype | None, seed: int = 0) -> None:
+                 precision: str = "fp32", seed: int = 0) -> None:
+        """``precision``: fp32, or bf16/fp16 autocast around the same code."""
         torch.manual_seed(seed)
-        self.off, self.device, self.B, self.dtype = off, device, batch, autocast_dtype
+        self.off, self.device, self.B = off, device, batch
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         cfg, M = off.cfg, off.model
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -225,3 +227,14 @@ class OfficialStep:
                 fake_imgs, _, _, _ = self.G(self.noise[sl], sent_emb, words_embs, mask)
         self.G.train()
         return fake_imgs[-1]
+
+
+def setup(s: dict[str, Any], batch: int, vocab: int) -> tuple[torch.device, float, int, OfficialStep]:
+    """Benchmark setting ``s`` for the official code: its device (threads, TF32 switches), the peak GFLOP/s
+    and matmul size measured in its precision, and the official networks with a batch, ready to time."""
+    from _bench import matmul_peak_gflops, set_precision_flags, setup_device
+
+    device = setup_device(s["device"], s["threads"])
+    amp = set_precision_flags(device, s["precision"])
+    peak, peak_n = matmul_peak_gflops(device, s["precision"], s["peak_n"])
+    return device, peak, peak_n, OfficialStep(load(s["official"], cuda=device.type == "cuda"), device, batch, vocab, amp)

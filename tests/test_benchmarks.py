@@ -147,6 +147,10 @@ def test_official_twins_come_first_and_ratios_use_them(bench_modules) -> None:
     assert r["x_official"] == 2.5 and r["x_official_fp32"] == 5.0
     r = ratios.add({"impl": "attngan", "preset": "bird", "batch": 20, "precision": "fp32", "img_per_s": 10.0})
     assert r["x_official"] is None and r["x_official_fp32"] is None  # no official run at that batch
+    latency = _bench.OfficialRatios("latency_ms", out="latency_x_official", lower_is_faster=True)
+    latency.add({"impl": "official", "preset": "bird", "batch": 4, "precision": "fp32", "latency_ms": 300.0})
+    r = latency.add({"impl": "attngan", "preset": "bird", "batch": 4, "precision": "fp32", "latency_ms": 200.0})
+    assert r["latency_x_official"] == 1.5  # a time: the official one over ours, > 1 when faster
 
 
 def test_official_loader_refuses_what_it_does_not_know(bench_modules, tmp_path) -> None:

@@ -182,6 +182,7 @@ def test_precision_auto_is_the_default_and_is_resolved_before_the_run(shapes_h5,
     monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 16)
     cuda_run = resolve_train(shapes_h5, encoders=damsm_file).config
     assert cuda_run.compile is True and cuda_run.workers == 4 and resolve_pretrain(shapes_h5).config.workers == 4
+    assert resolve_caption_pretrain(shapes_h5)[0].workers == 4
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's 8 processes on this node share its 16 cores
     assert resolve_train(shapes_h5, encoders=damsm_file).config.workers == 1
     explicit = resolve_train(shapes_h5, encoders=damsm_file, overrides={"compile": False, "workers": 0}).config

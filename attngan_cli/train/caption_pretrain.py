@@ -261,7 +261,7 @@ def resolve_caption_pretrain(data: str | os.PathLike[str], *, preset: str | None
     Inception weights file for the inception-v3 backbone."""
     from ..data.h5 import read_info
     from ..models.image_encoder import inception_weights_file
-    from ..settings import preset_for_source
+    from ..settings import device_defaults, preset_for_source
 
     info = read_info(data)
     overrides = dict(overrides or {})
@@ -269,6 +269,8 @@ def resolve_caption_pretrain(data: str | os.PathLike[str], *, preset: str | None
     overrides["model.vocab_size"] = len(info.vocab)
     cfg = make_caption_pretrain_config(preset or preset_for_source(info.source), overrides)
     cfg = settle_precision(cfg)
+    if resume is None:
+        cfg = device_defaults(cfg, overrides, ("workers",))
     check_batch(min(cfg.batch_size, info.n_train))
     ckpt = None
     if resume is not None:

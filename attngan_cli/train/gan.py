@@ -107,13 +107,15 @@ class Models:
     D_steps: list[Callable[..., Any]] = field(default_factory=list)  # each DStep, in DDP under torchrun
     stream: nn.Module | None = None  # MirrorGAN's frozen STREAM loss (attngan_cli.stream), or None
     G_eager: Callable[..., Any] = None  # type: ignore[assignment]  # G (in DDP under torchrun), not compiled
-    compiled: bool = False  # G and the Ds run through torch.compile (until the first step proves it works)
+    compiled: bool = False  # G and the Ds run through torch.compile
 
-    def run_eagerly(self, device: torch.device) -> None:
-        """Drops the compiled G and Ds (torch.compile failed): the same modules and weights, run eagerly."""
-        self.G_run, self.Ds_run = self.G_eager, list(self.Ds)
-        self.D_steps = [wrap_ddp(DStep(D), device) for D in self.Ds]
-        self.compiled = False
+    def use_compiled(self, on: bool, device: torch.device) -> None:
+        """Runs G and the Ds through torch.compile (``on``) or eagerly: the same modules and weights either
+        way (eagerly after a failed compilation, or to count FLOPs)."""
+        self.G_run = torch.compile(self.G_eager) if on else self.G_eager
+        self.Ds_run = [_CompiledD(D) if on else D for D in self.Ds]
+        self.D_steps = [wrap_ddp(DStep(D), device) for D in self.Ds_run]
+        self.compiled = on
 
 
 class _CompiledD(nn.Module):
@@ -170,11 +172,8 @@ def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module
     scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
     scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
     m = Models(G, Ds, ema, text_encoder, image_encoder, opt_g, opt_ds, scaler_g, scaler_d)
-    G_ddp = wrap_ddp(G, device)
-    m.G_eager, m.compiled = G_ddp, cfg.compile
-    m.G_run = torch.compile(G_ddp) if cfg.compile else G_ddp
-    m.Ds_run = [_CompiledD(D) if cfg.compile else D for D in Ds]
-    m.D_steps = [wrap_ddp(DStep(D), device) for D in m.Ds_run]
+    m.G_eager = wrap_ddp(G, device)
+    m.use_compiled(cfg.compile, device)
     return m
 
 
@@ -377,7 +376,7 @@ class GANTask:
             first = (str(e).strip().splitlines() or [""])[0][:200]
             log.warning("torch.compile failed (%s: %s); training continues without it (--no-compile skips it)",
                         type(e).__name__, first)
-            m.run_eagerly(self.device)
+            m.use_compiled(False, self.device)
             for opt in (m.opt_g, *m.opt_ds):  # (a failure in G's part, after the Ds stepped, steps them twice once)
                 opt.zero_grad(set_to_none=True)
             logs = train_step(m, batch, self.cfg, self.device, self.d_loss, self.g_loss, state.step)
