@@ -1,6 +1,6 @@
 """``python -m attngan_cli`` runs the ``attngan`` command."""
 
-from .cli import app
+from attngan_cli.cli.app import app
 
 if __name__ == "__main__":
     app(prog_name="attngan")

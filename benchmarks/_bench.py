@@ -4,7 +4,7 @@ step, the machine's matmul peak in a precision, peak memory, settings run in sub
 
 Precisions: ``fp32`` (strict: TF32 off on CUDA), ``tf32`` (fp32 with TF32 matmuls and convolutions,
 CUDA only), ``bf16`` and ``fp16`` (autocast; fp16 on CUDA only), and ``auto`` (what the CLI's
-``--precision auto`` picks on this device: ``attngan_cli.device.resolve_precision``).
+``--precision auto`` picks on this device: ``attngan_cli.core.device.resolve_precision``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from attngan_cli.device import resolve_device, resolve_precision  # noqa: E402
+from attngan_cli.core.device import resolve_device, resolve_precision  # noqa: E402
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 CUDA_ONLY = ("tf32", "fp16")
@@ -156,7 +156,7 @@ def matmul_peak_gflops(device: torch.device, precision: str, n: int = 0, min_sec
     """(best GFLOP/s of an n x n @ n x n product in ``precision``, n): the machine's measured peak, in
     this process, with its threads and TF32 switches. ``n`` 0: 8192 on CUDA, 1536 on a CPU (512 for bf16
     on a CPU without bf16 hardware, where it is emulated and ~80x slower)."""
-    from attngan_cli.device import cpu_has_bf16
+    from attngan_cli.core.device import cpu_has_bf16
 
     if not n:
         n = 8192 if device.type == "cuda" else (1536 if precision != "bf16" or cpu_has_bf16() else 512)

@@ -46,20 +46,20 @@ from _bench import (
     time_total,
 )
 
-from attngan_cli.device import autocast  # noqa: E402  (_bench put the repository on sys.path)
+from attngan_cli.core.device import autocast  # noqa: E402  (_bench put the repository on sys.path)
 
 
 def make_fixture(root: Path, preset: str, n_test: int) -> dict[str, str]:
     """A shapes dataset, DAMSM + generator checkpoints of ``preset`` and random Inception weights."""
     import torch
 
-    from attngan_cli.checkpoints import Checkpoint, save_checkpoint
-    from attngan_cli.config import make_pretrain_config, make_train_config, to_dict
+    from attngan_cli.archs.registry import build_generator
+    from attngan_cli.config.schema import make_pretrain_config, make_train_config, to_dict
     from attngan_cli.data.h5 import read_info
     from attngan_cli.data.shapes import make_shapes
-    from attngan_cli.inference import build_encoders
-    from attngan_cli.metrics.features import INCEPTION_FILE, write_random_inception_weights
-    from attngan_cli.models.registry import build_generator
+    from attngan_cli.evaluation.features import INCEPTION_FILE, write_random_inception_weights
+    from attngan_cli.inference.pipeline import build_encoders
+    from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     data = make_shapes(root / "shapes.h5", n_train=2, n_test=n_test, image_size=76, seed=0)
@@ -86,7 +86,7 @@ class LoopTimer:
         self.device, self.seconds = device, None
 
     def task(self, description: str, total: float | None = None, unit: str = "it"):
-        from attngan_cli.progress import NullTask
+        from attngan_cli.core.progress import NullTask
 
         timer = self
 
@@ -107,8 +107,8 @@ class LoopTimer:
 def rprecision(s: dict[str, Any], device, amp: str) -> dict[str, Any]:
     import torch
 
-    from attngan_cli.inference import generate, load_damsm, load_generator
-    from attngan_cli.metrics.evaluate import EvalOptions, evaluate
+    from attngan_cli.evaluation.evaluate import EvalOptions, evaluate
+    from attngan_cli.inference.pipeline import generate, load_damsm, load_generator
 
     f, B, N = s["fixture"], s["batch"], s["num_samples"]
 
@@ -144,8 +144,8 @@ def rprecision(s: dict[str, Any], device, amp: str) -> dict[str, Any]:
 def features(s: dict[str, Any], device, amp: str) -> dict[str, Any]:
     import torch
 
-    from attngan_cli.config import make_train_config
-    from attngan_cli.metrics.features import InceptionFeatures
+    from attngan_cli.config.schema import make_train_config
+    from attngan_cli.evaluation.features import InceptionFeatures
 
     size = make_train_config(s["preset"]).generator.image_sizes[-1]
     ext = InceptionFeatures(s["fixture"]["inception"], device)

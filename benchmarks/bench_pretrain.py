@@ -16,11 +16,11 @@ import time
 
 import torch
 
-from attngan_cli.config import make_pretrain_config
-from attngan_cli.device import autocast
-from attngan_cli.losses import DAMSMLoss
-from attngan_cli.models.image_encoder import ImageEncoder
-from attngan_cli.models.text_encoder import TextEncoder
+from attngan_cli.config.schema import make_pretrain_config
+from attngan_cli.core.device import autocast
+from attngan_cli.losses.damsm import DAMSMLoss
+from attngan_cli.networks.image_encoder import ImageEncoder
+from attngan_cli.networks.text_encoder import TextEncoder
 
 
 def bench(backbone: str, precision: str, cached: bool, batch: int, steps: int, vocab: int = 2000) -> dict:

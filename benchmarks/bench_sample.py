@@ -52,11 +52,11 @@ CUB_VOCAB_SIZE = 5450  # the official CUB captions.pickle
 
 
 def build_bundle(preset: str, device):
-    from attngan_cli.config import TextEncoderConfig, make_train_config
+    from attngan_cli.archs.registry import build_generator
+    from attngan_cli.config.schema import TextEncoderConfig, make_train_config
     from attngan_cli.data.vocab import Vocabulary
-    from attngan_cli.inference import GeneratorBundle
-    from attngan_cli.models.registry import build_generator
-    from attngan_cli.models.text_encoder import TextEncoder
+    from attngan_cli.inference.pipeline import GeneratorBundle
+    from attngan_cli.networks.text_encoder import TextEncoder
 
     cfg = make_train_config(preset)
     words = sorted({w for c in CAPTIONS for w in c.lower().split()})
@@ -89,13 +89,12 @@ def one_official(s: dict[str, Any]) -> dict[str, Any]:
 def one(s: dict[str, Any]) -> dict[str, Any]:
     if s.get("impl") == "official":
         return one_official(s)  # the official code as its users run it: glibc's default allocator settings
-    from attngan_cli.allocator import tune_host_allocator
+    from attngan_cli.core.allocator import tune_host_allocator
 
     tune_host_allocator()  # as every attngan command does (ATTNGAN_MALLOC=default: glibc's defaults)
     import torch
 
-    from attngan_cli.inference import generate
-    from attngan_cli.sample import (
+    from attngan_cli.apps.sample import (
         CaptionSource,
         SampleSettings,
         caption_batch,
@@ -103,6 +102,7 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
         item_noise,
         sample_to_dir,
     )
+    from attngan_cli.inference.pipeline import generate
 
     device = setup_device(s["device"], s["threads"])
     prec = s["precision"]

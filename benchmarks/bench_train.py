@@ -62,7 +62,7 @@ class Bench:
     done: int = 0
 
     def step(self) -> None:
-        from attngan_cli.train.gan import train_step
+        from attngan_cli.training.gan import train_step
 
         train_step(self.m, self.batch, self.cfg, self.device, self.d_loss, self.g_loss, self.done)
         self.done += 1
@@ -72,11 +72,11 @@ def build(s: dict[str, Any], device, amp: str) -> Bench:
     """Setting ``s`` (preset, batch (0: the preset's), channels_last, compile) in precision ``amp``."""
     import torch
 
-    from attngan_cli.config import make_pretrain_config, make_train_config
-    from attngan_cli.models.image_encoder import ImageEncoder
-    from attngan_cli.models.text_encoder import TextEncoder
-    from attngan_cli.train.gan import build_models
-    from attngan_cli.train.gan_loss import DiscriminatorLoss, GeneratorLoss
+    from attngan_cli.config.schema import make_pretrain_config, make_train_config
+    from attngan_cli.losses.adversarial import DiscriminatorLoss, GeneratorLoss
+    from attngan_cli.networks.image_encoder import ImageEncoder
+    from attngan_cli.networks.text_encoder import TextEncoder
+    from attngan_cli.training.gan import build_models
 
     torch.manual_seed(0)
     values = {"precision": amp, "device": str(device), "channels_last": s.get("channels_last", False),
@@ -120,7 +120,7 @@ def one_official(s: dict[str, Any]) -> dict[str, Any]:
 def one(s: dict[str, Any]) -> dict[str, Any]:
     if s.get("impl") == "official":
         return one_official(s)  # the official code as its users run it: glibc's default allocator settings
-    from attngan_cli.allocator import tune_host_allocator
+    from attngan_cli.core.allocator import tune_host_allocator
 
     tune_host_allocator()  # as every attngan command does (ATTNGAN_MALLOC=default: glibc's defaults)
     device = setup_device(s["device"], s["threads"])

@@ -209,7 +209,7 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from attngan_cli.allocator import tune_host_allocator
+    from attngan_cli.core.allocator import tune_host_allocator
 
     tune_host_allocator()  # as every attngan command does (ATTNGAN_MALLOC=default: glibc's defaults)
     device = setup_device(a.device, a.threads)

@@ -30,7 +30,7 @@ def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_WAIT_POLICY": "PASSIVE"})
     torch.set_num_threads(1)
-    from attngan_cli.distributed import destroy, init_from_env
+    from attngan_cli.core.distributed import destroy, init_from_env
 
     init_from_env("cpu")
     try:
@@ -40,7 +40,7 @@ def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple
 
 
 def _save(out: Path, obj: Any) -> None:
-    from attngan_cli.distributed import rank
+    from attngan_cli.core.distributed import rank
 
     torch.save(obj, Path(out) / f"rank{rank()}.pt")
 
@@ -59,11 +59,11 @@ def damsm_batch(B: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
 def damsm_gradients(damsm_path: str, batch: dict[str, Any], wrap: bool) -> dict[str, Any]:
     """The pretraining DAMSM loss of ``batch`` (this rank's slice under a group) and the encoders'
     gradients after backward (averaged over the ranks by DDP), plus the generator loss's DAMSM terms."""
-    from attngan_cli.distributed import wrap_ddp
-    from attngan_cli.inference import load_damsm
-    from attngan_cli.losses import DAMSMLoss
-    from attngan_cli.train.gan_loss import GeneratorLoss
-    from attngan_cli.train.pretrain import damsm_terms
+    from attngan_cli.core.distributed import wrap_ddp
+    from attngan_cli.inference.pipeline import load_damsm
+    from attngan_cli.losses.adversarial import GeneratorLoss
+    from attngan_cli.losses.damsm import DAMSMLoss
+    from attngan_cli.training.damsm import damsm_terms
 
     bundle = load_damsm(damsm_path, "cpu")
     text, image = bundle.text_encoder, bundle.image_encoder
@@ -85,7 +85,7 @@ def damsm_gradients(damsm_path: str, batch: dict[str, Any], wrap: bool) -> dict[
 
 
 def damsm_worker(damsm_path: str, out: str) -> None:
-    from attngan_cli.distributed import shard
+    from attngan_cli.core.distributed import shard
 
     full = damsm_batch()
     rows = shard(list(range(len(full["caption"]))))
@@ -97,10 +97,10 @@ def damsm_worker(damsm_path: str, out: str) -> None:
 def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | None = None) -> None:
     """``train_gan`` as the ``train`` command runs it (a new run of ``cfg_dict``, or ``resume`` with its
     max_steps), recording the sample indices of every step and the trained parameters."""
-    import attngan_cli.train.gan as gan
-    from attngan_cli.config import TrainConfig, from_dict
-    from attngan_cli.rundir import RunDir
-    from attngan_cli.settings import resolve_train
+    import attngan_cli.training.gan as gan
+    from attngan_cli.config.schema import TrainConfig, from_dict
+    from attngan_cli.storage.rundirs import RunDir
+    from attngan_cli.training.resolve import resolve_train
 
     seen: list[list[int]] = []
     real_step = gan.train_step
@@ -137,9 +137,9 @@ def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | No
 def pretrain_worker(data: str, overrides: dict[str, Any], runs: str, out: str) -> None:
     """``pretrain`` as the command runs it, recording the sample indices of every step and the trained
     encoders' parameters."""
-    import attngan_cli.train.pretrain as pre
-    from attngan_cli.rundir import RunDir
-    from attngan_cli.settings import resolve_pretrain
+    import attngan_cli.training.damsm as pre
+    from attngan_cli.storage.rundirs import RunDir
+    from attngan_cli.training.resolve import resolve_pretrain
 
     settings = resolve_pretrain(data, overrides=overrides)
     run = RunDir.create(runs, "shapes", "pretrain")
@@ -169,8 +169,8 @@ def pretrain_worker(data: str, overrides: dict[str, Any], runs: str, out: str) -
 
 def captioner_worker(data: str, overrides: dict[str, Any], runs: str, out: str) -> None:
     """``pretrain --model captioner`` as the command runs it; leaves the trained parameters."""
-    from attngan_cli.rundir import RunDir
-    from attngan_cli.train.caption_pretrain import CaptionTask, pretrain_captioner, resolve_caption_pretrain
+    from attngan_cli.storage.rundirs import RunDir
+    from attngan_cli.training.captioner import CaptionTask, pretrain_captioner, resolve_caption_pretrain
 
     cfg, _ = resolve_caption_pretrain(data, overrides=overrides)
     run = RunDir.create(runs, "shapes", "captioner")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from attngan_cli.captioner_config import CAPTIONER_KIND, make_caption_pretrain_config
-from attngan_cli.checkpoints import Checkpoint, save_checkpoint
-from attngan_cli.config import to_dict
-from attngan_cli.models.captioner import Captioner
+from attngan_cli.config.captioner import CAPTIONER_KIND, make_caption_pretrain_config
+from attngan_cli.config.schema import to_dict
+from attngan_cli.networks.captioner import Captioner
+from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 
 
 def tiny_caption_config(words: list[str], image_size: int = 32):

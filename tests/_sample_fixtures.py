@@ -7,17 +7,17 @@ from pathlib import Path
 
 import torch
 
-from attngan_cli.checkpoints import Checkpoint, save_checkpoint
-from attngan_cli.config import TextEncoderConfig, make_pretrain_config, make_train_config, to_dict
-from attngan_cli.inference import build_encoders
+from attngan_cli.config.schema import TextEncoderConfig, make_pretrain_config, make_train_config, to_dict
+from attngan_cli.inference.pipeline import build_encoders
+from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 
 WORDS = ["<end>", "this", "bird", "is", "red", "with", "white", "and", "has", "a", "very", "short", "beak",
          "small", "yellow", "wings", "black", "crown", "belly", "long"]
 
 
 def make_generator_checkpoint(path: Path, stages: int = 3, words: int = 6, seed: int = 0) -> Path:
-    from attngan_cli.models.generator import Generator
-    from attngan_cli.models.text_encoder import TextEncoder
+    from attngan_cli.archs.attngan.generator import Generator
+    from attngan_cli.networks.text_encoder import TextEncoder
 
     torch.manual_seed(seed)
     cfg = make_train_config("shapes", {"generator.stages": stages, "generator.base_size": 8,

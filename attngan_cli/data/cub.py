@@ -8,13 +8,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-from ..io import read_text, safe_unpickle
-from ..progress import NullProgress, Progress
-from .h5 import TEST, TRAIN, check_output
-from .records import DEFAULT_IMAGE_SIZE, PrepResult, Record, few, vocab_and_options, write_records
-from .tokenizer import read_caption_file
-from .vocab import Vocabulary
+from attngan_cli.core.errors import InputError
+from attngan_cli.core.fileio import read_text, safe_unpickle
+from attngan_cli.core.progress import NullProgress, Progress
+from attngan_cli.data.h5 import TEST, TRAIN, check_output
+from attngan_cli.data.records import (
+    DEFAULT_IMAGE_SIZE,
+    PrepResult,
+    Record,
+    few,
+    vocab_and_options,
+    write_records,
+)
+from attngan_cli.data.tokenizer import read_caption_file
+from attngan_cli.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError
-from .h5 import SPLIT_NAMES, damaged_file, open_h5, read_info
+from attngan_cli.core.errors import InputError
+from attngan_cli.data.h5 import SPLIT_NAMES, damaged_file, open_h5, read_info
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path, PureWindowsPath
 
-from ..errors import InputError
-from ..io import read_text
-from ..progress import Progress
-from .h5 import TEST, TRAIN, check_output
-from .records import (
+from attngan_cli.core.errors import InputError
+from attngan_cli.core.fileio import read_text
+from attngan_cli.core.progress import Progress
+from attngan_cli.data.h5 import TEST, TRAIN, check_output
+from attngan_cli.data.records import (
     DEFAULT_IMAGE_SIZE,
     IMAGE_EXTENSIONS,
     PrepResult,
@@ -24,8 +24,8 @@ from .records import (
     vocab_and_options,
     write_records,
 )
-from .tokenizer import read_caption_file, split_caption_lines
-from .vocab import Vocabulary
+from attngan_cli.data.tokenizer import read_caption_file, split_caption_lines
+from attngan_cli.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import InputError, OutputError
-from ..io import atomic_path, check_output_location, sigterm_as_interrupt
-from .vocab import Vocabulary
+from attngan_cli.core.errors import InputError, OutputError
+from attngan_cli.core.fileio import atomic_path, check_output_location, sigterm_as_interrupt
+from attngan_cli.data.vocab import Vocabulary
 
 FORMAT = "attngan-data"
 FORMAT_VERSION = 1
@@ -118,6 +118,14 @@ def _strs(ds: h5py.Dataset) -> list[str]:
 def read_vocab(path: str | os.PathLike[str]) -> Vocabulary:
     with open_h5(path) as f, damaged_file(path, "its vocabulary"):
         return Vocabulary(_strs(f["vocab"]))
+
+
+def read_vocabulary(path: str | os.PathLike[str]) -> Vocabulary:
+    """A vocabulary from a prepared HDF5 file (its ``/vocab``), the official ``captions.pickle`` or a JSON
+    vocabulary (:meth:`Vocabulary.load`)."""
+    with open(path, "rb") if Path(path).is_file() else contextlib.nullcontext(None) as f:
+        head = f.read(8) if f is not None else b""
+    return read_vocab(path) if head.startswith(b"\x89HDF") else Vocabulary.load(path)
 
 
 def read_info(path: str | os.PathLike[str]) -> DatasetInfo:
@@ -273,7 +281,7 @@ class H5Writer:
 
 def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse to replace an existing output unless ``overwrite``, and an output that cannot be created (a
-    file where a folder of its path should be, a read-only folder: :class:`~attngan_cli.io.OutputError`)."""
+    file where a folder of its path should be, a read-only folder: :class:`~attngan_cli.core.fileio.OutputError`)."""
     out = Path(out)
     try:
         is_dir, exists = out.is_dir(), out.exists()

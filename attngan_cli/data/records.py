@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import AttnGANError, InputError
-from ..progress import NullProgress, Progress
-from .h5 import DEFAULT_COMPRESSION, TEST, TRAIN, check_output, write_dataset
-from .vocab import Vocabulary
+from attngan_cli.core.errors import AttnGANError, InputError
+from attngan_cli.core.progress import NullProgress, Progress
+from attngan_cli.data.h5 import DEFAULT_COMPRESSION, TEST, TRAIN, check_output, read_vocabulary, write_dataset
+from attngan_cli.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def vocab_and_options(root: str | os.PathLike[str], vocab: str | os.PathLike[str
     """The vocabulary a ``prep_*`` function was given (loaded first, so a bad file fails before any scan)
     and the prep options every source records: root, vocabulary file, allow_missing, plus ``extra``."""
     is_path = isinstance(vocab, (str, os.PathLike))
-    voc = Vocabulary.load(vocab) if is_path else vocab
+    voc = read_vocabulary(vocab) if is_path else vocab
     options = {"root": str(Path(root).resolve()), "vocab": str(vocab) if is_path else None, **extra,
                "allow_missing": allow_missing}
     return voc, options

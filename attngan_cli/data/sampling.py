@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from attngan_cli.core.errors import InputError
 
 
 class GroupedBatchSampler:

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import AttnGANError, InputError
-from ..progress import NullProgress, Progress
-from .h5 import DEFAULT_COMPRESSION, TEST, TRAIN, write_dataset
-from .tokenizer import tokenize
-from .vocab import Vocabulary
+from attngan_cli.core.errors import AttnGANError, InputError
+from attngan_cli.core.progress import NullProgress, Progress
+from attngan_cli.data.h5 import DEFAULT_COMPRESSION, TEST, TRAIN, write_dataset
+from attngan_cli.data.tokenizer import tokenize
+from attngan_cli.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..io import read_text
+from attngan_cli.core.fileio import read_text
 
 if TYPE_CHECKING:
     from spacy.language import Language

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -9,16 +10,22 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import vocab_sha256
-from ..errors import InputError
-from ..io import atomic_write_json, safe_unpickle
-from ._py2dict import py2_dict_order
-from .tokenizer import tokenize
+from attngan_cli.core.errors import InputError
+from attngan_cli.core.fileio import atomic_write_json, safe_unpickle
+from attngan_cli.data._py2dict import py2_dict_order
+from attngan_cli.data.tokenizer import tokenize
 
 log = logging.getLogger(__name__)
 
 END = "<end>"
 VOCAB_FORMAT = "attngan-vocab"
+
+
+def vocab_sha256(words: Sequence[str] | None) -> str | None:
+    """The SHA-256 of a word list (one word a line), as checkpoints record it; None for None."""
+    if words is None:
+        return None
+    return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
 
 
 class Vocabulary:
@@ -132,8 +139,8 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        """Read the official ``captions.pickle``, a JSON vocabulary saved by :meth:`save` (or a plain JSON
-        list of words), or the ``/vocab`` of a prepared HDF5 file."""
+        """Read the official ``captions.pickle`` or a JSON vocabulary saved by :meth:`save` (or a plain JSON
+        list of words). The ``/vocab`` of a prepared HDF5 file: :func:`attngan_cli.data.h5.read_vocabulary`."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"vocabulary file {path} does not exist")
@@ -143,9 +150,8 @@ class Vocabulary:
         except OSError as e:
             raise InputError(f"cannot read vocabulary file {path}: {e.strerror or e}") from None
         if head.startswith(b"\x89HDF"):
-            from .h5 import read_vocab  # local: .h5 imports this module (an import cycle)
-
-            return read_vocab(path)
+            raise InputError(f"{path} is an HDF5 file: read a prepared dataset's vocabulary with "
+                             "attngan_cli.data.h5.read_vocabulary")
         if head[:1] == b"\x80":  # a pickle (protocol >= 2)
             return cls._load_pickle(path)
         try:

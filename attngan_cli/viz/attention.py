@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
 
-from .fonts import Font, fit_text, get_font, text_size
-from .grid import to_uint8, upsample
+from attngan_cli.viz.fonts import Font, fit_text, get_font, text_size
+from attngan_cli.viz.grid import to_uint8, upsample
 
 BLEND_ALPHA = 180 / 255  # the official mask value: how much of the map covers the image
 OFFICIAL_SIGMA = 20.0  # Gaussian sigma of the official figure at 256 px

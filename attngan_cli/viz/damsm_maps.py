@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .grid import to_uint8
+from attngan_cli.viz.grid import to_uint8
 
 CELL = 96  # pixels per tile
 LABEL = 14  # label strip height
@@ -33,7 +33,7 @@ def _overlay(base: np.ndarray, amap: torch.Tensor) -> np.ndarray:
 def damsm_attention_image(images: torch.Tensor, words: list[list[str]], maps: list[torch.Tensor],
                           max_rows: int = 8, max_words: int = 12) -> Image.Image:
     """images (N, 3, H, W) in [-1, 1]; ``words[i]`` the tokens of caption i; ``maps[i]`` (1, T_i, h, w)
-    its attention over image i (from :func:`attngan_cli.losses.words_loss`). Returns an RGB image."""
+    its attention over image i (from :func:`attngan_cli.losses.damsm.words_loss`). Returns an RGB image."""
     n = min(len(maps), len(words), images.shape[0], max_rows)
     cols = 1 + min(max_words, max((len(w) for w in words[:n]), default=0))
     canvas = Image.new("RGB", (cols * CELL, max(1, n) * (CELL + LABEL)), (255, 255, 255))

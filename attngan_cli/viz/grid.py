@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..io import atomic_path
+from attngan_cli.core.fileio import atomic_path
 
 
 def images_to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Applications over the trained models: sampling, attention figures, the demo, the runs summary, plots and importers of official checkpoints."""

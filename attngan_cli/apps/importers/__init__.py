@@ -1,0 +1,1 @@
+"""Importers of the released checkpoints of the official codes, one module per system."""

@@ -1,0 +1,1 @@
+"""AttnGAN (Xu et al., CVPR 2018): the attentional generative network and its discriminators."""

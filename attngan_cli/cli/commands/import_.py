@@ -1,0 +1,69 @@
+"""`attngan import official`: turn the official AttnGAN release files into attngan checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from attngan_cli.cli.commands.common import command
+from attngan_cli.cli.commands.options import Json, Overwrite, Quiet
+from attngan_cli.core.errors import InputError
+
+app = typer.Typer(help="Convert official AttnGAN checkpoints into self-describing attngan checkpoints.",
+                  no_args_is_help=True)
+
+
+@app.command("official", no_args_is_help=True)
+@command
+def official(
+    generator: Annotated[Path, typer.Option("--generator", "-g", help="Official generator, e.g. bird_AttnGAN2.pth.")],
+    text_encoder: Annotated[Path, typer.Option("--text-encoder", "-t", help="Official DAMSM text encoder, e.g. DAMSMencoders/bird/text_encoder200.pth.")],
+    captions: Annotated[Path, typer.Option("--captions", help="The official captions.pickle of the same dataset (its vocabulary).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for generator.pt and damsm.pt.")],
+    preset: Annotated[str, typer.Option("--preset", help="bird or coco: the released models' settings to check against.")] = "bird",
+    image_encoder: Annotated[Path | None, typer.Option("--image-encoder", "-i", help="Official DAMSM image encoder, e.g. DAMSMencoders/bird/image_encoder200.pth (for R-precision and fine-tuning).")] = None,
+    discriminators: Annotated[list[Path] | None, typer.Option("--discriminators", "-d", metavar="D0.pth [D1.pth ...]", help="Official netD0.pth netD1.pth netD2.pth, one per stage in order (for fine-tuning).")] = None,
+    more_discriminators: Annotated[list[Path] | None, typer.Argument(hidden=True, metavar="DISCRIMINATORS", help="The 2nd, 3rd ... discriminator after --discriminators.")] = None,
+    custom: Annotated[bool, typer.Option("--custom", help="Files of your own training with the official code: take every size from the tensors, the preset only for training settings.")] = False,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Import the official AttnGAN release files (generator, DAMSM encoders, captions.pickle).
+
+    Writes OUT/generator.pt (generator + text encoder + vocabulary + config: usable by sample, attend, eval and as a starting point for train) and OUT/damsm.pt (the DAMSM encoders).
+
+    Every size is read from the tensors and checked against the preset, captions.pickle and the other files. Files are read without running code from them (old and new PyTorch formats, Python 2 pickles).
+
+    Examples:
+
+      attngan import official --generator bird_AttnGAN2.pth --text-encoder DAMSMencoders/bird/text_encoder200.pth --image-encoder DAMSMencoders/bird/image_encoder200.pth --captions data/birds/captions.pickle --preset bird --out imported/bird
+
+      attngan import official -g coco_AttnGAN2.pth -t DAMSMencoders/coco/text_encoder100.pth --captions data/coco/captions.pickle --preset coco --out imported/coco
+
+      attngan import official -g netG.pth -t text_encoder.pth --captions captions.pickle --discriminators netD0.pth netD1.pth netD2.pth --preset bird --custom --out imported/mine
+    """
+    from attngan_cli.apps.importers.attngan import import_official  # deferred: keeps `attngan --help` fast
+
+    if more_discriminators and not discriminators:
+        raise InputError(f"unexpected argument(s): {' '.join(map(str, more_discriminators))} "
+                         "(discriminator files follow --discriminators)")
+    d_files = list(discriminators or []) + list(more_discriminators or [])
+    result = import_official(
+        generator=generator, text_encoder=text_encoder, captions=captions, preset=preset, out=out,
+        image_encoder=image_encoder, discriminators=d_files, custom=custom, overwrite=overwrite,
+    )
+    if json_out:
+        g = result.train_config.generator
+        typer.echo(json.dumps({
+            "generator": str(result.generator_path), "damsm": str(result.damsm_path),
+            "stages": g.stages, "image_sizes": g.image_sizes, "ngf": g.ngf, "r_num": g.r_num,
+            "ndf": result.train_config.discriminator.ndf, "vocab_size": result.vocab_size,
+            "discriminators": result.discriminators, "image_encoder": result.image_encoder, "notes": result.notes,
+        }))
+    else:
+        typer.echo(str(result.generator_path))
+        typer.echo(str(result.damsm_path))

@@ -1,0 +1,491 @@
+"""The evaluation driver: generate from the test captions in batches and fold each batch into the
+requested metrics (:mod:`attngan_cli.evaluation.registry`).
+
+Protocol (the papers'): the test split's images are visited in random order, one random caption of
+each, and the split is repeated until ``num_samples`` images (30,000 by default) have been generated.
+The whole plan (items, captions, noise vectors z, the mismatched captions for R-precision) is drawn up
+front from ``seed``, so it does not depend on the batch size. Generated images are never all kept:
+each batch goes through the metrics' accumulators (and optionally to PNG files) and is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from attngan_cli.core.device import resolve_device, seed_everything
+from attngan_cli.core.distributed import (
+    broadcast_object,
+    gather_object,
+    is_distributed,
+    is_main_process,
+    rank,
+    world_size,
+)
+from attngan_cli.core.errors import AttnGANError, ConfigMismatchError, InputError
+from attngan_cli.core.fileio import append_jsonl, atomic_write_text
+from attngan_cli.core.progress import NullProgress, Progress
+from attngan_cli.data.dataset import TextImageDataset, pad_caption
+from attngan_cli.data.h5 import open_h5
+from attngan_cli.data.vocab import vocab_sha256
+from attngan_cli.evaluation.features import InceptionFeatures
+from attngan_cli.evaluation.fid import GaussianStats, stats_cache_path
+from attngan_cli.evaluation.registry import get_metric, parse_metric_names
+from attngan_cli.inference.pipeline import DAMSMBundle, GeneratorBundle, generate, load_damsm, load_generator
+from attngan_cli.viz.grid import images_to_uint8
+
+log = logging.getLogger(__name__)
+
+FID_PROTOCOL = "fid-real-v1: test split, PIL bilinear resize to the generator size, uint8, TF-Inception pool3"
+
+
+@dataclass
+class EvalOptions:
+    metrics: list[str]
+    num_samples: int = 30000
+    batch_size: int = 50
+    inception_weights: Path | None = None
+    encoders: Path | None = None  # DAMSM checkpoint or pretrain run dir (default: the one the generator names)
+    save_images: Path | None = None
+    seed: int = 0
+    device: str = "auto"
+    is_splits: int = 10
+    rp_folds: int = 10
+    rp_wrong: int = 99  # mismatched captions per image
+    workers: int = 0
+    ema: bool = True
+    log_to_run: bool = True  # append to the generator run's metrics.jsonl
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, dict[str, float]]
+    checkpoint: Path
+    data: Path
+    num_samples: int
+    image_size: int
+    seed: int
+    seconds: float
+    step: int | None = None
+    epoch: int | None = None
+    metrics_file: Path | None = None
+    images_dir: Path | None = None
+    fid_cache: Path | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": "eval",
+            "checkpoint": str(self.checkpoint),
+            "step": self.step,
+            "epoch": self.epoch,
+            "data": str(self.data),
+            "num_samples": self.num_samples,
+            "image_size": self.image_size,
+            "seed": self.seed,
+            "seconds": round(self.seconds, 2),
+            "metrics": self.metrics,
+        }
+
+
+# -------------------------------------------------------------------------------------------- plan
+@dataclass
+class SamplePlan:
+    items: np.ndarray  # (N,) positions in the test split
+    captions: np.ndarray  # (N,) caption index of each
+    captions_per_image: int
+    wrong_rows: np.ndarray | None = None  # (N, K) rows (item * C + caption) of other classes
+
+    @property
+    def caption_rows(self) -> np.ndarray:
+        return self.items * self.captions_per_image + self.captions
+
+
+def make_plan(class_ids: np.ndarray, caption_lengths: np.ndarray, num_samples: int, seed: int,
+              n_wrong: int = 0) -> SamplePlan:
+    """Visit the split in random order, one random (non-empty) caption each, repeated until
+    ``num_samples``; with ``n_wrong`` > 0 also draw that many captions of other classes per sample."""
+    n, c = caption_lengths.shape
+    if n == 0:
+        raise InputError("the test split is empty")
+    rng = np.random.default_rng([seed, 20180])
+    passes = math.ceil(num_samples / n)
+    items = np.concatenate([rng.permutation(n) for _ in range(passes)])[:num_samples].astype(np.int64)
+    valid = caption_lengths > 0  # (n, C)
+    n_valid = valid.sum(1)
+    if (n_valid == 0).any():
+        bad = int(np.flatnonzero(n_valid == 0)[0])
+        raise InputError(f"test item {bad} has no non-empty caption")
+    pick = (rng.random(num_samples) * n_valid[items]).astype(np.int64)  # k-th valid caption
+    order = np.argsort(~valid, axis=1, kind="stable")  # valid caption indices first
+    captions = order[items, pick]
+    plan = SamplePlan(items, captions, c)
+    if n_wrong > 0:
+        rows = np.flatnonzero(valid.reshape(-1))  # candidate caption rows
+        row_class = np.asarray(class_ids)[rows // c]
+        cls = np.asarray(class_ids)[items]
+        others = {k: int((row_class != k).sum()) for k in np.unique(cls)}
+        if min(others.values()) == 0:
+            raise InputError("R-precision needs captions of at least two classes in the test split")
+        if min(others.values()) < n_wrong:
+            log.warning("R-precision: fewer than %d captions of other classes for some classes; drawing with "
+                        "repetition", n_wrong)
+        cand = rng.integers(0, len(rows), size=(num_samples, n_wrong))
+        bad = row_class[cand] == cls[:, None]
+        while bad.any():
+            cand[bad] = rng.integers(0, len(rows), size=int(bad.sum()))
+            bad = row_class[cand] == cls[:, None]
+        plan.wrong_rows = rows[cand]
+    return plan
+
+
+# -------------------------------------------------------------------------------------------- context
+class GeneratedBatch:
+    """One batch of generated images with lazily computed, shared features."""
+
+    def __init__(self, ctx: EvalContext, images: torch.Tensor, sl: slice) -> None:
+        self.ctx = ctx
+        self.images = images  # (B, 3, S, S) in [-1, 1], on the device
+        self.items = ctx.plan.items[sl]
+        self.captions = ctx.plan.captions[sl]
+        self.caption_rows = ctx.plan.caption_rows[sl]
+        self.wrong_rows = None if ctx.plan.wrong_rows is None else ctx.plan.wrong_rows[sl]
+        self._memo: dict[str, Any] = {}
+
+    def features(self, pixels: bool) -> dict[str, Any]:
+        """The features computed so far, on the CPU (to send to rank 0 under torchrun); ``pixels``: with
+        the uint8 images (metrics that look at the pixels need them)."""
+        def cpu(x: Any) -> Any:
+            return {k: cpu(v) for k, v in x.items()} if isinstance(x, dict) else x.cpu()
+        return {k: cpu(v) for k, v in self._memo.items() if pixels or k != "uint8"}
+
+    @classmethod
+    def replay(cls, ctx: EvalContext, sl: slice, features: dict[str, Any]) -> GeneratedBatch:
+        """A batch generated elsewhere (another rank), with its features already computed."""
+        batch = cls(ctx, None, sl)  # type: ignore[arg-type]
+        batch._memo = features
+        return batch
+
+    def uint8(self) -> torch.Tensor:
+        """(B, 3, S, S) uint8, as the images would be saved."""
+        if "uint8" not in self._memo:
+            self._memo["uint8"] = images_to_uint8(self.images)
+        return self._memo["uint8"]
+
+    def inception(self) -> dict[str, torch.Tensor]:
+        if "inception" not in self._memo:
+            self._memo["inception"] = self.ctx.inception_features()(self.uint8())
+        return self._memo["inception"]
+
+    @torch.no_grad()
+    def damsm_global(self) -> torch.Tensor:
+        if "damsm" not in self._memo:
+            enc = self.ctx.damsm_bundle().image_encoder
+            self._memo["damsm"] = enc(self.images.to(self.ctx.device))[1]  # (B, D)
+        return self._memo["damsm"]
+
+
+@dataclass
+class EvalContext:
+    options: EvalOptions
+    device: torch.device
+    data: Path
+    dataset: TextImageDataset  # the test split (no augmentation, generator-sized images)
+    image_size: int
+    num_samples: int
+    plan: SamplePlan
+    progress: Progress
+    inception: InceptionFeatures | None = None
+    damsm: DAMSMBundle | None = None
+    attribute_truth: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_test,) value index
+    attribute_values: dict[str, list[str]] = field(default_factory=dict)
+    fid_cache: Path | None = None
+    _memo: dict[str, Any] = field(default_factory=dict)
+
+    def inception_features(self) -> InceptionFeatures:
+        if self.inception is None:
+            self.inception = InceptionFeatures(self.options.inception_weights, self.device)
+        return self.inception
+
+    def damsm_bundle(self) -> DAMSMBundle:
+        if self.damsm is None:
+            raise AttnGANError("internal: the DAMSM encoders were not loaded")
+        return self.damsm
+
+    @torch.no_grad()
+    def caption_embeddings(self) -> torch.Tensor:
+        """DAMSM sentence vectors of every test caption, rows ``item * C + caption`` (M, D), on the CPU."""
+        if "captions" in self._memo:
+            return self._memo["captions"]
+        bundle = self.damsm_bundle()
+        words = bundle.config.text.words
+        ds = self.dataset
+        c = self.plan.captions_per_image
+        gen = torch.Generator().manual_seed(self.options.seed)
+        rows: list[tuple[torch.Tensor, int]] = []
+        for i in range(len(ds)):
+            caps = ds.captions(i)
+            for k in range(c):
+                ids, n = caps[k] if k < len(caps) else (torch.zeros(0, dtype=torch.long), 0)
+                if n == 0:  # never sampled; encode a placeholder
+                    rows.append((torch.zeros(words, dtype=torch.long), 1))
+                else:
+                    rows.append(pad_caption(ids.numpy(), words, generator=gen))
+        out = []
+        bs = 256
+        with self.progress.task("encoding test captions", total=len(rows), unit="cap") as task:
+            for s in range(0, len(rows), bs):
+                chunk = rows[s : s + bs]
+                caps_t = torch.stack([r[0] for r in chunk]).to(self.device)
+                lens = torch.tensor([r[1] for r in chunk], device=self.device)
+                _, sent = bundle.text_encoder(caps_t, lens)  # (b, D)
+                out.append(sent.float().cpu())
+                task.advance(len(chunk))
+        self._memo["captions"] = torch.cat(out)
+        return self._memo["captions"]
+
+    def real_fid_stats(self) -> GaussianStats:
+        """Statistics of the real test images, from the cache beside the dataset when it is valid."""
+        if "fid_real" in self._memo:
+            return self._memo["fid_real"]
+        ext = self.inception_features()
+        key = self._fid_key(ext.key)
+        path = stats_cache_path(self.data, hashlib.sha256(key.encode()).hexdigest())
+        stats = None
+        if path.is_file():
+            try:
+                stats = GaussianStats.load(path, key=key)
+                log.info("FID: real statistics from %s", path)
+            except (InputError, OSError, ValueError, KeyError) as e:
+                log.warning("FID: ignoring the cache %s (%s)", path, e)
+        if stats is None:
+            stats = GaussianStats()
+            loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.options.batch_size, shuffle=False,
+                                                 num_workers=self.options.workers)
+            with self.progress.task("FID: real test images", total=len(self.dataset), unit="img") as task:
+                for batch in loader:
+                    imgs = batch["images"][0]  # (B, 3, S, S) in [-1, 1]
+                    stats.update(ext(images_to_uint8(imgs))["pool"])
+                    task.advance(imgs.shape[0])
+            try:
+                stats.save(path, key=key)
+                log.info("FID: real statistics cached in %s", path)
+            except OSError as e:
+                log.warning("FID: could not cache the real statistics in %s (%s)", path, e)
+        self.fid_cache = path
+        self._memo["fid_real"] = stats
+        return stats
+
+    def _fid_key(self, extractor_key: str) -> str:
+        """A hash of the test images (their bytes, in order) + image size + extractor + protocol."""
+        h = hashlib.sha256()
+        rows = np.asarray(self.dataset.indices)
+        with open_h5(self.data) as f:
+            images = f["images"]
+            for s in range(0, len(rows), 256):
+                h.update(np.ascontiguousarray(images[rows[s : s + 256]]).tobytes())
+        return json.dumps({"data": h.hexdigest(), "n": int(len(rows)), "size": self.image_size,
+                           "extractor": extractor_key, "protocol": FID_PROTOCOL}, sort_keys=True)
+
+
+# -------------------------------------------------------------------------------------------- models
+def _damsm_path(bundle: GeneratorBundle, options: EvalOptions, checkpoint: Path) -> Path:
+    if options.encoders is not None:
+        return Path(options.encoders)
+    named = bundle.extra.get("damsm_path") or bundle.config.encoders or ""
+    if not named:
+        raise InputError(f"R-precision needs the DAMSM encoders; checkpoint {checkpoint} names none: pass --encoders")
+    p = Path(named)
+    if not p.exists() and not p.is_absolute():
+        beside = Path(bundle.path or checkpoint).parent / p
+        if beside.exists():
+            p = beside
+    if not p.exists():
+        raise InputError(f"R-precision needs the DAMSM encoders {named} named in checkpoint {checkpoint}, which does "
+                         f"not exist here: pass --encoders PATH")
+    return p
+
+
+def _check_vocab(words: list[str] | None, dataset_words: list[str], what: str, data: Path) -> None:
+    if words is None:
+        return
+    if vocab_sha256(list(words)) != vocab_sha256(list(dataset_words)):
+        raise ConfigMismatchError(f"the vocabulary of {what} ({len(words)} words) does not match the dataset {data} "
+                                  f"({len(dataset_words)} words): evaluate on the data the model was trained on")
+
+
+def find_run_dir(checkpoint: Path) -> Path | None:
+    """The run directory the checkpoint lives in (the directory itself, or a file's parent with config.json)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        return checkpoint
+    if (checkpoint.parent / "config.json").is_file():
+        return checkpoint.parent
+    return None
+
+
+# -------------------------------------------------------------------------------------------- driver
+def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], options: EvalOptions,
+             progress: Progress | None = None, abort: Callable[[], bool] | None = None) -> EvalResult:
+    """Generate ``options.num_samples`` images from the test captions of ``data`` with the generator
+    ``checkpoint`` (file or train run directory) and compute ``options.metrics``."""
+    t0 = time.time()
+    progress = progress or NullProgress()
+    checkpoint, data = Path(checkpoint), Path(data)
+    names = parse_metric_names(options.metrics)
+    specs = [get_metric(n) for n in names]
+    if options.num_samples < 1:
+        raise InputError(f"--num-samples must be >= 1, got {options.num_samples}")
+    if options.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if "is" in names and options.num_samples < options.is_splits:
+        raise InputError(f"the Inception Score uses {options.is_splits} splits: --num-samples must be >= "
+                         f"{options.is_splits}, got {options.num_samples}")
+    device = resolve_device(options.device)
+    seed_everything(options.seed)
+
+    # Inception first: a missing weights file should fail before anything slow happens.
+    inception = InceptionFeatures(options.inception_weights, device) if any(s.needs_inception for s in specs) else None
+
+    bundle = load_generator(checkpoint, device=device, ema=options.ema)
+    gcfg = bundle.config.generator
+    image_size = gcfg.image_sizes[-1]
+    dataset = TextImageDataset(data, split="test", image_sizes=(image_size,), words=bundle.config.words,
+                               augment=False, caption_index=0)
+    info = dataset.info
+    _check_vocab(list(bundle.vocab.words) if bundle.vocab is not None else None, list(info.vocab.words),
+                 f"generator {checkpoint}", data)
+
+    damsm = None
+    if any(s.needs_damsm for s in specs):
+        damsm = load_damsm(_damsm_path(bundle, options, checkpoint), device=device)
+        _check_vocab(list(damsm.vocab.words) if damsm.vocab is not None else None, list(info.vocab.words),
+                     f"DAMSM {damsm.path}", data)
+
+    attribute_truth: dict[str, np.ndarray] = {}
+    if any(s.needs_attributes for s in specs):
+        if not info.attributes:
+            raise InputError(f"--metric attributes needs a shapes dataset with stored attributes; {data} "
+                             f"(source {info.source!r}) has none")
+        with open_h5(data) as f:
+            for name in info.attributes:
+                attribute_truth[name] = np.asarray(f["attributes"][name][()])[dataset.indices]
+
+    with open_h5(data) as f:
+        lengths = np.asarray(f["caption_lengths"][()])[dataset.indices]  # (n_test, C)
+    n_wrong = options.rp_wrong if damsm is not None else 0
+    plan = make_plan(dataset.class_ids, lengths, options.num_samples, options.seed, n_wrong)
+
+    ctx = EvalContext(options=options, device=device, data=data, dataset=dataset, image_size=image_size,
+                      num_samples=options.num_samples, plan=plan, progress=progress, inception=inception,
+                      damsm=damsm, attribute_truth=attribute_truth, attribute_values=dict(info.attributes))
+    metrics = {n: s.factory(ctx) for n, s in zip(names, specs, strict=True)}
+    if "fid" in names:
+        ctx.real_fid_stats()  # cached or computed now, before the long generation
+    if damsm is not None:
+        ctx.caption_embeddings()
+
+    # ---- generation
+    zgen = torch.Generator().manual_seed(options.seed)
+    z_all = torch.randn(options.num_samples, gcfg.z_dim, generator=zgen)  # (N, z_dim): 400 bytes per sample
+    # the conditioning-augmentation noise too, so that no image depends on the batch size
+    eps_all = torch.randn(options.num_samples, gcfg.condition_dim, generator=torch.Generator().manual_seed(options.seed + 2))
+    tgen = torch.Generator().manual_seed(options.seed + 1)
+    words = bundle.config.words
+    save_dir = Path(options.save_images) if options.save_images else None
+    index_lines: list[str] = []
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    vocab_words = list(info.vocab.words)
+    n = options.num_samples
+    # under torchrun rank r generates the batches b with b % W == r (the same batches as one process) and
+    # sends their features to rank 0, which folds every batch into the metrics in order: the one-process result
+    distributed = is_distributed()
+    own_metrics = {k: s.factory(ctx) for k, s in zip(names, specs, strict=True)} if distributed else metrics
+    pixels = any(s.needs_attributes for s in specs)
+    sent: list[tuple[int, int, dict[str, Any]]] = []
+    with torch.no_grad(), progress.task("generating", total=n, unit="img") as task:
+        for b, start in enumerate(range(0, n, options.batch_size)):
+            if abort is not None and abort():
+                raise AttnGANError(f"evaluation stopped after {start} of {n} images; no metrics were recorded")
+            sl = slice(start, min(n, start + options.batch_size))
+            items, caps = plan.items[sl], plan.captions[sl]
+            toks = [pad_caption(dataset.captions(int(i))[int(c)][0].numpy(), words, generator=tgen)
+                    for i, c in zip(items, caps, strict=True)]  # every rank draws every batch's tokens
+            task.advance(len(items))
+            if b % world_size() != rank():
+                continue
+            lens = torch.tensor([t[1] for t in toks])
+            tmax = int(lens.max())
+            captions = torch.stack([t[0][:tmax] for t in toks])  # (B, T)
+            images = generate(bundle, captions, lens, z_all[sl], eps_all[sl]).images[-1]  # (B, 3, S, S) in [-1, 1]
+            batch = GeneratedBatch(ctx, images, sl)
+            for m in own_metrics.values():
+                m.update(batch)
+            if distributed:
+                sent.append((sl.start, sl.stop, batch.features(pixels)))
+            if save_dir is not None:
+                _save_images(save_dir, batch, start, dataset, vocab_words, index_lines)
+    if distributed:
+        received = gather_object(sent)
+        index_lines = [line for lines in gather_object(index_lines) or [] for line in lines]
+        if is_main_process():
+            for a, z, feats in sorted((x for part in received or [] for x in part), key=lambda x: x[0]):
+                batch = GeneratedBatch.replay(ctx, slice(a, z), feats)
+                for m in metrics.values():
+                    m.update(batch)
+        index_lines.sort()  # one line per image, named by its sample number
+    if save_dir is not None and is_main_process():
+        atomic_write_text(save_dir / "index.jsonl", "".join(index_lines))
+
+    results = broadcast_object({name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()}
+                               if is_main_process() else None)
+    result = EvalResult(metrics=results, checkpoint=Path(bundle.path or checkpoint), data=data,
+                        num_samples=n, image_size=image_size, seed=options.seed, seconds=time.time() - t0,
+                        step=bundle.step, epoch=bundle.epoch, images_dir=save_dir, fid_cache=ctx.fid_cache)
+    if options.log_to_run:
+        append_to_run(result, checkpoint)
+    return result
+
+
+def append_to_run(result: EvalResult, checkpoint: str | os.PathLike[str]) -> Path | None:
+    """Append ``result.record()`` to ``metrics.jsonl`` of the run directory ``checkpoint`` belongs to (none:
+    nothing is written); sets and returns ``result.metrics_file``. A file that cannot be written raises
+    :class:`AttnGANError` naming it (the results themselves are in ``result``)."""
+    run = find_run_dir(Path(checkpoint))
+    if run is None:
+        return None
+    path = run / "metrics.jsonl"
+    if is_main_process():
+        try:
+            append_jsonl(path, result.record())
+        except OSError as e:
+            raise AttnGANError(f"could not append the results to {path}: {e.strerror or e}") from None
+    result.metrics_file = path
+    return path
+
+
+def _save_images(out: Path, batch: GeneratedBatch, start: int, dataset: TextImageDataset, vocab_words: list[str],
+                 index_lines: list[str]) -> None:
+    arr = batch.uint8().permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, 3)
+    for j, (item, cap) in enumerate(zip(batch.items, batch.captions, strict=True)):
+        name = f"{start + j:06d}.png"
+        tmp = out / f".{name}.tmp"  # rename: never a half-written PNG (no fsync: 30k files)
+        Image.fromarray(arr[j]).save(tmp, format="PNG")
+        os.replace(tmp, out / name)
+        ids, _ = dataset.captions(int(item))[int(cap)]
+        text = " ".join(vocab_words[int(t)] for t in ids.tolist())
+        index_lines.append(json.dumps({"file": name, "key": dataset.key(int(item)), "caption": text,
+                                       "class_id": int(dataset.class_ids[int(item)])}) + "\n")

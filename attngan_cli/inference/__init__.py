@@ -1,0 +1,1 @@
+"""Trained models rebuilt from their checkpoints, and image generation from captions."""

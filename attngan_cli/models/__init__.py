@@ -1,1 +1,0 @@
-"""Neural network modules: the DAMSM encoders and the AttnGAN generator/discriminators."""

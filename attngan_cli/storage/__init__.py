@@ -1,0 +1,1 @@
+"""Self-describing checkpoints and run directories."""

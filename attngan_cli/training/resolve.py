@@ -1,0 +1,237 @@
+"""Settings resolution: from what a user asks for (a dataset, a preset, overrides, a run to resume) to
+the config a training job runs with, checked before anything is written.
+
+The ``pretrain`` and ``train`` commands and the demo resolve their settings here and nowhere else, so
+they cannot disagree: the preset is chosen from the dataset (:func:`preset_for_source`), the image size
+follows the backbone (:func:`attngan_cli.config.schema.default_image_size`), a checkpoint to resume is loaded
+once and checked against the config that continues it, and every check that needs no training (files
+exist, device and precision, attribute names, weight shapes, vocabulary) fails here, before a run
+directory is created.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attngan_cli.archs.presets import arch_overrides
+from attngan_cli.archs.registry import get_arch
+from attngan_cli.archs.stackgan.schedule import STAGED_ARCH, check_stage_one, stage_one_encoders
+from attngan_cli.config.schema import (
+    DEFAULT_PRESET,
+    GeneratorConfig,
+    PretrainConfig,
+    TrainConfig,
+    apply_overrides,
+    default_image_size,
+    from_dict,
+    get_preset,
+    make_pretrain_config,
+    make_train_config,
+    preset_names,
+    preset_value,
+)
+from attngan_cli.core.device import resolve_device, settle_precision
+from attngan_cli.core.distributed import check_batch
+from attngan_cli.core.errors import InputError
+from attngan_cli.data.h5 import read_info
+from attngan_cli.networks.image_encoder import inception_weights_file
+from attngan_cli.storage.checkpoints import (
+    DAMSM_KIND,
+    GAN_KIND,
+    Checkpoint,
+    check_checkpoint_config,
+    check_vocab,
+    load_checkpoint,
+    load_resume,
+)
+from attngan_cli.storage.rundirs import resolve_checkpoint
+
+PathLike = str | os.PathLike[str]
+
+# Fields that must agree between a checkpoint and the config that resumes it: they set the weights' shapes.
+GAN_RESUME_FIELDS = [
+    "generator.arch", "generator.stages", "generator.base_size", "generator.ngf", "generator.r_num", "generator.z_dim",
+    "generator.condition_dim", "generator.embedding_dim", "discriminator.ndf", "discriminator.embedding_dim",
+]
+DAMSM_RESUME_FIELDS = [
+    "text.vocab_size", "text.word_dim", "text.embedding_dim", "image.backbone", "image.image_size",
+    "image.width", "image.compact_version", "image.embedding_dim",
+]
+
+MISSING_ENCODERS = "give the pretrained DAMSM encoders with --encoders PRETRAIN_RUN_OR_CHECKPOINT"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    config: TrainConfig
+    resume: Checkpoint | None = None  # the loaded ``gan`` checkpoint to continue from
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    config: PretrainConfig
+    resume: Checkpoint | None = None  # the loaded ``damsm`` checkpoint to continue from
+
+
+def preset_for_source(source: str) -> str:
+    """The preset for data from ``source`` (:attr:`DatasetInfo.source`): the one whose ``dataset_kind``
+    it is (cub -> bird, coco -> coco, shapes -> shapes); data of any other source (a folder of images,
+    ...) gets :data:`attngan_cli.config.schema.DEFAULT_PRESET`."""
+    for name in preset_names():
+        if get_preset(name).chosen_by_data and preset_value(name, "dataset_kind") == source:
+            return name
+    return DEFAULT_PRESET
+
+
+def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, preset: str | None = None,
+                  overrides: dict[str, Any] | None = None, resume: PathLike | None = None,
+                  captioner: PathLike | None = None) -> TrainSettings:
+    """The GAN training settings for ``data`` (a prepared HDF5 file) and the DAMSM ``encoders``.
+
+    A new run starts from ``preset`` (default: :func:`preset_for_source` of the data). With ``resume``
+    (a ``gan`` checkpoint or train run directory) the run starts from the checkpoint's config instead;
+    ``data`` and ``encoders`` are then optional and replace the checkpoint's when given, and an override
+    of a field that sets a weight shape (``GAN_RESUME_FIELDS``) is an error naming it. ``overrides`` are
+    dotted config keys (``None`` values are ignored); the dataset and encoder paths are stored absolute.
+    ``captioner`` (MirrorGAN's STREAM, :mod:`attngan_cli.archs.mirrorgan.stream`) is checked against the data's vocabulary
+    and the generator's last image size here too.
+    """
+    overrides = _own_overrides(overrides, ("dataset", "encoders", "captioner"))
+    if captioner is not None:
+        overrides["captioner"] = str(Path(captioner).resolve())
+    if data is not None:
+        overrides["dataset"] = str(Path(data).resolve())
+    if encoders is not None:
+        overrides["encoders"] = str(Path(encoders).resolve())
+    ckpt = None
+    if resume is not None:
+        ckpt = load_resume(resume, GAN_KIND, "GAN checkpoint")
+        saved = from_dict(TrainConfig, ckpt.config, where=f"checkpoint {ckpt.path}")
+        if preset and preset != saved.preset:
+            raise InputError(f"--preset {preset}: checkpoint {ckpt.path} continues a run of preset {saved.preset}; "
+                             "a resumed run keeps its settings (leave out --preset)")
+        cfg = apply_overrides(saved, overrides)
+        check_checkpoint_config(ckpt, cfg, GAN_RESUME_FIELDS)
+    else:
+        if data is None:
+            raise InputError("give the prepared dataset (DATA.h5) to train on, or --resume a run")
+        if encoders is None and overrides.get("init"):  # StackGAN Stage-II: Stage-I's encoders by default
+            overrides["encoders"] = str(Path(stage_one_encoders(overrides["init"])).resolve())
+        elif encoders is None:
+            raise InputError(MISSING_ENCODERS)
+        preset = preset or preset_for_source(read_info(data).source)
+        arch = overrides.get("generator.arch", GeneratorConfig.arch)
+        get_arch(arch)
+        cfg = make_train_config(preset, {**arch_overrides(arch, preset), **overrides})
+    get_arch(cfg.generator.arch)  # an unknown --arch fails here, naming the known ones
+    check_batch(cfg.batch_size, cfg.grad_accum)  # over the torchrun processes and --grad-accum micro-batches
+    if not Path(cfg.dataset).is_file():
+        raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
+    if not cfg.encoders:
+        raise InputError(MISSING_ENCODERS)
+    cfg = settle_precision(cfg)
+    if ckpt is None:
+        cfg = device_defaults(cfg, overrides, ("compile", "workers"))
+    dataset_words = read_info(cfg.dataset).vocab.words
+    encoders_path = resolve_checkpoint(cfg.encoders, what="DAMSM checkpoint")  # a file, or a run directory with one
+    check_vocab(load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True), dataset_words, f"dataset {cfg.dataset}")
+    if ckpt is not None:
+        check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
+    else:
+        cfg = _check_stage_schedule(cfg, dataset_words, encoders_path)
+    if cfg.preset.startswith("mirrorgan-") and cfg.stream_weight > 0 and not cfg.captioner:
+        raise InputError(f"the {cfg.preset} preset trains with MirrorGAN's re-description loss: give the pretrained "
+                         "captioner with --captioner RUN (`attngan pretrain DATA --model captioner`), or --stream-weight "
+                         "0 for GLAM alone")
+    if cfg.captioner:
+        from attngan_cli.archs.mirrorgan.stream import check_train_captioner
+
+        check_train_captioner(cfg.captioner, cfg.dataset, list(dataset_words), cfg.generator.image_sizes[-1])
+    return TrainSettings(cfg, ckpt)
+
+
+def _check_stage_schedule(cfg: TrainConfig, dataset_words: list[str], encoders_path: Path) -> TrainConfig:
+    """A new StackGAN Stage-II run (``--stage 2``) needs ``--init``, a finished Stage-I of this data
+    (checked by :func:`check_stage_one`; stored as its absolute ``final.pt``); ``--init`` is for nothing else."""
+    staged = cfg.generator.arch == STAGED_ARCH and cfg.generator.stages == 2
+    if staged and not cfg.init:
+        raise InputError("--arch stackgan --stage 2 trains Stage-II on a finished Stage-I: pass --init STAGE1_RUN")
+    if cfg.init and not staged:
+        raise InputError(f"--init is for --arch stackgan --stage 2 (Stage-II on a finished Stage-I), not "
+                         f"--arch {cfg.generator.arch} with {cfg.generator.stages} stage(s)")
+    if staged:
+        text_state = load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True).state.get("text_encoder")
+        cfg = apply_overrides(cfg, {"init": str(check_stage_one(cfg, dataset_words, text_state))})
+    return cfg
+
+
+def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: dict[str, Any] | None = None,
+                     resume: PathLike | None = None, inception_weights: PathLike | None = None) -> PretrainSettings:
+    """The DAMSM pretraining settings for ``data`` (a prepared HDF5 file).
+
+    The config starts from ``preset`` (default: :func:`preset_for_source` of the data) with dotted-key
+    ``overrides`` (``None`` values are ignored); the text encoder's vocabulary size comes from the data.
+    An ``image.backbone`` override other than the preset's brings its :func:`default_image_size` unless
+    ``image.image_size`` is overridden too. ``cache_features`` without a ``group_by`` override means
+    random batches (cached features come in fixed batches). With ``resume`` (a ``damsm`` checkpoint or
+    pretrain run directory) the checkpoint must agree on the weight shapes (``DAMSM_RESUME_FIELDS``) and
+    the vocabulary; without it, the inception-v3 backbone needs an existing ``inception_weights`` file.
+    """
+    overrides = _own_overrides(overrides, ("dataset", "text.vocab_size"))
+    info = read_info(data)
+    preset = preset or preset_for_source(info.source)
+    backbone = overrides.get("image.backbone")
+    if backbone is not None and backbone != get_preset(preset).pretrain.image.backbone \
+            and overrides.get("image.image_size") is None:
+        overrides["image.image_size"] = default_image_size(backbone)
+    overrides["dataset"] = str(Path(data).resolve())
+    overrides["text.vocab_size"] = len(info.vocab)
+    group_by_given = overrides.get("group_by") is not None
+    if overrides.get("cache_features") and not group_by_given:
+        overrides["group_by"] = []
+    cfg = make_pretrain_config(preset, overrides)
+
+    if group_by_given:
+        info.check_attributes(cfg.group_by, what="--group-by:")
+    else:
+        info.check_attributes(cfg.group_by, what=f"the {preset} preset groups batches by {', '.join(cfg.group_by)} "
+                                                 "(choose others with --group-by, or none), but")
+    if cfg.group_by and cfg.cache_features and cfg.image.backbone == "inception-v3":
+        raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
+                         "random batches); pass --group-by none")
+    cfg = settle_precision(cfg)
+    if resume is None:
+        cfg = device_defaults(cfg, overrides, ("workers",))
+    check_batch(min(cfg.batch_size, info.n_train), cfg.grad_accum)
+    ckpt = None
+    if resume is not None:
+        ckpt = load_resume(resume, DAMSM_KIND, "DAMSM checkpoint")
+        check_checkpoint_config(ckpt, cfg, DAMSM_RESUME_FIELDS)
+        check_vocab(ckpt, info.vocab.words, f"dataset {data}")
+    elif cfg.image.backbone == "inception-v3":
+        inception_weights_file(inception_weights)
+    return PretrainSettings(cfg, ckpt)
+
+
+def device_defaults(cfg: Any, overrides: dict[str, Any], fields: tuple[str, ...]) -> Any:
+    """A new run's ``fields`` that the command line left unset, chosen for its device: on CUDA,
+    torch.compile on (``compile``) and min(4, this process's share of the cores - 1) DataLoader worker
+    processes (``workers``; torchrun's LOCAL_WORLD_SIZE processes share the machine's cores), so that
+    decoding and augmenting never leave the GPU waiting; on CPUs compile off (measured slower there: see
+    README) and no workers (they would take cores from the step)."""
+    cuda = resolve_device(cfg.device).type == "cuda"
+    cores = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    chosen = {"compile": cuda, "workers": max(0, min(4, cores - 1)) if cuda else 0}
+    return apply_overrides(cfg, {k: chosen[k] for k in fields if overrides.get(k) is None})
+
+
+def _own_overrides(overrides: dict[str, Any] | None, resolved_here: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``overrides`` to add to; the keys the resolver sets itself must not be in it."""
+    own = dict(overrides or {})
+    for key in resolved_here:
+        if own.get(key) is not None:
+            raise ValueError(f"override {key!r} is set from the arguments of the resolver, not as an override")
+    return own
