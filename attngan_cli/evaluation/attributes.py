@@ -34,7 +34,6 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from attngan_cli.data import shapes as S
-from attngan_cli.evaluation.registry import register_metric
 
 if TYPE_CHECKING:
     # types only: a runtime import would cycle (evaluate -> registry -> this module)
@@ -140,8 +139,6 @@ def attribute_hits(images: np.ndarray | torch.Tensor, truth: dict[str, np.ndarra
     return out
 
 
-@register_metric("attributes", description="shapes only: accuracy of the true attributes read off the images "
-                 "by pixel statistics", needs_attributes=True)
 class AttributeAccuracyMetric:
     def __init__(self, ctx: EvalContext) -> None:
         self.ctx = ctx

@@ -27,7 +27,6 @@ from scipy import linalg
 
 from attngan_cli.core.errors import AttnGANError, InputError
 from attngan_cli.core.fileio import atomic_path
-from attngan_cli.evaluation.registry import register_metric
 
 if TYPE_CHECKING:
     # types only: a runtime import would cycle (evaluate -> registry -> this module)
@@ -147,8 +146,6 @@ def stats_cache_path(data_path: str | os.PathLike[str], key_hash: str) -> Path:
     return data_path.with_name(f"{data_path.stem}.fid-{key_hash[:16]}.npz")
 
 
-@register_metric("fid", description="Fréchet Inception Distance to the real test images (2048-d pool3)",
-                 needs_inception=True)
 class FIDMetric:
     def __init__(self, ctx: EvalContext) -> None:
         self.ctx = ctx

@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from attngan_cli.evaluation.registry import register_metric
-
 if TYPE_CHECKING:
     # types only: a runtime import would cycle (evaluate -> registry -> this module)
     from attngan_cli.evaluation.evaluate import EvalContext, GeneratedBatch
@@ -75,7 +73,6 @@ class InceptionScoreAccumulator:
         return float(np.mean(scores)), float(np.std(scores))
 
 
-@register_metric("is", description="Inception Score (10 splits, TF-Inception 2015-12-05)", needs_inception=True)
 class InceptionScoreMetric:
     def __init__(self, ctx: EvalContext) -> None:
         self.acc = InceptionScoreAccumulator(ctx.num_samples, ctx.options.is_splits)

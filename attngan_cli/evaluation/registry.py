@@ -1,4 +1,5 @@
-"""The registry of evaluation metrics: ``@register_metric("name")`` on an accumulator class.
+"""The registry of evaluation metrics: each name points to its accumulator class as a ``"module:Class"``
+string, imported only when the metric is used (so the registry imports no metric module).
 
 A metric is a small streaming accumulator (torch-fidelity style: features -> statistics -> metric):
 
@@ -14,58 +15,59 @@ known ones on a typo.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from attngan_cli.core.errors import InputError
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    factory: Callable[..., Any]
+    target: str  # "package.module:Class": the accumulator, called with the EvalContext
     description: str = ""
     needs_inception: bool = False  # needs --inception-weights
     needs_damsm: bool = False  # needs the DAMSM encoders
     needs_attributes: bool = False  # only for datasets with stored attributes (shapes)
 
-
-_REGISTRY: dict[str, MetricSpec] = {}
-
-
-def register_metric(name: str, *, description: str = "", needs_inception: bool = False,
-                    needs_damsm: bool = False, needs_attributes: bool = False) -> Callable[[T], T]:
-    """Class decorator adding a metric accumulator under ``name`` (lowercase, no commas)."""
-    key = name.strip().lower()
-    if not key or "," in key:
-        raise ValueError(f"bad metric name {name!r}")
-
-    def deco(cls: T) -> T:
-        if key in _REGISTRY and _REGISTRY[key].factory is not cls:
-            raise ValueError(f"metric {key!r} is registered twice")
-        _REGISTRY[key] = MetricSpec(key, cls, description or (cls.__doc__ or "").strip().split("\n")[0],  # type: ignore[attr-defined]
-                                    needs_inception, needs_damsm, needs_attributes)
-        return cls
-
-    return deco
+    def factory(self, ctx: Any) -> Any:
+        """A new accumulator of this metric for ``ctx``."""
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)(ctx)
 
 
-def _load_builtin() -> None:
-    # Importing the modules runs their @register_metric decorators. Local: they import register_metric
-    # from this module (an import cycle).
-    from attngan_cli.evaluation import attributes, fid, inception, rprecision  # noqa: F401
+_BUILTIN = [
+    MetricSpec("rprecision", "attngan_cli.evaluation.rprecision:RPrecisionMetric",
+               "R-precision with the DAMSM encoders (1 true vs 99 other-class captions)", needs_damsm=True),
+    MetricSpec("is", "attngan_cli.evaluation.inception:InceptionScoreMetric",
+               "Inception Score (10 splits, TF-Inception 2015-12-05)", needs_inception=True),
+    MetricSpec("fid", "attngan_cli.evaluation.fid:FIDMetric",
+               "Fréchet Inception Distance to the real test images (2048-d pool3)", needs_inception=True),
+    MetricSpec("attributes", "attngan_cli.evaluation.attributes:AttributeAccuracyMetric",
+               "shapes only: accuracy of the true attributes read off the images by pixel statistics",
+               needs_attributes=True),
+]
+_REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in _BUILTIN}
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Add a metric (lowercase name, no commas); a different metric under a taken name is an error."""
+    key = spec.name.strip().lower()
+    if not key or "," in key or key != spec.name:
+        raise ValueError(f"bad metric name {spec.name!r} (lowercase, no commas)")
+    if key in _REGISTRY and _REGISTRY[key] != spec:
+        raise ValueError(f"metric {key!r} is registered twice")
+    _REGISTRY[key] = spec
+    return spec
 
 
 def known_metrics() -> list[str]:
-    _load_builtin()
     return sorted(_REGISTRY)
 
 
 def get_metric(name: str) -> MetricSpec:
-    _load_builtin()
     key = name.strip().lower()
     if key not in _REGISTRY:
         raise InputError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(_REGISTRY))}")

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from attngan_cli.evaluation.registry import register_metric
 from attngan_cli.evaluation.retrieval import r_precision, r_precision_hits
 
 if TYPE_CHECKING:
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
     from attngan_cli.evaluation.evaluate import EvalContext, GeneratedBatch
 
 
-@register_metric("rprecision", description="R-precision with the DAMSM encoders (1 true vs 99 other-class captions)",
-                 needs_damsm=True)
 class RPrecisionMetric:
     def __init__(self, ctx: EvalContext) -> None:
         self.ctx = ctx

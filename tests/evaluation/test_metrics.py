@@ -203,3 +203,16 @@ def test_plan_repeats_the_split_and_draws_other_class_captions():
 
 def test_is_of_a_plan_sized_run_needs_enough_samples():
     assert math.isfinite(inception_score(torch.randn(10, 4))[0])
+
+
+def test_registry_imports_no_metric_module_until_one_is_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, attngan_cli.evaluation.registry as r; r.known_metrics(); "
+            "print(sorted(m for m in sys.modules if m.startswith('attngan_cli.evaluation.'))); "
+            "r.get_metric('rprecision').factory; "
+            "print('attngan_cli.evaluation.rprecision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "['attngan_cli.evaluation.registry']"
+    assert out[1] == "False"  # looking a metric up imports nothing either; building its accumulator does
