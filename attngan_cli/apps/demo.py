@@ -214,7 +214,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None,
         if rec is None:
             t0 = time.monotonic()
             sample_dir = out / "samples"
-            settings = SampleSettings(n=4, seed=options.seed, stage="all", grid=True, batch_size=24,
+            settings = SampleSettings(n=4, seed=options.seed, which="all", grid=True, batch_size=24,
                                       precision="fp32", overwrite=True)  # redo an interrupted sample phase
             grid = out / "samples.png"
             files = list(sample_to_dir(bundle, CaptionSource(options.captions), sample_dir, settings,

@@ -38,7 +38,7 @@ from attngan_cli.viz.grid import make_grid, save_png, to_uint8, upsample, wrap
 
 log = logging.getLogger(__name__)
 
-STAGE_CHOICES = ("all", "last")
+WHICH_CHOICES = ("all", "last")  # which stages' images sample writes
 CAPTIONS_INDEX = "captions.jsonl"  # written beside the images: one JSON line per caption
 CAPTIONS_BACK = "captions_back.jsonl"  # with --caption-back: the captioner's reading of each last-stage image
 
@@ -177,7 +177,7 @@ def caption_batch(captions: Sequence[Caption]) -> tuple[torch.Tensor, torch.Tens
 class SampleSettings:
     n: int = 1  # images per caption
     seed: int = 0
-    stage: str = "all"  # all: every stage's image; last: only the final one
+    which: str = "all"  # all: every stage's image; last: only the final one
     grid: bool = False  # also one grid PNG per caption
     batch_size: int = 16
     precision: str = "auto"  # bf16 where the hardware computes it, else fp32 (device.resolve_precision)
@@ -188,8 +188,8 @@ class SampleSettings:
             raise AttnGANError(f"--n must be >= 1, got {self.n}")
         if self.batch_size < 1:
             raise AttnGANError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.stage not in STAGE_CHOICES:
-            raise AttnGANError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {self.stage!r}")
+        if self.which not in WHICH_CHOICES:
+            raise AttnGANError(f"--which must be one of {', '.join(WHICH_CHOICES)}, got {self.which!r}")
         if self.precision not in PRECISIONS:
             raise AttnGANError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -262,7 +262,7 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
     max_words = cfg.words
     total = check_captions(source, bundle.vocab, max_words)
     sizes = cfg.generator.image_sizes
-    keep = list(range(len(sizes))) if settings.stage == "all" else [len(sizes) - 1]
+    keep = list(range(len(sizes))) if settings.which == "all" else [len(sizes) - 1]
     z_dim, c_dim = cfg.generator.z_dim, cfg.generator.condition_dim
     index_path = out / CAPTIONS_INDEX
     main = is_main_process()

@@ -85,7 +85,7 @@ def _vocab(ckpt: Checkpoint) -> Vocabulary | None:
 # --------------------------------------------------------------------------------------------------
 def damsm_config(config: dict[str, Any]) -> PretrainConfig:
     """The :class:`PretrainConfig` stored in a DAMSM checkpoint. A compact encoder saved before
-    ``image.compact_version`` existed (attngan 0.1.0) is version 1."""
+    ``image.compact_version`` (a field format_version 1 configs may lack) is version 1."""
     image = config.get("image") if isinstance(config, dict) else None
     if isinstance(image, dict) and image.get("backbone") == "compact" and "compact_version" not in image:
         config = {**config, "image": {**image, "compact_version": 1}}

@@ -24,7 +24,7 @@ Two backbones:
     position or only in shape apart at 32 % and 52 % (chance 11 % and 25 %); version 2 reaches 96 % on
     position, and as a supervised shape classifier it reaches 97 % in 400 steps where version 1 is
     at 51 %.
-  - version 1: stride-2 3x3 conv blocks, mean-pooled global feature (checkpoints of attngan 0.1.0).
+  - version 1: stride-2 3x3 conv blocks, mean-pooled global feature (DAMSM configs without ``compact_version``).
 """
 
 from __future__ import annotations

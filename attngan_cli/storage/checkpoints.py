@@ -196,7 +196,7 @@ def load_resume(resume: Checkpoint | str | os.PathLike[str], kind: str, what: st
 def check_checkpoint_config(ckpt: Checkpoint, requested: Any, fields: list[str]) -> None:
     """Fail naming the first of the dotted ``fields`` whose value in ``ckpt.config`` differs from the config
     dataclass ``requested``. Fields a checkpoint predates take their defaults (``generator.arch`` of an
-    attngan 0.3 checkpoint is ``attngan``)."""
+    config that has none is ``attngan``)."""
     saved = to_dict(from_dict(type(requested), ckpt.config, where=f"checkpoint {ckpt.path} config"))
     check_matches(saved, to_dict(requested), fields, f"checkpoint {ckpt.path}")
 

@@ -65,13 +65,13 @@ def test_cli_files_and_sizes_per_stage(tmp_path, stages) -> None:
 
 def test_stage_last_and_grid(tmp_path, bundle3) -> None:
     src = CaptionSource(["this bird is red", "a bird with white wings"])
-    paths = list(sample_to_dir(bundle3, src, tmp_path, SampleSettings(n=3, stage="last", grid=True, batch_size=4)))
+    paths = list(sample_to_dir(bundle3, src, tmp_path, SampleSettings(n=3, which="last", grid=True, batch_size=4)))
     names = sorted(p.name for p in paths)
     assert names == pngs(tmp_path)
     assert [n for n in names if "grid" in n] == ["c00000-grid.png", "c00001-grid.png"]
     assert all(n.endswith("-32.png") for n in names if "grid" not in n) and len(names) == 2 * 3 + 2
     assert Image.open(tmp_path / "c00000-grid.png").size == (2 * 32 + 3 * 2, 2 * 32 + 3 * 2)  # 3 samples, 2x2
-    list(sample_to_dir(bundle3, src, tmp_path / "all", SampleSettings(n=2, stage="all", grid=True)))
+    list(sample_to_dir(bundle3, src, tmp_path / "all", SampleSettings(n=2, which="all", grid=True)))
     assert Image.open(tmp_path / "all" / "c00001-grid.png").size == (3 * 32 + 4 * 2, 2 * 32 + 3 * 2)  # stages x n
 
 
@@ -95,7 +95,7 @@ def test_streams_batches(tmp_path, bundle3) -> None:
     f = tmp_path / "caps.txt"
     f.write_text("\n".join(["this bird is red", "", "white belly"] * 10) + "\n")  # 20 captions, blank lines skipped
     out = tmp_path / "out"
-    it = sample_to_dir(bundle3, CaptionSource([], f), out, SampleSettings(stage="last", batch_size=4))
+    it = sample_to_dir(bundle3, CaptionSource([], f), out, SampleSettings(which="last", batch_size=4))
     first = next(it)
     assert first.is_file()
     assert len(pngs(out)) <= 8  # at most the first two batches exist when the first path is handed out
@@ -132,7 +132,7 @@ def test_some_unknown_dropped_with_warning(bundle3, attngan_log) -> None:
 
 def test_longer_than_word_limit_uses_all_words(tmp_path, bundle3, attngan_log) -> None:
     text = "this bird is red with white and has a very short beak"  # 12 words, model limit 6
-    paths = list(sample_to_dir(bundle3, CaptionSource([text]), tmp_path, SampleSettings(stage="last")))
+    paths = list(sample_to_dir(bundle3, CaptionSource([text]), tmp_path, SampleSettings(which="last")))
     assert len(paths) == 1
     assert "more than the 6" in attngan_log.text and "all 12 are used" in attngan_log.text
     rec = json.loads((tmp_path / "captions.jsonl").read_text())
@@ -155,8 +155,8 @@ def test_cli_bad_inputs(tmp_path, ckpt3) -> None:
     assert r.exit_code == 1 and "no caption" in r.output
     r = runner.invoke(app, ["sample", "", "-c", str(ckpt3), "--device", "cpu", "-o", str(tmp_path)])
     assert r.exit_code == 1 and "no words" in r.output
-    r = runner.invoke(app, ["sample", "red", "-c", str(ckpt3), "--stage", "first", "-o", str(tmp_path)])
-    assert r.exit_code == 1 and "--stage" in r.output
+    r = runner.invoke(app, ["sample", "red", "-c", str(ckpt3), "--which", "first", "-o", str(tmp_path)])
+    assert r.exit_code == 1 and "--which must be one of all, last, got 'first'" in r.output
     r = runner.invoke(app, ["sample", "red", "-c", str(tmp_path / "missing.pt")])
     assert r.exit_code == 1 and "does not exist" in r.output
 
@@ -187,3 +187,13 @@ def test_many_warnings_are_summarised(bundle3, attngan_log) -> None:
     individual = {r.getMessage() for r in attngan_log.records if "dropped words" in r.getMessage()}
     assert len(individual) == 10
     assert "of 15 captions: 15 had words outside the vocabulary" in attngan_log.text
+
+
+def test_cli_old_stage_spelling_still_works_with_a_deprecation(tmp_path, ckpt3) -> None:
+    r = runner.invoke(app, ["sample", "red", "-c", str(ckpt3), "--device", "cpu", "--stage", "last", "-o",
+                            str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "--stage is deprecated: use --which last" in r.output
+    sizes = {p.stem.rsplit("-", 1)[1] for p in tmp_path.glob("c*.png")}
+    assert len(sizes) == 1  # only the last stage, as --which last
+    assert "--stage" not in runner.invoke(app, ["sample", "--help"]).output  # hidden: --which is the one to learn

@@ -104,7 +104,7 @@ def test_compact_checkpoint_of_version_0_1_loads_as_version_1():
 
     cfg = to_dict(PretrainConfig(image=ImageEncoderConfig(backbone="compact", image_size=32, width=4)))
     assert config_from_checkpoint(cfg).image.compact_version == 2
-    del cfg["image"]["compact_version"]  # as written by attngan 0.1.0
+    del cfg["image"]["compact_version"]  # a config written before the field existed (format_version 1)
     assert config_from_checkpoint(cfg).image.compact_version == 1
 
 

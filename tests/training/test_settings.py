@@ -255,7 +255,7 @@ def test_the_commands_hand_the_loaded_checkpoint_to_the_loops(gan_run, damsm_fil
 
 def test_a_checkpoint_from_before_architectures_resumes_as_attngan(shapes_h5, damsm_file, vocab_words, tmp_path) -> None:
     cfg = to_dict(make_train_config("shapes", {"dataset": str(shapes_h5), "encoders": str(damsm_file)}))
-    del cfg["generator"]["arch"]  # as written by attngan 0.3
+    del cfg["generator"]["arch"]  # a config without the field (format_version 1)
     save_checkpoint(Checkpoint(kind="gan", config=cfg, vocab=vocab_words, state={}, step=1, epoch=1),
                     tmp_path / "interrupted.pt")
     assert resolve_train(None, resume=tmp_path).config.generator.arch == "attngan"

@@ -24,7 +24,9 @@ def sample(
     ] = None,
     n: Annotated[int, typer.Option("--n", "-n", help="Images per caption.")] = 1,
     seed: Seed = 0,
-    stage: Annotated[str, typer.Option("--stage", help="all: every stage's image (64, 128, 256, ...); last: only the final one.")] = "all",
+    which: Annotated[str, typer.Option("--which", help="Which stages' images to write: all (64, 128, 256, ...) or "
+                                       "last (only the final one).")] = "all",
+    stage: Annotated[str | None, typer.Option("--stage", hidden=True, help="Deprecated spelling of --which.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("samples"),
     grid: Annotated[bool, typer.Option("--grid", help="Also write one grid per caption (samples x stages).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images generated at once.")] = 16,
@@ -53,7 +55,7 @@ def sample(
 
       attngan sample --captions-file examples/bird_captions.txt -c G.pt --n 4 --grid
 
-      attngan sample "a red square on a blue background" -c runs/00001-shapes-train --stage last -o out/
+      attngan sample "a red square on a blue background" -c runs/00001-shapes-train --which last -o out/
     """
     # deferred: keeps `attngan --help` fast
     from attngan_cli.apps.sample import CaptionSource, SampleSettings, sample_to_dir
@@ -61,7 +63,10 @@ def sample(
     from attngan_cli.core.distributed import init_from_env
     from attngan_cli.inference.pipeline import load_generator
 
-    settings = SampleSettings(n=n, seed=seed, stage=stage, grid=grid, batch_size=batch_size, precision=precision,
+    if stage is not None:
+        log.warning("sample --stage is deprecated: use --which %s", stage)
+        which = stage
+    settings = SampleSettings(n=n, seed=seed, which=which, grid=grid, batch_size=batch_size, precision=precision,
                               overwrite=overwrite)
     settings.validate()
     source = CaptionSource(captions or [], captions_file)
