@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 
 @runtime_checkable
-class Task(Protocol):
+class ProgressTask(Protocol):
     """One progress bar. A context manager: leaving it marks the task finished."""
 
     def advance(self, n: float = 1, **fields: Any) -> None:
@@ -25,14 +25,14 @@ class Task(Protocol):
                description: str | None = None, **fields: Any) -> None:
         """Set absolute values."""
 
-    def __enter__(self) -> Task: ...
+    def __enter__(self) -> ProgressTask: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
 
 @runtime_checkable
 class Progress(Protocol):
-    def task(self, description: str, total: float | None = None, unit: str = "it") -> Task:
+    def task(self, description: str, total: float | None = None, unit: str = "it") -> ProgressTask:
         """Start a new bar. ``total=None`` means unknown length (a spinner)."""
 
 
