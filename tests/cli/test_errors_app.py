@@ -12,7 +12,8 @@ from _sample_fixtures import make_generator_checkpoint
 from typer.testing import CliRunner
 
 from attngan_cli.cli import app
-from attngan_cli.config.schema import make_pretrain_config, to_dict
+from attngan_cli.config.presets import make_pretrain_config
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.errors import CheckpointError
 from attngan_cli.data.h5 import read_info
 from attngan_cli.storage.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
