@@ -29,10 +29,11 @@ FLAGS: dict[str, dict[str, str]] = {
         "lr_d": "--lr-d", "words": "--words", "grad_accum": "--grad-accum", "sample_every": "--sample-every",
         "snapshot_every": "--snapshot-every", "keep_last": "--keep-last",
     },
-    "pretrain": {  # PretrainConfig (--model damsm) and CaptionPretrainConfig (--model captioner)
+    # PretrainConfig (--model damsm) and CaptionPretrainConfig (--model captioner); image.frozen_bn is named
+    # by its field alone (--frozen-bn's help lists its values)
+    "pretrain": {
         **_RUN_FLAGS,
-        "image.backbone": "--image-encoder", "model.backbone": "--image-encoder", "image.frozen_bn": "--frozen-bn",
-        "group_by": "--group-by", "batch_size": "--batch-size", "epochs": "--epochs", "lr": "--lr",
+        "image.backbone": "--image-encoder", "model.backbone": "--image-encoder", "group_by": "--group-by", "batch_size": "--batch-size", "epochs": "--epochs", "lr": "--lr",
         "snapshot_every": "--snapshot-every", "grad_accum": "--grad-accum",
     },
     "sample": {  # SampleSettings

@@ -1,5 +1,6 @@
 """Configs of MirrorGAN's STREAM captioner (Qiao et al., CVPR 2019, section 3.3): the model and its
-pretraining job, with per-preset starting points.
+pretraining job (each preset's starting point: the "captioner" of its definition in
+:mod:`attngan_cli.config.presets`).
 
 Kept beside :mod:`attngan_cli.config.schema` (whose run options and field checks they share) so the GAN and
 DAMSM configs stay as they are. The STREAM of the official MirrorGAN code is the image captioner
@@ -11,7 +12,6 @@ is CPU-sized (the compact CNN, trained from scratch).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +22,8 @@ from attngan_cli.config.schema import (
     ImageEncoderConfig,
     RunOptions,
     adam_betas,
-    default_image_size,
 )
-from attngan_cli.config.serialize import apply_overrides, from_dict
-from attngan_cli.core.errors import AttnGANError
+from attngan_cli.config.serialize import from_dict
 
 CAPTIONER_KIND = "captioner"  # checkpoint kind of a pretrained STREAM (train/caption_pretrain.py)
 
@@ -66,29 +64,6 @@ class CaptionPretrainConfig(RunOptions):
     @property
     def decode_words(self) -> int:
         return self.max_decode or self.words
-
-
-_CAPTIONER_PRESETS: dict[str, dict[str, Any]] = {
-    "bird": {"words": 18},
-    "coco": {"words": 15},
-    "shapes": {"words": 12, "batch_size": 32, "epochs": 6, "lr": 2e-3, "eval_items": 500,
-               "model": {"backbone": "compact", "image_size": 64, "width": 16, "embed_dim": 128, "hidden_dim": 128}},
-}
-_CAPTIONER_PRESETS["mirrorgan-bird"] = _CAPTIONER_PRESETS["bird"]
-_CAPTIONER_PRESETS["mirrorgan-coco"] = _CAPTIONER_PRESETS["coco"]
-
-def make_caption_pretrain_config(preset: str, overrides: dict[str, Any] | None = None) -> CaptionPretrainConfig:
-    """The captioner pretraining config of ``preset`` with dotted-key ``overrides``. A ``model.backbone``
-    override brings that backbone's input size unless ``model.image_size`` is overridden too."""
-    if preset not in _CAPTIONER_PRESETS:
-        raise AttnGANError(f"unknown preset {preset!r}; choose one of: {', '.join(_CAPTIONER_PRESETS)}")
-    base = from_dict(CaptionPretrainConfig, {**copy.deepcopy(_CAPTIONER_PRESETS[preset]), "preset": preset},
-                     where=f"captioner presets.{preset}")
-    overrides = dict(overrides or {})
-    backbone = overrides.get("model.backbone")
-    if backbone is not None and backbone != base.model.backbone and overrides.get("model.image_size") is None:
-        overrides["model.image_size"] = default_image_size(backbone, "model.backbone")
-    return apply_overrides(base, overrides)  # checked there
 
 
 def captioner_config_from_dict(data: dict[str, Any], where: str) -> CaptionPretrainConfig:

@@ -14,20 +14,19 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from attngan_cli.config.captioner import CaptionPretrainConfig
 from attngan_cli.config.fields import validate
 from attngan_cli.config.schema import ImageEncoderConfig, PretrainConfig, TrainConfig, default_image_size
 from attngan_cli.config.serialize import apply_overrides, coerce, from_dict
 from attngan_cli.core.errors import AttnGANError, ConfigMismatchError
 
-# --------------------------------------------------------------------------------------------------
-# Presets: the official values (AttnGAN code/cfg/*.yml) plus a CPU-sized one for the built-in data.
-# --------------------------------------------------------------------------------------------------
 DEFAULT_PRESET = "bird"  # the paper's settings; also the preset for data of no preset's kind (folders)
 
 # The definitions, read once at import time by build_preset into typed Preset objects (get_preset); an
 # unknown or misspelled key is an error there. Each definition holds: the preset's own values
 # (dataset_kind, captions_per_image), the values both jobs share (SHARED_PRESET_KEYS), the GAN training
-# config's fields at the top level, and the DAMSM pretraining config's fields under "pretrain".
+# config's fields at the top level, the DAMSM pretraining config's fields under "pretrain" and MirrorGAN's
+# STREAM captioner pretraining config's fields under "captioner" (see attngan_cli.config.captioner).
 PRESETS: dict[str, dict[str, Any]] = {
     "bird": {
         "dataset_kind": "cub",
@@ -42,6 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # official pretrain_DAMSM.py: batch-statistics BN in the frozen Inception layers, a new Adam per epoch
         "pretrain": {"batch_size": 48, "epochs": 600, "adam_per_epoch": True,
                      "image": {"backbone": "inception-v3", "frozen_bn": "train"}},
+        "captioner": {"words": 18},
     },
     "coco": {
         "dataset_kind": "coco",
@@ -56,6 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # official cfg/DAMSM/coco.yml: WORDS_NUM 15 for the DAMSM (the GAN's cfg/coco_attn2.yml: 12)
         "pretrain": {"batch_size": 48, "epochs": 600, "adam_per_epoch": True, "text": {"words": 15},
                      "image": {"backbone": "inception-v3", "frozen_bn": "train"}},
+        "captioner": {"words": 15},
     },
     "shapes": {
         "dataset_kind": "shapes",
@@ -77,6 +78,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "batch_size": 32, "epochs": 6, "snapshot_every": 3,
             "image": {"backbone": "compact", "width": 16},
             "group_by": ["bg_color", "color"],
+        },
+        "captioner": {
+            "words": 12, "batch_size": 32, "epochs": 6, "lr": 2e-3, "eval_items": 500,
+            "model": {"backbone": "compact", "image_size": 64, "width": 16, "embed_dim": 128, "hidden_dim": 128},
         },
     },
 }
@@ -113,13 +118,15 @@ SHARED_PRESET_KEYS = ("words", "damsm")
 
 @dataclass(frozen=True)
 class Preset:
-    """A named starting point: what data it is for, and the GAN training and DAMSM pretraining configs."""
+    """A named starting point: what data it is for, and the GAN training, DAMSM pretraining and captioner
+    pretraining configs."""
 
     name: str
     dataset_kind: str  # the dataset source (DatasetInfo.source) this preset is chosen for
     captions_per_image: int  # captions per image of that data
     train: TrainConfig
     pretrain: PretrainConfig
+    captioner: CaptionPretrainConfig
     chosen_by_data: bool = True  # False: only by name (--preset), never chosen for a dataset's kind
 
 
@@ -137,7 +144,8 @@ def build_preset(name: str, definition: dict[str, Any]) -> Preset:
     if "chosen_by_data" in values:
         own["chosen_by_data"] = coerce(bool, values.pop("chosen_by_data"), f"{where}.chosen_by_data")
     pretrain_values = values.pop("pretrain", {})
-    if "preset" in values or "preset" in pretrain_values:
+    captioner_values = values.pop("captioner", {})
+    if "preset" in values or "preset" in pretrain_values or "preset" in captioner_values:
         raise ConfigMismatchError(f"{where}: the configs' preset field is the preset's name; do not set it")
     shared_in_pretrain = [k for k in SHARED_PRESET_KEYS if k in pretrain_values]
     own_words = "words" in pretrain_values.get("text", {})  # the DAMSM's own caption length
@@ -153,10 +161,12 @@ def build_preset(name: str, definition: dict[str, Any]) -> Preset:
     if not own_words:
         pretrain.text.words = train.words
     pretrain.damsm = copy.deepcopy(train.damsm)
-    validate(train)
-    validate(pretrain)
+    captioner = from_dict(CaptionPretrainConfig, {**captioner_values, "preset": name}, where=f"{where}.captioner")
+    for cfg in (train, pretrain, captioner):
+        validate(cfg)
     return Preset(name=name, dataset_kind=own["dataset_kind"], captions_per_image=own["captions_per_image"],
-                  train=train, pretrain=pretrain, chosen_by_data=own.get("chosen_by_data", True))
+                  train=train, pretrain=pretrain, captioner=captioner,
+                  chosen_by_data=own.get("chosen_by_data", True))
 
 
 def _build_presets(definitions: dict[str, dict[str, Any]]) -> dict[str, Preset]:
@@ -193,9 +203,22 @@ def make_train_config(preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | 
     return apply_overrides(_lookup(preset).train, overrides or {})
 
 
+def make_caption_pretrain_config(preset: str = DEFAULT_PRESET,
+                                 overrides: dict[str, Any] | None = None) -> CaptionPretrainConfig:
+    """The captioner pretraining config of ``preset`` with dotted-key ``overrides``. A ``model.backbone``
+    override brings that backbone's input size unless ``model.image_size`` is overridden too."""
+    base = _lookup(preset).captioner
+    overrides = dict(overrides or {})
+    backbone = overrides.get("model.backbone")
+    if backbone is not None and backbone != base.model.backbone and overrides.get("model.image_size") is None:
+        overrides["model.image_size"] = default_image_size(backbone, "model.backbone")
+    return apply_overrides(base, overrides)
+
+
 def preset_value(preset: str, key: str) -> Any:
     """A preset value that is not part of a job config (``dataset_kind``, ``captions_per_image``)."""
-    keys = [f.name for f in dataclasses.fields(Preset) if f.name not in ("name", "train", "pretrain", "chosen_by_data")]
+    jobs = ("name", "train", "pretrain", "captioner", "chosen_by_data")
+    keys = [f.name for f in dataclasses.fields(Preset) if f.name not in jobs]
     if key not in keys:
         raise AttnGANError(f"presets have no value {key!r}; choose one of: {', '.join(keys)}")
     return getattr(_lookup(preset), key)

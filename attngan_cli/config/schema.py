@@ -66,7 +66,7 @@ class ImageEncoderConfig:
     # compact only: 2 = coordinate channels, conv + max-pool stages, global feature from the flattened
     # last map (knows where things are and what shape they have); 1 = strided convs, mean-pooled global
     # (attngan 0.1.0)
-    compact_version: int = 2
+    compact_version: int = one_of(2, (1, 2))
     # inception-v3 only. BatchNorm of the frozen Inception layers while pretraining: "train" = the official
     # pretrain_DAMSM.py (cnn_model.train(): batch statistics, running statistics move to the dataset's
     # images and are saved with the encoder; the weights stay frozen); "eval" = keep the loaded (ImageNet)

@@ -66,7 +66,7 @@ def test_train_numbers_are_checked_before_any_work(shapes_h5, damsm_file, tmp_pa
     (["--lr", "-0.1"], "--lr (lr) must be > 0"),
     (["--epochs", "0"], "--epochs (epochs) must be >= 1"),
     (["--max-minutes", "-1"], "--max-minutes (max_minutes) must be >= 0"),
-    (["--frozen-bn", "batch"], "--frozen-bn (image.frozen_bn) must be one of train, eval, got 'batch'"),
+    (["--image-encoder", "resnet"], "--image-encoder (image.backbone) must be one of inception-v3, compact, got 'resnet'"),
     (["--grad-accum", "0"], "--grad-accum (grad_accum) must be >= 1, got 0"),
     (["--model", "captioner", "--lr", "0"], "--lr (lr) must be > 0, got 0.0"),
 ])

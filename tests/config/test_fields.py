@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from attngan_cli.apps.sample import SampleSettings
 from attngan_cli.cli import app
 from attngan_cli.cli.flags import field_message
-from attngan_cli.config.captioner import CaptionPretrainConfig, make_caption_pretrain_config
+from attngan_cli.config.captioner import CaptionPretrainConfig
 from attngan_cli.config.fields import (
     CHECK,
     Bound,
@@ -26,7 +26,12 @@ from attngan_cli.config.fields import (
     satisfying,
     validate,
 )
-from attngan_cli.config.presets import build_preset, make_pretrain_config, make_train_config
+from attngan_cli.config.presets import (
+    build_preset,
+    make_caption_pretrain_config,
+    make_pretrain_config,
+    make_train_config,
+)
 from attngan_cli.config.schema import (
     PRECISIONS,
     GeneratorConfig,
@@ -139,10 +144,13 @@ def test_choices_are_field_metadata() -> None:
     assert field_check(RunOptions, "precision") == Choices(PRECISIONS)
     assert field_check(ImageEncoderConfig, "backbone") == Choices(("inception-v3", "compact"))
     assert field_check(ImageEncoderConfig, "frozen_bn") == Choices(("train", "eval"))
+    assert field_check(ImageEncoderConfig, "compact_version") == Choices((1, 2))
     assert field_check(SampleSettings, "stage") == Choices(("all", "last"))
     cases = [(TrainConfig(precision="fp8"), "precision must be one of auto, fp32, bf16, fp16, got 'fp8'"),
              (PretrainConfig(image=ImageEncoderConfig(frozen_bn="batch")),
               "image.frozen_bn must be one of train, eval, got 'batch'"),
+             (PretrainConfig(image=ImageEncoderConfig(compact_version=3)),
+              "image.compact_version must be one of 1, 2, got 3"),
              (PretrainConfig(image=ImageEncoderConfig(backbone="resnet")),
               "image.backbone must be one of inception-v3, compact, got 'resnet'"),
              (SampleSettings(stage="first"), "stage must be one of all, last, got 'first'"),

@@ -11,6 +11,7 @@ from attngan_cli.config.presets import (
     Preset,
     build_preset,
     get_preset,
+    make_caption_pretrain_config,
     make_pretrain_config,
     make_train_config,
     preset_names,
@@ -138,3 +139,28 @@ def test_image_size_follows_the_backbone() -> None:
     # a definition without an image size gets its backbone's; one with a size keeps it
     assert build_preset("x", _definition(pretrain__image__backbone="inception-v3")).pretrain.image.image_size == 299
     assert build_preset("x", _definition(pretrain__image__image_size=32)).pretrain.image.image_size == 32
+
+
+def test_presets_hold_the_captioner_pretraining_too() -> None:
+    for name in preset_names():
+        p = get_preset(name)
+        assert p.captioner == make_caption_pretrain_config(name) and p.captioner.preset == name
+    # yunjey's Show-and-Tell sizes on the DAMSM's caption lengths; shapes: CPU-sized
+    bird, coco, shapes = (make_caption_pretrain_config(n) for n in ("bird", "coco", "shapes"))
+    assert (bird.words, coco.words, shapes.words) == (18, 15, 12)
+    assert (bird.model.backbone, bird.model.image_size, bird.model.embed_dim, bird.model.hidden_dim) == (
+        "inception-v3", 299, 256, 256)
+    assert (bird.batch_size, bird.epochs, bird.lr, bird.betas) == (128, 5, 1e-3, (0.9, 0.999))
+    assert (shapes.batch_size, shapes.epochs, shapes.lr, shapes.eval_items) == (32, 6, 2e-3, 500)
+    assert (shapes.model.backbone, shapes.model.image_size, shapes.model.width, shapes.model.embed_dim,
+            shapes.model.hidden_dim) == ("compact", 64, 16, 128, 128)
+    for variant, base in (("mirrorgan-bird", bird), ("mirrorgan-coco", coco)):
+        assert make_caption_pretrain_config(variant).words == base.words
+    with pytest.raises(ConfigMismatchError, match=r"presets\.x\.captioner\.modle"):
+        build_preset("x", _definition(captioner__modle={}))
+    with pytest.raises(ConfigMismatchError, match=r"presets\.x\.captioner\.model\.hiden_dim"):
+        build_preset("x", _definition(captioner__model__hiden_dim=8))
+    with pytest.raises(AttnGANError, match="unknown preset 'flowers'"):
+        make_caption_pretrain_config("flowers")
+    with pytest.raises(AttnGANError, match="no value 'captioner'"):
+        preset_value("bird", "captioner")

@@ -10,7 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from attngan_cli.cli import app
-from attngan_cli.config.captioner import CaptionerConfig, make_caption_pretrain_config
+from attngan_cli.config.captioner import CaptionerConfig
+from attngan_cli.config.presets import make_caption_pretrain_config
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.evaluation.bleu import corpus_bleu
 from attngan_cli.networks.captioner import Captioner, caption_targets
