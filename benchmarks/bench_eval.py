@@ -54,7 +54,8 @@ def make_fixture(root: Path, preset: str, n_test: int) -> dict[str, str]:
     import torch
 
     from attngan_cli.archs.registry import build_generator
-    from attngan_cli.config.schema import make_pretrain_config, make_train_config, to_dict
+    from attngan_cli.config.presets import make_pretrain_config, make_train_config
+    from attngan_cli.config.serialize import to_dict
     from attngan_cli.data.h5 import read_info
     from attngan_cli.data.shapes import make_shapes
     from attngan_cli.evaluation.features import INCEPTION_FILE, write_random_inception_weights
@@ -144,7 +145,7 @@ def rprecision(s: dict[str, Any], device, amp: str) -> dict[str, Any]:
 def features(s: dict[str, Any], device, amp: str) -> dict[str, Any]:
     import torch
 
-    from attngan_cli.config.schema import make_train_config
+    from attngan_cli.config.presets import make_train_config
     from attngan_cli.evaluation.features import InceptionFeatures
 
     size = make_train_config(s["preset"]).generator.image_sizes[-1]

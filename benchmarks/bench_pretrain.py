@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from attngan_cli.config.schema import make_pretrain_config
+from attngan_cli.config.presets import make_pretrain_config
 from attngan_cli.core.device import autocast
 from attngan_cli.losses.damsm import DAMSMLoss
 from attngan_cli.networks.image_encoder import ImageEncoder

@@ -53,7 +53,8 @@ CUB_VOCAB_SIZE = 5450  # the official CUB captions.pickle
 
 def build_bundle(preset: str, device):
     from attngan_cli.archs.registry import build_generator
-    from attngan_cli.config.schema import TextEncoderConfig, make_train_config
+    from attngan_cli.config.presets import make_train_config
+    from attngan_cli.config.schema import TextEncoderConfig
     from attngan_cli.data.vocab import Vocabulary
     from attngan_cli.inference.pipeline import GeneratorBundle
     from attngan_cli.networks.text_encoder import TextEncoder

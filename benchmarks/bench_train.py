@@ -72,7 +72,7 @@ def build(s: dict[str, Any], device, amp: str) -> Bench:
     """Setting ``s`` (preset, batch (0: the preset's), channels_last, compile) in precision ``amp``."""
     import torch
 
-    from attngan_cli.config.schema import make_pretrain_config, make_train_config
+    from attngan_cli.config.presets import make_pretrain_config, make_train_config
     from attngan_cli.losses.adversarial import DiscriminatorLoss, GeneratorLoss
     from attngan_cli.networks.image_encoder import ImageEncoder
     from attngan_cli.networks.text_encoder import TextEncoder

@@ -98,7 +98,8 @@ def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | No
     """``train_gan`` as the ``train`` command runs it (a new run of ``cfg_dict``, or ``resume`` with its
     max_steps), recording the sample indices of every step and the trained parameters."""
     import attngan_cli.training.gan as gan
-    from attngan_cli.config.schema import TrainConfig, from_dict
+    from attngan_cli.config.schema import TrainConfig
+    from attngan_cli.config.serialize import from_dict
     from attngan_cli.storage.rundirs import RunDir
     from attngan_cli.training.resolve import resolve_train
 

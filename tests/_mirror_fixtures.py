@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from attngan_cli.config.captioner import CAPTIONER_KIND, make_caption_pretrain_config
-from attngan_cli.config.schema import to_dict
+from attngan_cli.config.captioner import CAPTIONER_KIND
+from attngan_cli.config.presets import make_caption_pretrain_config
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.networks.captioner import Captioner
 from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
-from attngan_cli.config.schema import TextEncoderConfig, make_pretrain_config, make_train_config, to_dict
+from attngan_cli.config.presets import make_pretrain_config, make_train_config
+from attngan_cli.config.schema import TextEncoderConfig
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.inference.pipeline import build_encoders
 from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 

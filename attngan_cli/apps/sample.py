@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from attngan_cli.archs.registry import get_arch
+from attngan_cli.config.fields import bounded, one_of, validate
 from attngan_cli.config.schema import PRECISIONS
 from attngan_cli.core.distributed import barrier, gather_object, is_main_process, rank, world_size
 from attngan_cli.core.errors import AttnGANError, InputError, OutputError
@@ -175,23 +176,16 @@ def caption_batch(captions: Sequence[Caption]) -> tuple[torch.Tensor, torch.Tens
 
 @dataclass
 class SampleSettings:
-    n: int = 1  # images per caption
-    seed: int = 0
-    which: str = "all"  # all: every stage's image; last: only the final one
-    grid: bool = False  # also one grid PNG per caption
-    batch_size: int = 16
-    precision: str = "auto"  # bf16 where the hardware computes it, else fp32 (device.resolve_precision)
-    overwrite: bool = False  # replace the samples of an earlier run in the output folder
+    """How to sample; checked by :func:`attngan_cli.config.fields.validate` (as :func:`sample_to_dir` does)."""
 
-    def validate(self) -> None:
-        if self.n < 1:
-            raise AttnGANError(f"--n must be >= 1, got {self.n}")
-        if self.batch_size < 1:
-            raise AttnGANError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.which not in WHICH_CHOICES:
-            raise AttnGANError(f"--which must be one of {', '.join(WHICH_CHOICES)}, got {self.which!r}")
-        if self.precision not in PRECISIONS:
-            raise AttnGANError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+    n: int = bounded(1, low=1)  # images per caption
+    seed: int = 0
+    which: str = one_of("all", WHICH_CHOICES)  # all: every stage's image; last: only the final one
+    grid: bool = False  # also one grid PNG per caption
+    batch_size: int = bounded(16, low=1)
+    # bf16 where the hardware computes it, else fp32 (device.resolve_precision)
+    precision: str = one_of("auto", PRECISIONS)
+    overwrite: bool = False  # replace the samples of an earlier run in the output folder
 
 
 def image_name(caption_index: int, sample_index: int, size: int) -> str:
@@ -256,7 +250,7 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
     Under torchrun rank r generates the captions whose index i has i % W == r (all samples of a caption,
     so its grid too) and yields the files it wrote; rank 0 writes the index and the overview. The images
     are those of one process: each is a function of (seed, caption index, sample index) only."""
-    settings.validate()
+    validate(settings)
     out = Path(out_dir)
     cfg = bundle.config
     max_words = cfg.words

@@ -1,4 +1,4 @@
-"""Each architecture's published settings, applied over the dataset's preset (:data:`attngan_cli.config.schema.PRESETS`).
+"""Each architecture's published settings, applied over the dataset's preset (:data:`attngan_cli.config.presets.PRESETS`).
 
 A new ``attngan train --arch A`` run starts from the preset (chosen from the data, or ``--preset``), then
 ``ARCH_OVERRIDES[A][preset]`` (dotted config keys), then the command-line flags; so ``--arch stackgan++``

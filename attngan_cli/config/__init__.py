@@ -1,1 +1,2 @@
-"""Configuration: the job and model dataclasses, their strict (de)serialisation and the presets."""
+"""Configuration: the job and model dataclasses (schema), their checked fields (fields), strict
+(de)serialisation (serialize), the presets (presets) and the captioner's configs (captioner)."""

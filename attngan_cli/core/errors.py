@@ -22,6 +22,23 @@ class ConfigMismatchError(AttnGANError):
     """A checkpoint, vocabulary or dataset does not match what was asked for."""
 
 
+class FieldError(AttnGANError):
+    """A field of a config or options dataclass holds a value outside its range or choices.
+
+    ``field`` is the field's dotted path (``generator.ngf``), ``problem`` what is wrong with its value
+    (``must be >= 1, got 0``); ``str(err)`` is both: ``generator.ngf must be >= 1, got 0``. The Python API
+    names fields; the CLI, which knows which flag sets which field, names the flag as well.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type[FieldError], tuple[str, str]]:  # pickles (torchrun, worker processes)
+        return type(self), (self.field, self.problem)
+
+
 class CheckpointError(AttnGANError):
     """A checkpoint file cannot be read or is of the wrong kind or format version."""
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from attngan_cli.config.fields import bounded, validate
 from attngan_cli.core.device import resolve_device, seed_everything
 from attngan_cli.core.distributed import (
     broadcast_object,
@@ -34,7 +35,7 @@ from attngan_cli.core.distributed import (
     rank,
     world_size,
 )
-from attngan_cli.core.errors import AttnGANError, ConfigMismatchError, InputError
+from attngan_cli.core.errors import AttnGANError, ConfigMismatchError, FieldError, InputError
 from attngan_cli.core.fileio import append_jsonl, atomic_write_text
 from attngan_cli.core.progress import NullProgress, Progress
 from attngan_cli.data.dataset import TextImageDataset, pad_caption
@@ -53,18 +54,20 @@ FID_PROTOCOL = "fid-real-v1: test split, PIL bilinear resize to the generator si
 
 @dataclass
 class EvalOptions:
+    """What to evaluate and how; checked by :func:`attngan_cli.config.fields.validate` in :func:`evaluate`."""
+
     metrics: list[str]
-    num_samples: int = 30000
-    batch_size: int = 50
+    num_samples: int = bounded(30000, low=1)
+    batch_size: int = bounded(50, low=1)
     inception_weights: Path | None = None
     encoders: Path | None = None  # DAMSM checkpoint or pretrain run dir (default: the one the generator names)
     save_images: Path | None = None
     seed: int = 0
     device: str = "auto"
-    is_splits: int = 10
-    rp_folds: int = 10
-    rp_wrong: int = 99  # mismatched captions per image
-    workers: int = 0
+    is_splits: int = bounded(10, low=1)
+    rp_folds: int = bounded(10, low=1)
+    rp_wrong: int = bounded(99, low=1)  # mismatched captions per image
+    workers: int = bounded(0, low=0)
     ema: bool = True
     log_to_run: bool = True  # append to the generator run's metrics.jsonl
 
@@ -346,13 +349,10 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
     checkpoint, data = Path(checkpoint), Path(data)
     names = parse_metric_names(options.metrics)
     specs = [get_metric(n) for n in names]
-    if options.num_samples < 1:
-        raise InputError(f"--num-samples must be >= 1, got {options.num_samples}")
-    if options.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {options.batch_size}")
+    validate(options)
     if "is" in names and options.num_samples < options.is_splits:
-        raise InputError(f"the Inception Score uses {options.is_splits} splits: --num-samples must be >= "
-                         f"{options.is_splits}, got {options.num_samples}")
+        raise FieldError("num_samples", f"must be >= {options.is_splits} for the Inception Score (is_splits "
+                                        f"{options.is_splits}), got {options.num_samples}")
     device = resolve_device(options.device)
     seed_everything(options.seed)
 

@@ -18,13 +18,8 @@ import torch
 from torch import nn
 
 from attngan_cli.archs.registry import build_generator
-from attngan_cli.config.schema import (
-    GeneratorConfig,
-    PretrainConfig,
-    TextEncoderConfig,
-    TrainConfig,
-    from_dict,
-)
+from attngan_cli.config.schema import GeneratorConfig, PretrainConfig, TextEncoderConfig, TrainConfig
+from attngan_cli.config.serialize import from_dict
 from attngan_cli.core.device import autocast
 from attngan_cli.core.errors import CheckpointError
 from attngan_cli.data.vocab import Vocabulary

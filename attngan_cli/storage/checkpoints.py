@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from attngan_cli import __version__
-from attngan_cli.config.schema import check_matches, from_dict, to_dict
+from attngan_cli.config.serialize import check_matches, from_dict, to_dict
 from attngan_cli.core.errors import CheckpointError, ConfigMismatchError
 from attngan_cli.core.fileio import atomic_path
 from attngan_cli.data.vocab import vocab_sha256

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
-from attngan_cli.config.captioner import CAPTIONER_KIND, CaptionPretrainConfig, make_caption_pretrain_config
-from attngan_cli.config.schema import to_dict
+from attngan_cli.config.captioner import CAPTIONER_KIND, CaptionPretrainConfig
+from attngan_cli.config.presets import make_caption_pretrain_config
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.device import (
     autocast,
     resolve_device,

@@ -47,7 +47,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from attngan_cli.config.schema import PretrainConfig, to_dict
+from attngan_cli.config.schema import PretrainConfig
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.device import autocast, resolve_device, restore_rank_rng, rng_state, seed_everything
 from attngan_cli.core.distributed import (
     check_batch,

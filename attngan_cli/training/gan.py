@@ -30,7 +30,8 @@ from torch import nn
 from attngan_cli.archs.mirrorgan.stream import add_stream_term, stream_for_training
 from attngan_cli.archs.registry import build_discriminators, build_generator
 from attngan_cli.archs.stackgan.schedule import init_from_stage_one
-from attngan_cli.config.schema import TrainConfig, to_dict
+from attngan_cli.config.schema import TrainConfig
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.device import autocast, resolve_device, restore_rank_rng, rng_state, seed_everything
 from attngan_cli.core.distributed import (
     check_batch,

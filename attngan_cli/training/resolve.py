@@ -19,20 +19,16 @@ from typing import Any
 from attngan_cli.archs.presets import arch_overrides
 from attngan_cli.archs.registry import get_arch
 from attngan_cli.archs.stackgan.schedule import STAGED_ARCH, check_stage_one, stage_one_encoders
-from attngan_cli.config.schema import (
+from attngan_cli.config.presets import (
     DEFAULT_PRESET,
-    GeneratorConfig,
-    PretrainConfig,
-    TrainConfig,
-    apply_overrides,
-    default_image_size,
-    from_dict,
     get_preset,
     make_pretrain_config,
     make_train_config,
     preset_names,
     preset_value,
 )
+from attngan_cli.config.schema import GeneratorConfig, PretrainConfig, TrainConfig, default_image_size
+from attngan_cli.config.serialize import apply_overrides, from_dict
 from attngan_cli.core.device import resolve_device, settle_precision
 from attngan_cli.core.distributed import check_batch
 from attngan_cli.core.errors import InputError
@@ -79,7 +75,7 @@ class PretrainSettings:
 def preset_for_source(source: str) -> str:
     """The preset for data from ``source`` (:attr:`DatasetInfo.source`): the one whose ``dataset_kind``
     it is (cub -> bird, coco -> coco, shapes -> shapes); data of any other source (a folder of images,
-    ...) gets :data:`attngan_cli.config.schema.DEFAULT_PRESET`."""
+    ...) gets :data:`attngan_cli.config.presets.DEFAULT_PRESET`."""
     for name in preset_names():
         if get_preset(name).chosen_by_data and preset_value(name, "dataset_kind") == source:
             return name

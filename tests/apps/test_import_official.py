@@ -22,7 +22,8 @@ from attngan_cli.apps.importers.attngan import (
 )
 from attngan_cli.archs.attngan.discriminators import make_discriminators
 from attngan_cli.archs.attngan.generator import Generator
-from attngan_cli.config.schema import TextEncoderConfig, TrainConfig, from_dict
+from attngan_cli.config.schema import TextEncoderConfig, TrainConfig
+from attngan_cli.config.serialize import from_dict
 from attngan_cli.core.errors import CheckpointError, ConfigMismatchError, InputError
 from attngan_cli.networks.text_encoder import TextEncoder
 from attngan_cli.storage.checkpoints import load_checkpoint

@@ -156,7 +156,7 @@ def test_cli_bad_inputs(tmp_path, ckpt3) -> None:
     r = runner.invoke(app, ["sample", "", "-c", str(ckpt3), "--device", "cpu", "-o", str(tmp_path)])
     assert r.exit_code == 1 and "no words" in r.output
     r = runner.invoke(app, ["sample", "red", "-c", str(ckpt3), "--which", "first", "-o", str(tmp_path)])
-    assert r.exit_code == 1 and "--which must be one of all, last, got 'first'" in r.output
+    assert r.exit_code == 1 and "--which (which) must be one of all, last, got 'first'" in r.output
     r = runner.invoke(app, ["sample", "red", "-c", str(tmp_path / "missing.pt")])
     assert r.exit_code == 1 and "does not exist" in r.output
 

@@ -21,7 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from attngan_cli.cli import app
-from attngan_cli.config.schema import make_pretrain_config
+from attngan_cli.config.presets import make_pretrain_config
 from attngan_cli.core.errors import TrainingAborted
 from attngan_cli.core.fileio import append_jsonl, atomic_write_json, read_jsonl
 from attngan_cli.storage.checkpoints import Checkpoint

@@ -22,15 +22,9 @@ from attngan_cli.archs.stackgan.networks import (
     StageII,
 )
 from attngan_cli.cli import app
-from attngan_cli.config.schema import (
-    DiscriminatorConfig,
-    GeneratorConfig,
-    TrainConfig,
-    from_dict,
-    get_preset,
-    make_train_config,
-    preset_names,
-)
+from attngan_cli.config.presets import get_preset, make_train_config, preset_names
+from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig, TrainConfig
+from attngan_cli.config.serialize import from_dict
 from attngan_cli.core.errors import AttnGANError, ConfigMismatchError, InputError
 from attngan_cli.losses.adversarial import DiscriminatorLoss, GeneratorLoss, bce_logits
 from attngan_cli.losses.color import color_consistency, color_stats
@@ -280,7 +274,7 @@ def test_resolve_train_applies_arch_settings_under_the_flags(shapes_h5, damsm_pa
     assert resolve_train(shapes_h5, encoders=damsm_path).config.lambda_damsm == 5.0  # attngan: the preset alone
     with pytest.raises(ConfigMismatchError, match="unknown architecture 'stackgan3'"):
         resolve_train(shapes_h5, encoders=damsm_path, overrides={"generator.arch": "stackgan3"})
-    with pytest.raises(AttnGANError, match=r"--color-consistency \(color_consistency\) must be >= 0"):
+    with pytest.raises(AttnGANError, match=r"^color_consistency must be >= 0"):
         resolve_train(shapes_h5, encoders=damsm_path, overrides={"color_consistency": -1.0})
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from attngan_cli.archs.registry import arch_names, build_generator, get_arch
 from attngan_cli.cli import app
-from attngan_cli.config.schema import make_train_config
+from attngan_cli.config.presets import make_train_config
 from attngan_cli.core.errors import ConfigMismatchError
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.data.h5 import read_vocab

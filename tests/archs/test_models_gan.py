@@ -10,7 +10,8 @@ import torch
 
 from attngan_cli.archs.attngan.discriminators import Discriminator, make_discriminators
 from attngan_cli.archs.attngan.generator import Generator
-from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig, make_train_config
+from attngan_cli.config.presets import make_train_config
+from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig
 from attngan_cli.networks.attention import WordAttention
 from attngan_cli.networks.blocks import init_weights
 

@@ -12,7 +12,8 @@ from _sample_fixtures import make_generator_checkpoint
 from typer.testing import CliRunner
 
 from attngan_cli.cli import app
-from attngan_cli.config.schema import make_pretrain_config, to_dict
+from attngan_cli.config.presets import make_pretrain_config
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.errors import CheckpointError
 from attngan_cli.data.h5 import read_info
 from attngan_cli.storage.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
@@ -49,6 +50,9 @@ def other_vocab_damsm(shapes_h5: Path, tmp_path_factory) -> Path:
     (["--max-minutes", "-5"], "--max-minutes (max_minutes) must be >= 0"),
     (["--keep-last", "-1"], "--keep-last (keep_last) must be >= 0"),
     (["--batch-size", "0"], "--batch-size (batch_size) must be >= 1"),
+    (["--stages", "5"], "--stages (generator.stages) must be in [1, 4], got 5"),
+    (["--color-consistency", "-1"], "--color-consistency (color_consistency) must be >= 0"),
+    (["--precision", "fp8"], "--precision (precision) must be one of auto, fp32, bf16, fp16, got 'fp8'"),
 ])
 def test_train_numbers_are_checked_before_any_work(shapes_h5, damsm_file, tmp_path, args, message):
     runs = tmp_path / "runs"
@@ -62,6 +66,9 @@ def test_train_numbers_are_checked_before_any_work(shapes_h5, damsm_file, tmp_pa
     (["--lr", "-0.1"], "--lr (lr) must be > 0"),
     (["--epochs", "0"], "--epochs (epochs) must be >= 1"),
     (["--max-minutes", "-1"], "--max-minutes (max_minutes) must be >= 0"),
+    (["--image-encoder", "resnet"], "--image-encoder (image.backbone) must be one of inception-v3, compact, got 'resnet'"),
+    (["--grad-accum", "0"], "--grad-accum (grad_accum) must be >= 1, got 0"),
+    (["--model", "captioner", "--lr", "0"], "--lr (lr) must be > 0, got 0.0"),
 ])
 def test_pretrain_numbers_are_checked_before_any_work(shapes_h5, tmp_path, args, message):
     runs = tmp_path / "runs"

@@ -16,8 +16,8 @@ from attngan_cli.config.schema import (
     PretrainConfig,
     TextEncoderConfig,
     TrainConfig,
-    to_dict,
 )
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.fileio import atomic_write_json, read_jsonl
 from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 

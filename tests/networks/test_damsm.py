@@ -99,7 +99,7 @@ def test_compact_encoder_versions():
 
 
 def test_compact_checkpoint_of_version_0_1_loads_as_version_1():
-    from attngan_cli.config.schema import to_dict
+    from attngan_cli.config.serialize import to_dict
     from attngan_cli.inference.pipeline import damsm_config as config_from_checkpoint
 
     cfg = to_dict(PretrainConfig(image=ImageEncoderConfig(backbone="compact", image_size=32, width=4)))
@@ -294,7 +294,7 @@ def test_retrieval_metrics():
 
 # ------------------------------------------------------------------------------- save/load round trip
 def test_damsm_checkpoint_round_trip(tmp_path):
-    from attngan_cli.config.schema import to_dict
+    from attngan_cli.config.serialize import to_dict
     from attngan_cli.inference.pipeline import load_damsm
     from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 

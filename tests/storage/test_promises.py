@@ -14,7 +14,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from attngan_cli.config.schema import make_train_config, to_dict
+from attngan_cli.config.presets import make_train_config
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.errors import AttnGANError, CheckpointError, InputError
 from attngan_cli.storage.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 

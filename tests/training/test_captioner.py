@@ -10,7 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from attngan_cli.cli import app
-from attngan_cli.config.captioner import CaptionerConfig, make_caption_pretrain_config
+from attngan_cli.config.captioner import CaptionerConfig
+from attngan_cli.config.presets import make_caption_pretrain_config
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.evaluation.bleu import corpus_bleu
 from attngan_cli.networks.captioner import Captioner, caption_targets
@@ -162,7 +163,7 @@ def test_caption_pretrain_config_ranges():
 
     with pytest.raises(AttnGANError, match="model.hidden_dim"):
         make_caption_pretrain_config("shapes", {"model.hidden_dim": 0})
-    with pytest.raises(AttnGANError, match="--lr"):
+    with pytest.raises(AttnGANError, match=r"^lr must be > 0, got 0\.0"):
         make_caption_pretrain_config("shapes", {"lr": 0.0})
     cfg = make_caption_pretrain_config("shapes", {"model.backbone": "inception-v3"})
     assert cfg.model.image_size == 299
@@ -173,7 +174,7 @@ def test_captioner_checkpoint_round_trips(tmp_path, one_thread):
 
     from attngan_cli.archs.mirrorgan.stream import load_captioner
     from attngan_cli.config.captioner import CAPTIONER_KIND
-    from attngan_cli.config.schema import to_dict
+    from attngan_cli.config.serialize import to_dict
     from attngan_cli.core.errors import CheckpointError
     from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from _ddp_workers import damsm_batch, damsm_gradients, damsm_worker, launch, train_worker
 from _sample_fixtures import tiny_train_config
 
-from attngan_cli.config.schema import to_dict
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.distributed import check_batch, shard
 from attngan_cli.core.errors import InputError
 from attngan_cli.storage.checkpoints import load_checkpoint

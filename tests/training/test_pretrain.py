@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from attngan_cli.cli import app
-from attngan_cli.config.schema import make_pretrain_config
+from attngan_cli.config.presets import make_pretrain_config
 from attngan_cli.core.errors import InputError, TrainingAborted
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.storage.rundirs import RunDir

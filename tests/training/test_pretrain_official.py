@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from attngan_cli.config.schema import make_pretrain_config
+from attngan_cli.config.presets import make_pretrain_config
 from attngan_cli.core.errors import TrainingAborted
 from attngan_cli.data.cub import prep_cub
 from attngan_cli.data.h5 import read_info

@@ -13,7 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from attngan_cli.cli import app
-from attngan_cli.config.schema import make_pretrain_config, make_train_config, to_dict
+from attngan_cli.config.presets import make_pretrain_config, make_train_config
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.errors import AttnGANError, CheckpointError, ConfigMismatchError, InputError
 from attngan_cli.data.h5 import read_info
 from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint

@@ -331,7 +331,7 @@ def test_grad_accum_adds_up_to_the_whole_batch_gradient(shapes_h5, damsm_path):
 
 
 def test_resume_refuses_another_text_encoder(shapes_h5, damsm_path, tmp_path):
-    from attngan_cli.config.schema import to_dict
+    from attngan_cli.config.serialize import to_dict
     from attngan_cli.data.h5 import read_vocab
     from attngan_cli.inference.pipeline import load_damsm
     from attngan_cli.training.gan import check_resume

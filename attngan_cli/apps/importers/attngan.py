@@ -34,18 +34,16 @@ from torch import nn
 
 from attngan_cli.archs.attngan.discriminators import Discriminator
 from attngan_cli.archs.attngan.generator import Generator
+from attngan_cli.config.presets import get_preset, make_pretrain_config, make_train_config, preset_names
 from attngan_cli.config.schema import (
-    PRESETS,
     DiscriminatorConfig,
     GeneratorConfig,
     ImageEncoderConfig,
     PretrainConfig,
     TextEncoderConfig,
     TrainConfig,
-    make_pretrain_config,
-    make_train_config,
-    to_dict,
 )
+from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.errors import CheckpointError, ConfigMismatchError, InputError
 from attngan_cli.core.fileio import safe_unpickle
 from attngan_cli.networks.image_encoder import ImageEncoder
@@ -365,9 +363,9 @@ def _vocab_label(n: int) -> str:
 
 
 def _preset_for_generator(g: GeneratorConfig) -> str | None:
-    for name, p in PRESETS.items():
-        pg = p["generator"]
-        if name in OFFICIAL_VOCAB_SIZES and (pg["ngf"], pg["r_num"], pg["base_size"]) == (g.ngf, g.r_num, g.base_size):
+    for name in preset_names():
+        pg = get_preset(name).train.generator
+        if name in OFFICIAL_VOCAB_SIZES and (pg.ngf, pg.r_num, pg.base_size) == (g.ngf, g.r_num, g.base_size):
             return name
     return None
 
@@ -393,8 +391,9 @@ def import_official(
     ``custom`` accepts sizes that differ from the released models of ``preset`` (the preset then only
     supplies the training settings).
     """
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    if preset not in preset_names():
+        raise InputError(f"unknown preset {preset!r}; choose one of: {', '.join(preset_names())}")
+    preset_train = get_preset(preset).train
     if preset not in OFFICIAL_VOCAB_SIZES and not custom:
         raise InputError(f"--preset {preset} has no official AttnGAN release; use bird or coco, or add --custom")
     out = Path(out)
@@ -425,7 +424,7 @@ def import_official(
     words = read_captions_pickle(captions)
 
     # ---- sizes and consistency
-    gcfg = infer_generator_config(g_state, gpath, default_r_num=PRESETS[preset]["generator"]["r_num"])
+    gcfg = infer_generator_config(g_state, gpath, default_r_num=preset_train.generator.r_num)
     tcfg = infer_text_encoder_config(t_state, tpath)
     if tcfg.vocab_size != len(words):
         raise ConfigMismatchError(
@@ -452,8 +451,8 @@ def import_official(
             f"the generator {gpath} takes {gcfg.embedding_dim}-d text features but the text encoder {tpath} "
             f"makes {tcfg.embedding_dim}-d ones: they were not trained together"
         )
-    pg = PRESETS[preset]["generator"]
-    wanted = {"ngf": pg["ngf"], "r_num": pg["r_num"], "base_size": pg["base_size"], "z_dim": 100, "condition_dim": 100}
+    pg = preset_train.generator
+    wanted = {"ngf": pg.ngf, "r_num": pg.r_num, "base_size": pg.base_size, "z_dim": 100, "condition_dim": 100}
     got = {k: getattr(gcfg, k) for k in wanted}
     if got != wanted:
         diffs = ", ".join(f"{k} {got[k]} (preset: {wanted[k]})" for k in wanted if got[k] != wanted[k])
@@ -475,7 +474,7 @@ def import_official(
     _load_strict(text_net, t_state, "--text-encoder", tpath, "the text encoder")
 
     # ---- discriminators
-    dcfg = DiscriminatorConfig(ndf=PRESETS[preset]["discriminator"]["ndf"], embedding_dim=gcfg.embedding_dim)
+    dcfg = DiscriminatorConfig(ndf=preset_train.discriminator.ndf, embedding_dim=gcfg.embedding_dim)
     d_out_states: dict[str, dict[str, torch.Tensor]] = {}
     if d_states:
         if len(d_states) != gcfg.stages:
@@ -518,7 +517,7 @@ def import_official(
         i_state = _check_image_encoder(i_state, icfg, Path(image_encoder))  # type: ignore[arg-type]
 
     # ---- configs and checkpoints
-    words_num = PRESETS[preset]["words"]
+    words_num = preset_train.words
     tcfg.words = words_num
     train_cfg = make_train_config(preset, {
         "generator.stages": gcfg.stages, "generator.base_size": gcfg.base_size, "generator.ngf": gcfg.ngf,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from torch import nn
 
-from attngan_cli.config.schema import TrainConfig, from_dict
+from attngan_cli.config.schema import TrainConfig
+from attngan_cli.config.serialize import from_dict
 from attngan_cli.core.errors import ConfigMismatchError, InputError
 from attngan_cli.data.h5 import read_info
 from attngan_cli.storage.checkpoints import (

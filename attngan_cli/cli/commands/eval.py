@@ -12,6 +12,7 @@ from rich.table import Table
 from attngan_cli.cli.commands.common import command, progress
 from attngan_cli.cli.commands.options import Checkpoint, Device, InceptionWeights, Json, Quiet, Seed, Workers
 from attngan_cli.cli.console import console
+from attngan_cli.cli.flags import FLAGS
 from attngan_cli.core.distributed import init_from_env, is_main_process
 from attngan_cli.core.errors import AttnGANError
 from attngan_cli.evaluation.registry import parse_metric_names
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from attngan_cli.evaluation.evaluate import EvalResult
 
 
-@command
+@command(flags=FLAGS["eval"])
 def evaluate(
     checkpoint: Checkpoint,
     data: Annotated[Path, typer.Option("--data", "-d", help="Prepared HDF5 dataset; its test split is used.")],

@@ -20,12 +20,13 @@ from attngan_cli.cli.commands.options import (
 )
 from attngan_cli.cli.commands.watch_options import TensorBoardOption
 from attngan_cli.cli.console import is_quiet
+from attngan_cli.cli.flags import FLAGS
 from attngan_cli.core.errors import InputError
 from attngan_cli.core.progress import NullProgress
 from attngan_cli.storage.rundirs import RunDir
 
 
-@command
+@command(flags=FLAGS["pretrain"])
 def pretrain(
     data: Annotated[Path, typer.Argument(help="Prepared HDF5 dataset (from `attngan prep`).")],
     model: Annotated[str, typer.Option("--model", help="What to pretrain: damsm (the DAMSM text and image "

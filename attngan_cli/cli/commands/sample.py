@@ -11,11 +11,12 @@ import typer
 
 from attngan_cli.cli.commands.common import command, progress
 from attngan_cli.cli.commands.options import Checkpoint, Device, Precision, Quiet, Seed
+from attngan_cli.cli.flags import FLAGS
 
 log = logging.getLogger(__name__)
 
 
-@command
+@command(flags=FLAGS["sample"])
 def sample(
     captions: Annotated[list[str] | None, typer.Argument(help="Caption(s) to draw.")] = None,
     checkpoint: Checkpoint = ...,  # type: ignore[assignment]
@@ -59,6 +60,7 @@ def sample(
     """
     # deferred: keeps `attngan --help` fast
     from attngan_cli.apps.sample import CaptionSource, SampleSettings, sample_to_dir
+    from attngan_cli.config.fields import validate
     from attngan_cli.core.device import resolve_device
     from attngan_cli.core.distributed import init_from_env
     from attngan_cli.inference.pipeline import load_generator
@@ -68,7 +70,7 @@ def sample(
         which = stage
     settings = SampleSettings(n=n, seed=seed, which=which, grid=grid, batch_size=batch_size, precision=precision,
                               overwrite=overwrite)
-    settings.validate()
+    validate(settings)
     source = CaptionSource(captions or [], captions_file)
     init_from_env(device)  # under torchrun each process draws a share of the captions
     bundle = load_generator(checkpoint, resolve_device(device), need_vocab=True)

@@ -10,6 +10,7 @@ import typer
 from attngan_cli.cli.commands.common import command, progress, report
 from attngan_cli.cli.commands.options import Device, Precision, Quiet, Resume, RunsRoot, Seed, Workers
 from attngan_cli.cli.commands.watch_options import TensorBoardOption
+from attngan_cli.cli.flags import FLAGS
 from attngan_cli.core.errors import InputError
 from attngan_cli.storage.rundirs import RunDir
 
@@ -37,7 +38,7 @@ def check_stage_options(arch: str | None, stage: int | None, stages: int | None,
         raise InputError(f"--stage must be 1 (Stage-I) or 2 (Stage-II), got {stage}")
 
 
-@command
+@command(flags=FLAGS["train"])
 def train(
     data: Annotated[Path | None, typer.Argument(help="Prepared HDF5 dataset (from `attngan prep`); "
                                                      "optional with --resume.")] = None,
