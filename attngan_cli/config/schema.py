@@ -65,12 +65,12 @@ class ImageEncoderConfig:
     width: int = bounded(64, low=1)  # channel width of the compact backbone (ignored by inception-v3)
     # compact only: 2 = coordinate channels, conv + max-pool stages, global feature from the flattened
     # last map (knows where things are and what shape they have); 1 = strided convs, mean-pooled global
-    # (attngan 0.1.0)
+    # (what a format_version 1 DAMSM config without this field means)
     compact_version: int = one_of(2, (1, 2))
     # inception-v3 only. BatchNorm of the frozen Inception layers while pretraining: "train" = the official
     # pretrain_DAMSM.py (cnn_model.train(): batch statistics, running statistics move to the dataset's
     # images and are saved with the encoder; the weights stay frozen); "eval" = keep the loaded (ImageNet)
-    # statistics (attngan <= 0.2, and what --cache-features uses). Outside pretraining the encoder is in
+    # statistics (the default, and what --cache-features uses). Outside pretraining the encoder is in
     # eval mode and uses the running statistics either way.
     frozen_bn: str = one_of("eval", FROZEN_BN_MODES)
     # the bilinear resize of other sizes to image_size: the official nn.Upsample(size=(299, 299),
