@@ -81,14 +81,10 @@ class DAMSMConfig:
     gamma3: float = 10.0  # posterior smoothing over the batch
 
 
-# Size factor between neighbouring stages of the architectures that do not double (StackGAN's Stage-II: 4x).
-STAGE_SCALE = {"stackgan": 4}
-
-
 @dataclass
 class GeneratorConfig:
     arch: str = "attngan"  # the architecture (see attngan_cli.archs.registry; --arch)
-    stages: int = 3  # 1..4; images of base_size * scale**i for i < stages (scale: STAGE_SCALE, else 2)
+    stages: int = 3  # 1..4; images of base_size * scale**i for i < stages (scale: the architecture's stage_scale)
     base_size: int = 64
     ngf: int = 32
     r_num: int = 2  # residual blocks per attentional stage
@@ -96,9 +92,9 @@ class GeneratorConfig:
     condition_dim: int = 100
     embedding_dim: int = 256
 
-    @property
-    def image_sizes(self) -> list[int]:
-        scale = STAGE_SCALE.get(self.arch, 2)
+    def sizes(self, scale: int) -> list[int]:
+        """The image size of every stage when each is ``scale`` times the one before (the architecture's
+        ``stage_scale``: :func:`attngan_cli.archs.registry.image_sizes`)."""
         return [self.base_size * scale**i for i in range(self.stages)]
 
 
@@ -163,6 +159,7 @@ class TrainConfig:
     mismatch: bool = True  # the official extra D term on (real image, wrong sentence)
     color_consistency: float = 0.0  # weight of StackGAN++'s colour-consistency term (0 = off; --color-consistency)
     init: str = ""  # --arch stackgan --stage 2: the finished Stage-I run (its final.pt) Stage-II starts from
+    arch_options: dict[str, Any] = field(default_factory=dict)  # the architecture's own options (--arch-option)
     batch_size: int = 20
     epochs: int = 600
     max_steps: int = 0  # 0 = no limit; otherwise stop after this many generator steps
@@ -436,28 +433,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-
-
-def _variant(base: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """A preset definition: ``base``'s with ``changes`` merged in (nested dicts key by key)."""
-    out = copy.deepcopy(PRESETS[base])
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
-    return out
-
-
-# MirrorGAN (Qiao et al., CVPR 2019) on AttnGAN's data settings, chosen by name only (--preset). Birds: the
-# official MirrorGAN cfg/train_bird.yml (GLAM, batch 12, 650 epochs, the DAMSM term off: TRAIN.SMOOTH.LAMBDA
-# 0.0) with the paper's STREAM weight 20 (that file: LAMBDA1 10). COCO: no MirrorGAN config was released;
-# AttnGAN's COCO values with the same MirrorGAN terms.
-PRESETS["mirrorgan-bird"] = _variant("bird", {
-    "chosen_by_data": False, "generator": {"arch": "mirrorgan"}, "lambda_damsm": 0.0, "stream_weight": 20.0,
-    "batch_size": 12, "epochs": 650})
-PRESETS["mirrorgan-coco"] = _variant("coco", {
-    "chosen_by_data": False, "generator": {"arch": "mirrorgan"}, "lambda_damsm": 0.0, "stream_weight": 20.0})
 
 # Values the two jobs of a preset share, set once at the definition's top level: the caption length
 # (TrainConfig.words, also PretrainConfig.text.words unless the definition's "pretrain" sets its own

@@ -73,7 +73,7 @@ def sample(
 
         reader = captioner_for_generator(bundle, captioner, resolve_device(device))  # fails before any image
     count = 0
-    last = f"-{bundle.config.generator.image_sizes[-1]}.png"
+    last = f"-{bundle.image_sizes[-1]}.png"
     finals: list[Path] = []
     for path in sample_to_dir(bundle, source, out, settings, progress=None if quiet else progress()):
         typer.echo(str(path))
