@@ -136,7 +136,7 @@ def rprecision(s: dict[str, Any], device, amp: str) -> dict[str, Any]:
             damsm.image_encoder(generate(bundle, ids, lengths, z, eps).images[-1])
 
     gflop = count_gflop(batch)
-    return {"size": g.image_sizes[-1], "img_per_s": N / timer.seconds, "e2e_img_per_s": N / e2e,
+    return {"size": bundle.image_sizes[-1], "img_per_s": N / timer.seconds, "e2e_img_per_s": N / e2e,
             "loop_s": timer.seconds, "e2e_s": e2e, "gflop_per_img": gflop / B,
             **efficiency(gflop * N / B, timer.seconds, s["peak_gflops"]), "peak_mem_gb": mem, "mem_kind": mem_kind,
             "rprecision": result.metrics["rprecision"]["mean"]}
@@ -145,10 +145,11 @@ def rprecision(s: dict[str, Any], device, amp: str) -> dict[str, Any]:
 def features(s: dict[str, Any], device, amp: str) -> dict[str, Any]:
     import torch
 
+    from attngan_cli.archs.registry import image_sizes
     from attngan_cli.config.presets import make_train_config
     from attngan_cli.evaluation.features import InceptionFeatures
 
-    size = make_train_config(s["preset"]).generator.image_sizes[-1]
+    size = image_sizes(make_train_config(s["preset"]).generator)[-1]
     ext = InceptionFeatures(s["fixture"]["inception"], device)
     B, repeats = s["batch"], max(1, s["num_samples"] // s["batch"])
     images = torch.randint(0, 256, (B, 3, size, size), dtype=torch.uint8, device=device)

@@ -156,7 +156,7 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
             e2e = B / (time.perf_counter() - t0)
             assert len(files) == B * g.stages, files
     return {"bench": "sample", "impl": "attngan", "preset": s["preset"], "precision": prec, "compile": s["compile"] and note is None,
-            "stages": g.stages, "size": g.image_sizes[-1], "batch": B, "repeats": s["repeats"],
+            "stages": g.stages, "size": bundle.image_sizes[-1], "batch": B, "repeats": s["repeats"],
             "latency_ms": latency * 1000, "batch_s": batch_s, "img_per_s": B / batch_s,
             "gflop_per_img": gflop / B, **efficiency(gflop, batch_s, peak), "peak_gflops": peak, "peak_n": peak_n,
             "peak_mem_gb": mem, "mem_kind": mem_kind, "e2e_img_per_s": e2e,

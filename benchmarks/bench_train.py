@@ -56,15 +56,14 @@ class Bench:
     device: Any
     cfg: Any
     m: Any  # train.gan.Models
-    d_loss: Any
-    g_loss: Any
+    loss: Any  # the architecture's GANLoss
     batch: dict[str, Any]
     done: int = 0
 
     def step(self) -> None:
         from attngan_cli.training.gan import train_step
 
-        train_step(self.m, self.batch, self.cfg, self.device, self.d_loss, self.g_loss, self.done)
+        train_step(self.m, self.batch, self.cfg, self.device, self.loss, self.done)
         self.done += 1
 
 
@@ -72,11 +71,11 @@ def build(s: dict[str, Any], device, amp: str) -> Bench:
     """Setting ``s`` (preset, batch (0: the preset's), channels_last, compile) in precision ``amp``."""
     import torch
 
+    from attngan_cli.archs.registry import image_sizes
     from attngan_cli.config.presets import make_pretrain_config, make_train_config
-    from attngan_cli.losses.adversarial import DiscriminatorLoss, GeneratorLoss
     from attngan_cli.networks.image_encoder import ImageEncoder
     from attngan_cli.networks.text_encoder import TextEncoder
-    from attngan_cli.training.gan import build_models
+    from attngan_cli.training.gan import build_models, make_loss
 
     torch.manual_seed(0)
     values = {"precision": amp, "device": str(device), "channels_last": s.get("channels_last", False),
@@ -88,15 +87,15 @@ def build(s: dict[str, Any], device, amp: str) -> Bench:
     text = TextEncoder(pc.text).to(device).eval().requires_grad_(False)
     image = ImageEncoder(pc.image).to(device).eval().requires_grad_(False) if cfg.lambda_damsm > 0 else None
     m = build_models(cfg, device, text, image)
-    d_loss, g_loss = DiscriminatorLoss(cfg.mismatch), GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, image)
+    loss = make_loss(cfg, device, image, [])
     B, T = cfg.batch_size, cfg.words
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(3, T + 1, (B,), generator=g)
     captions = torch.randint(1, pc.text.vocab_size, (B, T), generator=g)
     captions[torch.arange(T)[None, :] >= lengths[:, None]] = 0
-    batch = {"images": [(torch.rand(B, 3, n, n, generator=g) * 2 - 1).to(device) for n in cfg.generator.image_sizes],
+    batch = {"images": [(torch.rand(B, 3, n, n, generator=g) * 2 - 1).to(device) for n in image_sizes(cfg.generator)],
              "caption": captions.to(device), "length": lengths.to(device), "class_id": torch.arange(B, device=device)}
-    return Bench(device, cfg, m, d_loss, g_loss, batch)
+    return Bench(device, cfg, m, loss, batch)
 
 
 def one_official(s: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +145,7 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
     step_s = total / s["steps"]
     return {"bench": "train", "impl": "attngan", "preset": s["preset"], "precision": s["precision"],
             "compile": cfg.compile and note is None, "channels_last": cfg.channels_last,
-            "stages": cfg.generator.stages, "size": cfg.generator.image_sizes[-1], "batch": B,
+            "stages": cfg.generator.stages, "size": b.batch["images"][-1].shape[-1], "batch": B,
             "steps": s["steps"], "warmup": s["warmup"], "step_s": step_s, "img_per_s": B / step_s,
             "gflop_per_step": gflop, **efficiency(gflop, step_s, peak), "peak_gflops": peak, "peak_n": peak_n,
             "peak_mem_gb": mem, "mem_kind": mem_kind,

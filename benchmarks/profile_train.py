@@ -111,8 +111,8 @@ def mark(b, ranges: Ranges) -> None:
         for child in enc.children():
             ranges.module(label, child)
         enc.resize = ranges.wrap(label, enc.resize)
-    b.d_loss = ranges.wrap("D loss (other ops)", b.d_loss)
-    b.g_loss = ranges.wrap("G loss (other ops)", b.g_loss)
+    b.loss.discriminator = ranges.wrap("D loss (other ops)", b.loss.discriminator)
+    b.loss.generator = ranges.wrap("G loss (other ops)", b.loss.generator)
     for opt in [m.opt_g, *m.opt_ds]:
         opt.step = ranges.wrap(OPTIMIZER, opt.step)
     m.ema.update = ranges.wrap(EMA, m.ema.update)
@@ -236,7 +236,7 @@ def main() -> None:
     by_kind = group(records, "kind", a.steps, cuda)
     by_op = group(records, "name", a.steps, cuda)[: a.top]
     cfg = b.cfg
-    print(f"train_step profile: preset {a.preset} ({cfg.generator.stages} stages, {cfg.generator.image_sizes[-1]} px, "
+    print(f"train_step profile: preset {a.preset} ({cfg.generator.stages} stages, {b.batch['images'][-1].shape[-1]} px, "
           f"batch {cfg.batch_size}), {a.precision}, {device} ({torch.get_num_threads()} CPU threads); "
           f"{a.steps} steps after {a.warmup} warm-up: {step_s:.4f} s/step unprofiled, {profiled_s:.4f} s/step "
           f"profiled. Self time: an op's own time, without the ops it calls; % = share of all self time.")
@@ -252,7 +252,7 @@ def main() -> None:
     print_table(f"top {a.top} ops", "name", by_op, cuda)
     if a.json:
         print(json.dumps({"bench": "profile", "preset": a.preset, "precision": a.precision, "device": str(device),
-                          "batch": cfg.batch_size, "size": cfg.generator.image_sizes[-1], "steps": a.steps,
+                          "batch": cfg.batch_size, "size": b.batch["images"][-1].shape[-1], "steps": a.steps,
                           "threads": torch.get_num_threads(), "step_s": step_s, "profiled_step_s": profiled_s,
                           "self_cpu_ms": cpu_ms, "self_device_ms": kernel_ms if cuda else None,
                           "by_network": by_network, "by_module": by_module, "by_kind": by_kind, "top_ops": by_op}))

@@ -59,9 +59,9 @@ def damsm_batch(B: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
 def damsm_gradients(damsm_path: str, batch: dict[str, Any], wrap: bool) -> dict[str, Any]:
     """The pretraining DAMSM loss of ``batch`` (this rank's slice under a group) and the encoders'
     gradients after backward (averaged over the ranks by DDP), plus the generator loss's DAMSM terms."""
+    from attngan_cli.archs.attngan.loss import GeneratorLoss
     from attngan_cli.core.distributed import wrap_ddp
     from attngan_cli.inference.pipeline import load_damsm
-    from attngan_cli.losses.adversarial import GeneratorLoss
     from attngan_cli.losses.damsm import DAMSMLoss
     from attngan_cli.training.damsm import damsm_terms
 

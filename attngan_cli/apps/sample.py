@@ -154,12 +154,16 @@ def check_captions(source: Iterable[tuple[str, str]], vocab: Vocabulary, max_wor
 # --------------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------------
-def item_noise(seed: int, caption_index: int, sample_index: int, z_dim: int, c_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def item_noise(seed: int, caption_index: int, sample_index: int, z_dim: int, c_dim: int,
+               truncation: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The noise of one image: z (z_dim,) and the conditioning-augmentation epsilon (c_dim,), drawn on the
-    CPU from a generator seeded by (seed, caption index, sample index)."""
+    CPU from a generator seeded by (seed, caption index, sample index). ``truncation`` > 0 (the
+    architecture's ``noise_truncation``): z from N(0, 1) truncated to [-t, t] (values outside redrawn)."""
     state = np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32 & 0xFFFFFFFF, caption_index, sample_index])
     g = torch.Generator().manual_seed(int(state.generate_state(1, np.uint64)[0] >> 1))
     z = torch.randn(z_dim, generator=g)
+    while truncation > 0 and bool((outside := z.abs() > truncation).any()):
+        z[outside] = torch.randn(int(outside.sum()), generator=g)
     eps = torch.randn(c_dim, generator=g)
     return z, eps
 
@@ -255,9 +259,10 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
     cfg = bundle.config
     max_words = cfg.words
     total = check_captions(source, bundle.vocab, max_words)
-    sizes = cfg.generator.image_sizes
+    sizes = bundle.image_sizes
     keep = list(range(len(sizes))) if settings.which == "all" else [len(sizes) - 1]
     z_dim, c_dim = cfg.generator.z_dim, cfg.generator.condition_dim
+    truncation = get_arch(cfg.generator.arch).noise_truncation
     index_path = out / CAPTIONS_INDEX
     main = is_main_process()
     if main:
@@ -294,7 +299,7 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
             if abort is not None and abort():
                 log.warning("sampling stopped early; the images written so far are complete")
                 break
-            noise = [item_noise(settings.seed, c.index, s, z_dim, c_dim) for c, s in batch]
+            noise = [item_noise(settings.seed, c.index, s, z_dim, c_dim, truncation) for c, s in batch]
             z = torch.stack([a for a, _ in noise])  # (B, z_dim)
             eps = torch.stack([b for _, b in noise])  # (B, c_dim)
             ids, lengths = caption_batch([c for c, _ in batch])
@@ -366,7 +371,8 @@ def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top:
             "attention (attention models sit at stages 2 and above); use `attngan sample` for its images"
         )
     cap = encode_caption(bundle.vocab, text, "caption", 0, cfg.words)
-    z, eps = item_noise(seed, 0, sample_index, cfg.generator.z_dim, cfg.generator.condition_dim)
+    z, eps = item_noise(seed, 0, sample_index, cfg.generator.z_dim, cfg.generator.condition_dim,
+                        arch.noise_truncation)
     ids, lengths = caption_batch([cap])
     generated = generate(bundle, ids, lengths, z[None], eps[None], precision)
     images, attn = generated.images, generated.attn

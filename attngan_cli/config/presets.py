@@ -87,28 +87,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-
-def _variant(base: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """A preset definition: ``base``'s with ``changes`` merged in (nested dicts key by key)."""
-    out = copy.deepcopy(PRESETS[base])
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
-    return out
-
-
-# MirrorGAN (Qiao et al., CVPR 2019) on AttnGAN's data settings, chosen by name only (--preset). Birds: the
-# official MirrorGAN cfg/train_bird.yml (GLAM, batch 12, 650 epochs, the DAMSM term off: TRAIN.SMOOTH.LAMBDA
-# 0.0) with the paper's STREAM weight 20 (that file: LAMBDA1 10). COCO: no MirrorGAN config was released;
-# AttnGAN's COCO values with the same MirrorGAN terms.
-PRESETS["mirrorgan-bird"] = _variant("bird", {
-    "chosen_by_data": False, "generator": {"arch": "mirrorgan"}, "lambda_damsm": 0.0, "stream_weight": 20.0,
-    "batch_size": 12, "epochs": 650})
-PRESETS["mirrorgan-coco"] = _variant("coco", {
-    "chosen_by_data": False, "generator": {"arch": "mirrorgan"}, "lambda_damsm": 0.0, "stream_weight": 20.0})
-
 # Values the two jobs of a preset share, set once at the definition's top level: the caption length
 # (TrainConfig.words, also PretrainConfig.text.words unless the definition's "pretrain" sets its own
 # text.words: the official COCO DAMSM is trained on 15 words, its GAN on 12) and the DAMSM loss's gammas

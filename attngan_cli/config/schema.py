@@ -11,6 +11,7 @@ built from a preset (:mod:`attngan_cli.config.presets`) plus overrides (the CLI 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from attngan_cli.config.fields import Choices, bounded, one_of, satisfying
 from attngan_cli.core.errors import FieldError
@@ -86,14 +87,10 @@ class DAMSMConfig:
     gamma3: float = bounded(10.0, low=0, low_inclusive=False)  # posterior smoothing over the batch
 
 
-# Size factor between neighbouring stages of the architectures that do not double (StackGAN's Stage-II: 4x).
-STAGE_SCALE = {"stackgan": 4}
-
-
 @dataclass
 class GeneratorConfig:
     arch: str = "attngan"  # the architecture (see attngan_cli.archs.registry; --arch)
-    stages: int = bounded(3, low=1, high=4)  # images of base_size * scale**i for i < stages (scale: STAGE_SCALE, else 2)
+    stages: int = bounded(3, low=1, high=4)  # images of base_size * scale**i for i < stages (scale: the architecture's stage_scale)
     base_size: int = satisfying(64, _power_of_two_from_8, "a power of two >= 8")
     ngf: int = bounded(32, low=1)
     r_num: int = bounded(2, low=0)  # residual blocks per attentional stage
@@ -101,9 +98,9 @@ class GeneratorConfig:
     condition_dim: int = bounded(100, low=1)
     embedding_dim: int = bounded(256, low=1)
 
-    @property
-    def image_sizes(self) -> list[int]:
-        scale = STAGE_SCALE.get(self.arch, 2)
+    def sizes(self, scale: int) -> list[int]:
+        """The image size of every stage when each is ``scale`` times the one before (the architecture's
+        ``stage_scale``: :func:`attngan_cli.archs.registry.image_sizes`)."""
         return [self.base_size * scale**i for i in range(self.stages)]
 
 
@@ -170,13 +167,14 @@ class TrainConfig(RunOptions):
     lambda_damsm: float = bounded(5.0, low=0)
     kl_weight: float = bounded(1.0, low=0)
     # MirrorGAN's STREAM: a pretrained captioner (file or run directory; "" = none) and the weight of its
-    # re-description loss (the paper's lambda, 20); see attngan_cli.archs.mirrorgan.stream
+    # re-description loss (the paper's lambda, 20); see attngan_cli.archs.stream
     captioner: str = ""
     stream_weight: float = bounded(20.0, low=0)
     mismatch: bool = True  # the official extra D term on (real image, wrong sentence)
     # weight of StackGAN++'s colour-consistency term (0 = off; --color-consistency)
     color_consistency: float = bounded(0.0, low=0)
-    init: str = ""  # --arch stackgan --stage 2: the finished Stage-I run (its final.pt) Stage-II starts from
+    init: str = ""  # StackGAN Stage-II (--arch-option stage=2): the finished Stage-I run (its final.pt) Stage-II starts from
+    arch_options: dict[str, Any] = field(default_factory=dict)  # the architecture's own options (--arch-option)
     batch_size: int = bounded(20, low=1)
     epochs: int = bounded(600, low=1)
     max_steps: int = bounded(0, low=0)  # 0 = no limit; otherwise stop after this many generator steps

@@ -361,7 +361,7 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
 
     bundle = load_generator(checkpoint, device=device, ema=options.ema)
     gcfg = bundle.config.generator
-    image_size = gcfg.image_sizes[-1]
+    image_size = bundle.image_sizes[-1]
     dataset = TextImageDataset(data, split="test", image_sizes=(image_size,), words=bundle.config.words,
                                augment=False, caption_index=0)
     info = dataset.info

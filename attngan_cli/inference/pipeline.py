@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attngan_cli.archs.registry import build_generator
+from attngan_cli.archs.registry import build_generator, image_sizes
 from attngan_cli.config.schema import GeneratorConfig, PretrainConfig, TextEncoderConfig, TrainConfig
 from attngan_cli.config.serialize import from_dict
 from attngan_cli.core.device import autocast
@@ -45,7 +45,7 @@ class GeneratorBundle:
     """A trained generator with what it needs to turn text into images; every module in eval mode,
     without gradients."""
 
-    generator: nn.Module  # the architecture of config.generator.arch (models.registry)
+    generator: nn.Module  # the architecture of config.generator.arch (attngan_cli.archs.registry)
     text_encoder: TextEncoder
     vocab: Vocabulary | None
     config: TrainConfig
@@ -53,6 +53,11 @@ class GeneratorBundle:
     step: int | None = None  # training position of the checkpoint (None: imported)
     epoch: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # the checkpoint's extra (e.g. damsm_path)
+
+    @property
+    def image_sizes(self) -> list[int]:
+        """The image size of every stage."""
+        return image_sizes(self.config.generator)
 
 
 @dataclass
@@ -218,5 +223,5 @@ def generate(bundle: GeneratorBundle, token_ids: torch.Tensor, lengths: torch.Te
                       ca_noise=False if eps is None else eps.to(device, sent_emb.dtype))
     finally:
         gen.train(was_training)
-    return Generated([im.float() for im in out.images], [a.float() for a in out.attn],
+    return Generated([im.float() for im in out.images], [a.float() for a in getattr(out, "attn", ())],
                      [a.float() for a in getattr(out, "sent_attn", ())])

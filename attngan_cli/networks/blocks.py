@@ -68,6 +68,11 @@ def down_block(in_ch: int, out_ch: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2))
 
 
+def tile(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B, C) -> (B, C, h, w), the spatial size of ``like`` (B, *, h, w), in its dtype."""
+    return c.to(like.dtype)[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
+
+
 class CANet(nn.Module):
     """Conditioning augmentation (paper section 3.1): sentence vector -> (c, mu, logvar).
 

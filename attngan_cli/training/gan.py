@@ -1,10 +1,13 @@
-"""Training the attentional generative network (paper section 3.1; official ``condGANTrainer.train``).
+"""Training a text-to-image GAN of any architecture (AttnGAN's paper section 3.1 and official
+``condGANTrainer.train`` for the schedule).
 
 Per step: the frozen DAMSM text encoder embeds the captions; G draws every stage's image from fresh
-noise; every stage's discriminator is updated on the real images and the detached fakes; then G is
-updated against the (just updated) discriminators with the DAMSM and KL terms; then the exponential
-moving average of G's parameters moves (decay 0.999 as the official ``avg_param_G``, with a warm-up: see
-:mod:`attngan_cli.training.ema`).
+noise; every discriminator is updated on the real images and the detached fakes (phase D of the
+architecture's objective, :class:`attngan_cli.archs.base.GANLoss`); then G is updated against the (just
+updated) discriminators (phase G); then the exponential moving average of G's parameters moves (decay
+0.999 as the official ``avg_param_G``, with a warm-up: see :mod:`attngan_cli.training.ema`). The
+networks, the objective and what a new run does before its first step come from the architecture
+(:mod:`attngan_cli.archs.registry`); nothing here knows one by name.
 
 This module holds only what is particular to the GAN: its models (:func:`build_models`), its step
 (:func:`train_step`), its data order and its checkpoint. The loop itself (budgets, Ctrl-C, NaN abort,
@@ -27,9 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from attngan_cli.archs.mirrorgan.stream import add_stream_term, stream_for_training
-from attngan_cli.archs.registry import build_discriminators, build_generator
-from attngan_cli.archs.stackgan.schedule import init_from_stage_one
+from attngan_cli.archs.base import GANLoss, LossContext, TextBatch
+from attngan_cli.archs.registry import build_discriminators, build_generator, get_arch, image_sizes
 from attngan_cli.config.schema import TrainConfig
 from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.device import autocast, resolve_device, restore_rank_rng, rng_state, seed_everything
@@ -57,7 +59,7 @@ from attngan_cli.inference.pipeline import (
     generate,
     load_damsm,
 )
-from attngan_cli.losses.adversarial import DiscriminatorLoss, GeneratorLoss, mismatched
+from attngan_cli.losses.adversarial import mismatched
 from attngan_cli.storage.checkpoints import (
     Checkpoint,
     check_checkpoint_config,
@@ -112,7 +114,6 @@ class Models:
     G_run: Callable[..., Any] = None  # type: ignore[assignment]  # G, compiled and/or in DDP under torchrun
     Ds_run: list[Callable[..., Any]] = field(default_factory=list)  # each D or its compiled version
     D_steps: list[Callable[..., Any]] = field(default_factory=list)  # each DStep, in DDP under torchrun
-    stream: nn.Module | None = None  # MirrorGAN's frozen STREAM loss (attngan_cli.archs.mirrorgan.stream), or None
     G_eager: Callable[..., Any] = None  # type: ignore[assignment]  # G (in DDP under torchrun), not compiled
     compiled: bool = False  # G and the Ds run through torch.compile
 
@@ -126,35 +127,40 @@ class Models:
 
 
 class _CompiledD(nn.Module):
-    """A discriminator whose image encoder runs compiled; the heads stay as they are."""
+    """A discriminator whose forward (its image encoder) runs compiled; its other methods and attributes
+    (the heads) are the discriminator's own."""
 
     def __init__(self, D: nn.Module) -> None:
         super().__init__()
         self.D = D
         self.fwd = torch.compile(D)
-        self.unconditional = getattr(D, "unconditional", True)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fwd(images)
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fwd(*args, **kwargs)
 
-    def uncond_logits(self, code: torch.Tensor) -> torch.Tensor:
-        return self.D.uncond_logits(code)
-
-    def cond_logits(self, code: torch.Tensor, sent_emb: torch.Tensor) -> torch.Tensor:
-        return self.D.cond_logits(code, sent_emb)
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            D = self.__dict__.get("_modules", {}).get("D")
+            if D is None:
+                raise
+            return getattr(D, name)
 
 
 class DStep(nn.Module):
-    """One stage's discriminator loss as a module's forward, so that DistributedDataParallel sees one
-    forward per backward (the loss calls D's encoder and both heads several times)."""
+    """One discriminator's loss (phase D of the objective) as a module's forward, so that
+    DistributedDataParallel sees one forward per backward (the loss may call D and its heads several
+    times). Returns (total, logs)."""
 
     def __init__(self, D: nn.Module) -> None:
         super().__init__()
         self.D = D
 
-    def forward(self, real: torch.Tensor, fake: torch.Tensor, sent_emb: torch.Tensor, wrong_emb: torch.Tensor,
-                d_loss: DiscriminatorLoss) -> torch.Tensor:
-        return d_loss(self.D, real, fake, sent_emb, wrong_emb).total
+    def forward(self, real: torch.Tensor, fake: torch.Tensor, text: TextBatch,
+                loss: GANLoss) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = loss.discriminator(self.D, real, fake, text)
+        return terms.total, terms.logs
 
 
 def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module,
@@ -184,6 +190,19 @@ def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module
     return m
 
 
+def make_loss(cfg: TrainConfig, device: torch.device, image_encoder: nn.Module | None,
+              vocab_words: list[str]) -> GANLoss:
+    """The training objective of ``cfg``'s architecture."""
+    return get_arch(cfg.generator.arch).make_loss(cfg, LossContext(device, image_encoder, list(vocab_words)))
+
+
+def prepare_models(cfg: TrainConfig, m: Models) -> None:
+    """What a new run of ``cfg``'s architecture does to G (and its EMA) before the first step."""
+    hook = get_arch(cfg.generator.arch).prepare_models
+    if hook is not None:
+        hook(cfg, m.G, m.ema.module)
+
+
 def load_training_state(m: Models, ckpt: Checkpoint) -> None:
     require_state(ckpt, "generator", "generator_ema", "discriminators")
     require_state(ckpt, "g", "d", section="optim")
@@ -211,10 +230,11 @@ def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Ten
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
-def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch.device,
-               d_loss: DiscriminatorLoss, g_loss: GeneratorLoss, step: int | None = None) -> dict[str, torch.Tensor]:
-    """One official AttnGAN iteration (``step``: steps done before it, for the EMA warm-up); returns
-    detached loss tensors (not synchronised).
+def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch.device, loss: GANLoss,
+               step: int | None = None) -> dict[str, torch.Tensor]:
+    """One official AttnGAN iteration with the objective ``loss`` (``step``: steps done before it, for
+    the EMA warm-up); returns detached loss tensors (not synchronised): ``d<i>`` (each D's total, and
+    ``d<i>_<name>`` for what its loss logs), ``d``, ``g`` and what G's loss logs.
 
     With ``cfg.grad_accum`` K > 1 the batch runs as K micro-batches whose gradients add up before each
     optimiser step (for GPUs too small for the batch): the Ds are updated first on every micro-batch's
@@ -228,6 +248,7 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
     class_ids = torch.as_tensor(batch["class_id"]).to(device)
     words_emb, sent_emb, mask = embed_captions(m.text_encoder, captions, lengths)
     wrong_emb = shard(mismatched(gather_cat(sent_emb)))  # the next sample's sentence in the whole batch
+    text = TextBatch(words_emb, sent_emb, mask, wrong_emb, captions, lengths, class_ids)
     B = captions.shape[0]
     noise = torch.randn(B, cfg.generator.z_dim, device=device)
     # K > 1 runs G twice per micro-batch: the same CA noise both times (K = 1: G draws it, as the official code)
@@ -258,9 +279,11 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
         first = len(fakes) - len(m.D_steps)  # the Ds judge the last stages (StackGAN's Stage-II: only its own)
         for i, D_step in enumerate(m.D_steps):
             with no_sync_until_last(k, K, D_step), autocast(device, cfg.precision):
-                d_total = D_step(reals[first + i][sl], fakes[first + i].detach(), sent_emb[sl], wrong_emb[sl], d_loss)
+                d_total, d_logs = D_step(reals[first + i][sl], fakes[first + i].detach(), text.part(sl), loss)
                 m.scaler_d.scale(d_total / K).backward()
             add(f"d{i}", d_total)
+            for name, value in d_logs.items():
+                add(f"d{i}_{name}", value)
     for opt in m.opt_ds:
         m.scaler_d.step(opt)
     m.scaler_d.update()
@@ -274,12 +297,10 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
             with no_sync_until_last(k, K, m.G_run):
                 g_out = out if K == 1 else run_g(sl)
                 with autocast(device, cfg.precision):
-                    gterms = g_loss(m.Ds_run, g_out.images, g_out.mu, g_out.logvar, words_emb[sl], sent_emb[sl],
-                                    lengths[sl], class_ids[sl])
-                    add_stream_term(gterms, m.stream, cfg.stream_weight, g_out.images[-1], captions[sl], lengths[sl])
+                    gterms = loss.generator(m.Ds_run, g_out, text.part(sl))
                 m.scaler_g.scale(gterms.total / K).backward()
             add("g", gterms.total)
-            for name, value in gterms.logs().items():
+            for name, value in gterms.logs.items():
                 add(name, value)
         m.scaler_g.step(m.opt_g)
         m.scaler_g.update()
@@ -295,7 +316,7 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
 def open_datasets(cfg: TrainConfig) -> tuple[TextImageDataset, TextImageDataset]:
     """The augmented train split and the test split (or, without one, the train split unaugmented) for
     the sample grids."""
-    sizes = tuple(cfg.generator.image_sizes)
+    sizes = tuple(image_sizes(cfg.generator))
     train = TextImageDataset(cfg.dataset, split="train", image_sizes=sizes, words=cfg.words, augment=True)
     try:
         test = TextImageDataset(cfg.dataset, split="test", image_sizes=sizes, words=cfg.words, augment=False,
@@ -353,15 +374,12 @@ class GANTask:
     label, unit = "train", "step"
 
     def __init__(self, cfg: TrainConfig, models: Models, train_ds: TextImageDataset, device: torch.device,
-                 damsm: DAMSMBundle, captioner_record: dict[str, str] | None = None) -> None:
+                 damsm: DAMSMBundle, loss: GANLoss) -> None:
         self.cfg, self.models, self.train_ds, self.device, self.damsm = cfg, models, train_ds, device, damsm
-        self.captioner_record = captioner_record or {}
+        self.loss = loss
         self.vocab_words = list(train_ds.vocab.words)
         self.batch_size = cfg.batch_size
         self.steps_per_epoch = len(train_ds) // cfg.batch_size
-        self.d_loss = DiscriminatorLoss(cfg.mismatch)
-        self.g_loss = GeneratorLoss(cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, models.image_encoder,
-                                    color_consistency=cfg.color_consistency)
         self.compile_checked = False
 
     def start_epoch(self, epoch: int) -> None:
@@ -376,9 +394,9 @@ class GANTask:
     def step(self, batch: dict[str, Any], state: LoopState) -> dict[str, torch.Tensor]:
         m = self.models
         if not m.compiled or self.compile_checked:
-            return train_step(m, batch, self.cfg, self.device, self.d_loss, self.g_loss, state.step)
+            return train_step(m, batch, self.cfg, self.device, self.loss, state.step)
         try:  # the first compiled step: torch.compile fails here if it fails (no C++ compiler, an op it lacks)
-            logs = train_step(m, batch, self.cfg, self.device, self.d_loss, self.g_loss, state.step)
+            logs = train_step(m, batch, self.cfg, self.device, self.loss, state.step)
         except Exception as e:  # noqa: BLE001  # any compiler error; an error of the step itself recurs below
             first = (str(e).strip().splitlines() or [""])[0][:200]
             log.warning("torch.compile failed (%s: %s); training continues without it (--no-compile skips it)",
@@ -386,7 +404,7 @@ class GANTask:
             m.use_compiled(False, self.device)
             for opt in (m.opt_g, *m.opt_ds):  # (a failure in G's part, after the Ds stepped, steps them twice once)
                 opt.zero_grad(set_to_none=True)
-            logs = train_step(m, batch, self.cfg, self.device, self.d_loss, self.g_loss, state.step)
+            logs = train_step(m, batch, self.cfg, self.device, self.loss, state.step)
         self.compile_checked = True
         return logs
 
@@ -409,7 +427,7 @@ class GANTask:
             step=state.step, epoch=state.epoch, rng=rng_state(),
             extra={"damsm_text_encoder": cpu_state(m.text_encoder), "damsm_config": to_dict(self.damsm.config.text),
                    "damsm_path": str(self.damsm.path), "batch_in_epoch": state.batch_in_epoch,
-                   "dataset": str(cfg.dataset), **self.captioner_record},
+                   "dataset": str(cfg.dataset), **self.loss.record},
         )
 
 
@@ -516,8 +534,7 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
 
     image_encoder = damsm.image_encoder if cfg.lambda_damsm > 0 else None
     m = build_models(cfg, device, damsm.text_encoder, image_encoder)
-    m.stream, captioner_record = stream_for_training(cfg.captioner, cfg.stream_weight, cfg.dataset, vocab_words,
-                                                     cfg.generator.image_sizes[-1], device)
+    loss = make_loss(cfg, device, image_encoder, vocab_words)
     state = LoopState()
     seed_everything(rank_seed(cfg.seed))  # each rank its own noise and crops (rank 0: as one process)
     if ckpt is not None:
@@ -525,14 +542,14 @@ def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
         state = LoopState.of(ckpt)
         restore_rank_rng(ckpt, cfg.seed)
         log.info("resuming from %s (step %d, epoch %d)", ckpt.path, state.step, state.epoch)
-    elif cfg.init:
-        init_from_stage_one(m.G, m.ema.module, cfg.init)
+    else:
+        prepare_models(cfg, m)
     run.write_config(to_dict(cfg))
     samples = fixed_samples(test_ds, cfg)
     if is_main_process():
         atomic_write_text(run.file("samples-captions.txt"), "\n".join(samples.texts) + "\n")
 
-    task = GANTask(cfg, m, train_ds, device, damsm, captioner_record)
+    task = GANTask(cfg, m, train_ds, device, damsm, loss)
     ema_bundle = GeneratorBundle(m.ema.module, m.text_encoder, train_ds.vocab, cfg)
     loop = Loop(task, run, state, epochs=cfg.epochs, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
                 snapshot_every=cfg.snapshot_every, nan_hint="lower --lr-g/--lr-d or --precision fp32",

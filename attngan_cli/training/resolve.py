@@ -16,18 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attngan_cli.archs.presets import arch_overrides
-from attngan_cli.archs.registry import get_arch
-from attngan_cli.archs.stackgan.schedule import STAGED_ARCH, check_stage_one, stage_one_encoders
+from attngan_cli.archs.base import SettingsContext, resolve_options
+from attngan_cli.archs.registry import DEFAULT_ARCH, base_preset, get_arch, named_preset, new_train_config
 from attngan_cli.config.presets import (
     DEFAULT_PRESET,
     get_preset,
     make_pretrain_config,
-    make_train_config,
     preset_names,
     preset_value,
 )
-from attngan_cli.config.schema import GeneratorConfig, PretrainConfig, TrainConfig, default_image_size
+from attngan_cli.config.schema import PretrainConfig, TrainConfig, default_image_size
 from attngan_cli.config.serialize import apply_overrides, from_dict
 from attngan_cli.core.device import resolve_device, settle_precision
 from attngan_cli.core.distributed import check_batch
@@ -84,18 +82,21 @@ def preset_for_source(source: str) -> str:
 
 def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, preset: str | None = None,
                   overrides: dict[str, Any] | None = None, resume: PathLike | None = None,
-                  captioner: PathLike | None = None) -> TrainSettings:
+                  captioner: PathLike | None = None, arch_options: dict[str, Any] | None = None) -> TrainSettings:
     """The GAN training settings for ``data`` (a prepared HDF5 file) and the DAMSM ``encoders``.
 
-    A new run starts from ``preset`` (default: :func:`preset_for_source` of the data). With ``resume``
-    (a ``gan`` checkpoint or train run directory) the run starts from the checkpoint's config instead;
-    ``data`` and ``encoders`` are then optional and replace the checkpoint's when given, and an override
-    of a field that sets a weight shape (``GAN_RESUME_FIELDS``) is an error naming it. ``overrides`` are
-    dotted config keys (``None`` values are ignored); the dataset and encoder paths are stored absolute.
-    ``captioner`` (MirrorGAN's STREAM, :mod:`attngan_cli.archs.mirrorgan.stream`) is checked against the data's vocabulary
-    and the generator's last image size here too.
+    A new run starts from ``preset`` (default: :func:`preset_for_source` of the data) with the overrides
+    its architecture applies to it, or from an architecture's named preset
+    (:func:`attngan_cli.archs.registry.new_train_config`). With ``resume`` (a ``gan`` checkpoint or train
+    run directory) the run starts from the checkpoint's config instead; ``data`` and ``encoders`` are then
+    optional and replace the checkpoint's when given, and an override of a field that sets a weight shape
+    (``GAN_RESUME_FIELDS``) is an error naming it. ``overrides`` are dotted config keys (``None`` values
+    are ignored); the dataset and encoder paths are stored absolute. ``arch_options`` (``--arch-option``)
+    are checked by the architecture's options. ``captioner`` (MirrorGAN's STREAM,
+    :mod:`attngan_cli.archs.stream`) is given as a path. Last, the architecture checks the
+    settings (its ``check_settings``: e.g. StackGAN's stage schedule, the captioner against the data).
     """
-    overrides = _own_overrides(overrides, ("dataset", "encoders", "captioner"))
+    overrides = _own_overrides(overrides, ("dataset", "encoders", "captioner", "arch_options"))
     if captioner is not None:
         overrides["captioner"] = str(Path(captioner).resolve())
     if data is not None:
@@ -109,20 +110,25 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
         if preset and preset != saved.preset:
             raise InputError(f"--preset {preset}: checkpoint {ckpt.path} continues a run of preset {saved.preset}; "
                              "a resumed run keeps its settings (leave out --preset)")
-        cfg = apply_overrides(saved, overrides)
+        arch = get_arch(saved.generator.arch)
+        stored, option_overrides = resolve_options(arch, arch_options or {}, saved.arch_options)
+        cfg = apply_overrides(saved, {**_option_overrides(option_overrides, overrides), **overrides,
+                                      "arch_options": stored})
         check_checkpoint_config(ckpt, cfg, GAN_RESUME_FIELDS)
     else:
         if data is None:
             raise InputError("give the prepared dataset (DATA.h5) to train on, or --resume a run")
-        if encoders is None and overrides.get("init"):  # StackGAN Stage-II: Stage-I's encoders by default
-            overrides["encoders"] = str(Path(stage_one_encoders(overrides["init"])).resolve())
-        elif encoders is None:
-            raise InputError(MISSING_ENCODERS)
         preset = preset or preset_for_source(read_info(data).source)
-        arch = overrides.get("generator.arch", GeneratorConfig.arch)
-        get_arch(arch)
-        cfg = make_train_config(preset, {**arch_overrides(arch, preset), **overrides})
-    get_arch(cfg.generator.arch)  # an unknown --arch fails here, naming the known ones
+        found = named_preset(preset) if preset not in preset_names() and not overrides.get("generator.arch") else None
+        arch = found[0] if found is not None else get_arch(overrides.get("generator.arch") or DEFAULT_ARCH)
+        stored, option_overrides = resolve_options(arch, arch_options or {})
+        cfg = new_train_config(preset, {**_option_overrides(option_overrides, overrides), **overrides,
+                                        "arch_options": stored})
+        if not cfg.encoders and arch.default_encoders is not None:
+            default = arch.default_encoders(cfg)
+            if default:
+                cfg = apply_overrides(cfg, {"encoders": str(Path(default).resolve())})
+    arch = get_arch(cfg.generator.arch)
     check_batch(cfg.batch_size, cfg.grad_accum)  # over the torchrun processes and --grad-accum micro-batches
     if not Path(cfg.dataset).is_file():
         raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
@@ -136,32 +142,25 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     check_vocab(load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True), dataset_words, f"dataset {cfg.dataset}")
     if ckpt is not None:
         check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
-    else:
-        cfg = _check_stage_schedule(cfg, dataset_words, encoders_path)
-    if cfg.preset.startswith("mirrorgan-") and cfg.stream_weight > 0 and not cfg.captioner:
-        raise InputError(f"the {cfg.preset} preset trains with MirrorGAN's re-description loss: give the pretrained "
-                         "captioner with --captioner RUN (`attngan pretrain DATA --model captioner`), or --stream-weight "
-                         "0 for GLAM alone")
-    if cfg.captioner:
-        from attngan_cli.archs.mirrorgan.stream import check_train_captioner
-
-        check_train_captioner(cfg.captioner, cfg.dataset, list(dataset_words), cfg.generator.image_sizes[-1])
+    arch.option_values(cfg.arch_options)  # the stored options are ones the architecture knows
+    if arch.check_settings is not None:
+        cfg = arch.check_settings(cfg, SettingsContext(ckpt is not None, list(dataset_words), encoders_path))
     return TrainSettings(cfg, ckpt)
 
 
-def _check_stage_schedule(cfg: TrainConfig, dataset_words: list[str], encoders_path: Path) -> TrainConfig:
-    """A new StackGAN Stage-II run (``--stage 2``) needs ``--init``, a finished Stage-I of this data
-    (checked by :func:`check_stage_one`; stored as its absolute ``final.pt``); ``--init`` is for nothing else."""
-    staged = cfg.generator.arch == STAGED_ARCH and cfg.generator.stages == 2
-    if staged and not cfg.init:
-        raise InputError("--arch stackgan --stage 2 trains Stage-II on a finished Stage-I: pass --init STAGE1_RUN")
-    if cfg.init and not staged:
-        raise InputError(f"--init is for --arch stackgan --stage 2 (Stage-II on a finished Stage-I), not "
-                         f"--arch {cfg.generator.arch} with {cfg.generator.stages} stage(s)")
-    if staged:
-        text_state = load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True).state.get("text_encoder")
-        cfg = apply_overrides(cfg, {"init": str(check_stage_one(cfg, dataset_words, text_state))})
-    return cfg
+def _option_overrides(option_overrides: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The config fields that architecture options set; the same field given as an override too is an error."""
+    for key in option_overrides:
+        if overrides.get(key) is not None:
+            raise InputError(f"an --arch-option sets {key}, which is given too: give one of them")
+    return option_overrides
+
+
+def resolve_preset(preset: str) -> tuple[str, dict[str, Any]]:
+    """A dataset preset as it is, or an architecture's named preset (``mirrorgan-bird``) as its dataset
+    preset and the override that keeps its name: (dataset preset, overrides)."""
+    base = base_preset(preset)
+    return base, ({} if base == preset else {"preset": preset})
 
 
 def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: dict[str, Any] | None = None,
@@ -178,7 +177,8 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
     """
     overrides = _own_overrides(overrides, ("dataset", "text.vocab_size"))
     info = read_info(data)
-    preset = preset or preset_for_source(info.source)
+    preset, named = resolve_preset(preset or preset_for_source(info.source))
+    overrides = {**named, **overrides}
     backbone = overrides.get("image.backbone")
     if backbone is not None and backbone != get_preset(preset).pretrain.image.backbone \
             and overrides.get("image.image_size") is None:

@@ -11,22 +11,30 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from attngan_cli.archs.presets import ARCH_OVERRIDES, arch_overrides
-from attngan_cli.archs.registry import build_discriminators, build_generator, get_arch
+from attngan_cli.archs.attngan.generator import GeneratorOutput
+from attngan_cli.archs.attngan.loss import AttnGANLoss, DiscriminatorLoss, GeneratorLoss
+from attngan_cli.archs.base import TextBatch
+from attngan_cli.archs.registry import (
+    arch_names,
+    build_discriminators,
+    build_generator,
+    get_arch,
+    image_sizes,
+)
+from attngan_cli.archs.stackgan.loss import StackGANDiscriminatorLoss, StackGANGeneratorLoss
 from attngan_cli.archs.stackgan.networks import (
     CondDiscriminator,
-    CondStage,
     StackGANGenerator,
-    StackGANppGenerator,
     StageI,
     StageII,
 )
+from attngan_cli.archs.stackganpp import ColorTerm, CondStage, StackGANppGenerator
 from attngan_cli.cli import app
 from attngan_cli.config.presets import get_preset, make_train_config, preset_names
 from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from attngan_cli.config.serialize import from_dict
 from attngan_cli.core.errors import AttnGANError, ConfigMismatchError, InputError
-from attngan_cli.losses.adversarial import DiscriminatorLoss, GeneratorLoss, bce_logits
+from attngan_cli.losses.adversarial import bce_logits
 from attngan_cli.losses.color import color_consistency, color_stats
 from attngan_cli.storage.checkpoints import load_checkpoint
 from attngan_cli.training.resolve import resolve_train
@@ -63,8 +71,8 @@ def test_stackganpp_generator_shapes_and_gradients(stages: int, base: int) -> No
     words, sent, mask = _text()
     sent.requires_grad_(True)
     out = G(torch.randn(3, 10), sent, words, mask)
-    assert [tuple(x.shape) for x in out.images] == [(3, 3, s, s) for s in cfg.image_sizes]
-    assert cfg.image_sizes == [base * 2**i for i in range(stages)]
+    assert [tuple(x.shape) for x in out.images] == [(3, 3, s, s) for s in image_sizes(cfg)]
+    assert image_sizes(cfg) == [base * 2**i for i in range(stages)]
     assert out.attn == []
     assert out.mu.shape == out.logvar.shape == (3, 6)
     sum(x.sum() for x in out.images).backward()
@@ -114,7 +122,7 @@ def test_stackgan_stage_modules_shapes_and_gradients(base: int) -> None:
     assert high.shape == (2, 3, 4 * base, 4 * base) and mu2.shape == (2, 6)
     (high.sum() + low.sum()).backward()
     assert _grads(s1) == [] and _grads(s2) == []
-    assert cfg.image_sizes == [base, 4 * base]
+    assert image_sizes(cfg) == [base, 4 * base]
 
 
 def test_stackgan_stage_two_freezes_stage_one() -> None:
@@ -201,13 +209,14 @@ def test_generator_loss_adds_weighted_color_term() -> None:
     Ds = build_discriminators(_gcfg("stackgan++", 2), DiscriminatorConfig(ndf=2, embedding_dim=EMB))
     fakes = [torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16) * 0.1]
     mu, logvar, sent = torch.zeros(2, 6), torch.zeros(2, 6), torch.randn(2, EMB)
-    plain = GeneratorLoss(0.0)(Ds, fakes, mu, logvar, None, sent, None, None)
-    with_color = GeneratorLoss(0.0, color_consistency=3.0)(Ds, fakes, mu, logvar, None, sent, None, None)
+    out, text = GeneratorOutput(fakes, [], mu, logvar), TextBatch(None, sent, None, None, None, None, None)
+    plain = AttnGANLoss(DiscriminatorLoss(), GeneratorLoss(0.0)).generator(Ds, out, text)
+    with_color = AttnGANLoss(DiscriminatorLoss(), GeneratorLoss(0.0), [ColorTerm(3.0)]).generator(Ds, out, text)
     cc = color_consistency(fakes)
     assert cc > 0
     assert with_color.total.item() == pytest.approx(plain.total.item() + 3.0 * cc.item(), rel=1e-5)
-    assert with_color.logs()["color"].item() == pytest.approx(cc.item())
-    assert "color" not in plain.logs()
+    assert with_color.logs["color"].item() == pytest.approx(cc.item())
+    assert "color" not in plain.logs
 
 
 class _FixedD(torch.nn.Module):
@@ -232,12 +241,13 @@ def test_conditional_only_losses_are_stackgans() -> None:
     r = bce_logits(D.cond_logits(D(real), sent), 1.0)
     f = bce_logits(D.cond_logits(D(fake), sent), 0.0)
     w = bce_logits(D.cond_logits(D(real), torch.roll(sent, -1, 0)), 0.0)
-    terms = DiscriminatorLoss(mismatch=True)(D, real, fake, sent)
+    terms = StackGANDiscriminatorLoss(mismatch=True)(D, real, fake, sent)
     assert terms.real_uncond is None and terms.fake_uncond is None
     assert terms.total.item() == pytest.approx((r + (f + w) / 2).item(), rel=1e-6)
-    assert DiscriminatorLoss(mismatch=False)(D, real, fake, sent).total.item() == pytest.approx((r + f).item(), rel=1e-6)
+    assert StackGANDiscriminatorLoss(mismatch=False)(D, real, fake, sent).total.item() == pytest.approx((r + f).item(), rel=1e-6)
     small = torch.rand(4, 3, 4, 4)
-    g = GeneratorLoss(0.0, kl_weight=0.0)([D], [small, fake], torch.zeros(4, 6), torch.zeros(4, 6), None, sent, None, None)
+    g = StackGANGeneratorLoss(0.0, kl_weight=0.0)([D], [small, fake], torch.zeros(4, 6), torch.zeros(4, 6), None, sent,
+                                                  None, None)
     assert len(g.adv) == 1
     assert g.total.item() == pytest.approx(bce_logits(D.cond_logits(D(fake), sent), 1.0).item(), rel=1e-6)
 
@@ -245,10 +255,10 @@ def test_conditional_only_losses_are_stackgans() -> None:
 # --------------------------------------------------------------------------------------------------
 # Presets and settings
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("arch", sorted(ARCH_OVERRIDES))
+@pytest.mark.parametrize("arch", [a for a in arch_names() if get_arch(a).presets])
 def test_arch_presets_build_for_every_preset(arch: str) -> None:
     for preset in [n for n in preset_names() if get_preset(n).chosen_by_data]:  # the dataset presets
-        over = arch_overrides(arch, preset)
+        over = get_arch(arch).presets.get(preset, {})
         assert over, f"{arch} has no settings for preset {preset}"
         cfg = make_train_config(preset, {"generator.arch": arch, **over})
         assert cfg.lambda_damsm == 0.0 and cfg.kl_weight == 2.0
@@ -257,12 +267,12 @@ def test_arch_presets_build_for_every_preset(arch: str) -> None:
 
 
 def test_published_bird_settings() -> None:
-    pp = make_train_config("bird", {"generator.arch": "stackgan++", **arch_overrides("stackgan++", "bird")})
+    pp = make_train_config("bird", {"generator.arch": "stackgan++", **get_arch("stackgan++").presets["bird"]})
     assert (pp.batch_size, pp.lr_g, pp.lr_d, pp.generator.ngf, pp.discriminator.ndf, pp.generator.condition_dim,
             pp.generator.r_num, pp.generator.stages) == (24, 2e-4, 2e-4, 64, 64, 128, 2, 3)
-    sg = make_train_config("bird", {"generator.arch": "stackgan", **arch_overrides("stackgan", "bird")})
+    sg = make_train_config("bird", {"generator.arch": "stackgan", **get_arch("stackgan").presets["bird"]})
     assert (sg.batch_size, sg.generator.stages, sg.generator.r_num, sg.generator.condition_dim) == (64, 1, 4, 128)
-    assert sg.generator.image_sizes == [64]
+    assert image_sizes(sg.generator) == [64]
 
 
 def test_resolve_train_applies_arch_settings_under_the_flags(shapes_h5, damsm_path) -> None:

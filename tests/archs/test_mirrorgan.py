@@ -110,7 +110,7 @@ def random_captioner(shapes_h5, tmp_path_factory):
 
 
 def test_stream_loss_falls_when_the_real_image_replaces_the_generated_one(trained_captioner, real_pairs, damsm_path):
-    from attngan_cli.archs.mirrorgan.stream import StreamLoss, load_captioner
+    from attngan_cli.archs.stream import StreamLoss, load_captioner
     from attngan_cli.inference.pipeline import embed_captions, load_damsm
 
     images, caps, lens = real_pairs
@@ -226,7 +226,7 @@ def mirror_run(shapes_h5, damsm_path, trained_captioner, tmp_path_factory):
 def test_sample_caption_back_prints_the_captioners_reading(mirror_run, random_captioner, tmp_path):
     """--captioner replaces the run's captioner (a random one: it reads noise images differently, where the
     run's, trained on 8 real images, says the same of every 4-step GAN image)."""
-    from attngan_cli.archs.mirrorgan.stream import caption_back, load_captioner
+    from attngan_cli.archs.stream import caption_back, load_captioner
 
     out = tmp_path / "s"
     res = runner.invoke(app, ["sample", "a red circle on a white background", "-c", str(mirror_run), "-o", str(out),
@@ -251,7 +251,7 @@ def test_sample_caption_back_prints_the_captioners_reading(mirror_run, random_ca
 
 def test_caption_back_reads_real_images_from_png(trained_captioner, real_pairs, tmp_path):
     """The captioner trained on 8 real images reads their PNG files back as their captions."""
-    from attngan_cli.archs.mirrorgan.stream import caption_back, load_captioner
+    from attngan_cli.archs.stream import caption_back, load_captioner
     from attngan_cli.viz.grid import save_png, to_uint8
 
     images, caps, lens = real_pairs
@@ -305,14 +305,15 @@ def test_attend_draws_the_sentence_attention(mirror_run, tmp_path):
 
 
 def test_mirrorgan_presets(shapes_h5, damsm_path):
+    from attngan_cli.archs.registry import new_train_config
     from attngan_cli.core.errors import InputError
     from attngan_cli.training.resolve import preset_for_source, resolve_train
 
-    bird = make_train_config("mirrorgan-bird")
+    bird = new_train_config("mirrorgan-bird")
     assert (bird.generator.arch, bird.stream_weight, bird.lambda_damsm, bird.batch_size, bird.epochs) == (
         "mirrorgan", 20.0, 0.0, 12, 650)
     assert (bird.generator.ngf, bird.discriminator.ndf, bird.generator.r_num, bird.words) == (32, 64, 2, 18)
-    coco = make_train_config("mirrorgan-coco")
+    coco = new_train_config("mirrorgan-coco")
     assert (coco.generator.arch, coco.stream_weight, coco.generator.ngf, coco.words) == ("mirrorgan", 20.0, 48, 12)
     assert preset_for_source("cub") == "bird" and preset_for_source("coco") == "coco"  # never chosen by the data
     with pytest.raises(InputError, match="--captioner"):
@@ -322,9 +323,9 @@ def test_mirrorgan_presets(shapes_h5, damsm_path):
 
 
 def test_the_stream_term_reaches_the_generator_in_a_training_step(shapes_h5, damsm_path, random_captioner):
-    from attngan_cli.archs.mirrorgan.stream import StreamLoss, load_captioner
+    from attngan_cli.archs.attngan.loss import AttnGANLoss, DiscriminatorLoss, GeneratorLoss
+    from attngan_cli.archs.stream import StreamLoss, StreamTerm, load_captioner
     from attngan_cli.inference.pipeline import load_damsm
-    from attngan_cli.losses.adversarial import DiscriminatorLoss, GeneratorLoss
     from attngan_cli.training.gan import build_models, open_datasets, train_step
 
     cfg = tiny_train_config(shapes_h5, damsm_path, **{"generator.arch": "mirrorgan", "captioner": str(random_captioner),
@@ -336,8 +337,9 @@ def test_the_stream_term_reaches_the_generator_in_a_training_step(shapes_h5, dam
     for stream in (None, StreamLoss(load_captioner(random_captioner).captioner)):
         torch.manual_seed(0)
         m = build_models(cfg, torch.device("cpu"), damsm.text_encoder, None)
-        m.stream = stream
-        logs = train_step(m, batch, cfg, torch.device("cpu"), DiscriminatorLoss(), GeneratorLoss(0.0, cfg.kl_weight))
+        extra = [StreamTerm(stream, cfg.stream_weight)] if stream is not None else []
+        loss = AttnGANLoss(DiscriminatorLoss(), GeneratorLoss(0.0, cfg.kl_weight), extra)
+        logs = train_step(m, batch, cfg, torch.device("cpu"), loss)
         assert ("stream" in logs) == (stream is not None)
         grads.append(m.G.img_net2.img[0].weight.grad.clone())
     assert float((grads[0] - grads[1]).abs().max()) > 1e-6

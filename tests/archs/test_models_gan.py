@@ -10,6 +10,7 @@ import torch
 
 from attngan_cli.archs.attngan.discriminators import Discriminator, make_discriminators
 from attngan_cli.archs.attngan.generator import Generator
+from attngan_cli.archs.registry import image_sizes
 from attngan_cli.config.presets import make_train_config
 from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig
 from attngan_cli.networks.attention import WordAttention
@@ -39,8 +40,8 @@ def test_generator_shapes_per_stage(stages: int, base: int) -> None:
     B, T = 3, 7
     words, sent, mask = _text(B, T, [7, 4, 1])
     out = G(torch.randn(B, 10), sent, words, mask)
-    assert [tuple(x.shape) for x in out.images] == [(B, 3, s, s) for s in cfg.image_sizes]
-    assert [tuple(a.shape) for a in out.attn] == [(B, T, s, s) for s in cfg.image_sizes[:-1]]
+    assert [tuple(x.shape) for x in out.images] == [(B, 3, s, s) for s in image_sizes(cfg)]
+    assert [tuple(a.shape) for a in out.attn] == [(B, T, s, s) for s in image_sizes(cfg)[:-1]]
     assert out.mu.shape == out.logvar.shape == (B, 6)
     for img in out.images:
         assert img.min() >= -1 and img.max() <= 1

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from attngan_cli.archs.registry import base_preset, image_sizes, named_preset_names, new_train_config
 from attngan_cli.config.presets import (
     PRESETS,
     Preset,
@@ -74,12 +75,12 @@ def test_overrides_apply_and_unknown_fields_are_named() -> None:
 
 
 def test_image_sizes_follow_stages() -> None:
-    assert GeneratorConfig(stages=4, base_size=64).image_sizes == [64, 128, 256, 512]
-    assert make_train_config("shapes").generator.image_sizes[0] == get_preset("shapes").train.generator.base_size
+    assert image_sizes(GeneratorConfig(stages=4, base_size=64)) == [64, 128, 256, 512]
+    assert image_sizes(make_train_config("shapes").generator)[0] == get_preset("shapes").train.generator.base_size
 
 
 def test_presets_are_typed_and_share_caption_length_and_damsm() -> None:
-    assert preset_names() == ["bird", "coco", "shapes", "mirrorgan-bird", "mirrorgan-coco"]
+    assert [*preset_names(), *named_preset_names()] == ["bird", "coco", "shapes", "mirrorgan-bird", "mirrorgan-coco"]
     for name in preset_names():
         p = get_preset(name)
         assert isinstance(p, Preset) and p.name == name == p.train.preset == p.pretrain.preset
@@ -87,8 +88,11 @@ def test_presets_are_typed_and_share_caption_length_and_damsm() -> None:
         assert p.pretrain.damsm == p.train.damsm
         assert p.pretrain.text.words == (15 if "coco" in name else p.train.words)  # coco: its own DAMSM length
         assert p.pretrain.image.image_size == default_image_size(p.pretrain.image.backbone)
-    assert [preset_value(n, "dataset_kind") for n in preset_names()] == ["cub", "coco", "shapes", "cub", "coco"]
-    assert [preset_value(n, "captions_per_image") for n in preset_names()] == [10, 5, 5, 10, 5]
+    for name in named_preset_names():  # an architecture's named presets start from a dataset preset
+        assert new_train_config(name).preset == name
+    every = [base_preset(n) for n in [*preset_names(), *named_preset_names()]]
+    assert [preset_value(n, "dataset_kind") for n in every] == ["cub", "coco", "shapes", "cub", "coco"]
+    assert [preset_value(n, "captions_per_image") for n in every] == [10, 5, 5, 10, 5]
     shapes = make_pretrain_config("shapes")
     assert (shapes.image.backbone, shapes.image.image_size, shapes.image.width, shapes.group_by) == (
         "compact", 64, 16, ["bg_color", "color"])
@@ -155,7 +159,7 @@ def test_presets_hold_the_captioner_pretraining_too() -> None:
     assert (shapes.model.backbone, shapes.model.image_size, shapes.model.width, shapes.model.embed_dim,
             shapes.model.hidden_dim) == ("compact", 64, 16, 128, 128)
     for variant, base in (("mirrorgan-bird", bird), ("mirrorgan-coco", coco)):
-        assert make_caption_pretrain_config(variant).words == base.words
+        assert make_caption_pretrain_config(base_preset(variant)).words == base.words
     with pytest.raises(ConfigMismatchError, match=r"presets\.x\.captioner\.modle"):
         build_preset("x", _definition(captioner__modle={}))
     with pytest.raises(ConfigMismatchError, match=r"presets\.x\.captioner\.model\.hiden_dim"):

@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from attngan_cli.archs.attngan.loss import DiscriminatorLoss, GeneratorLoss
 from attngan_cli.config.schema import DAMSMConfig
 from attngan_cli.losses.adversarial import (
-    DiscriminatorLoss,
-    GeneratorLoss,
     bce_logits,
     encode_images,
     kl_loss,

@@ -184,8 +184,8 @@ def test_damsm_loss_reaches_the_generator_through_inception_v3() -> None:
     the GAN's DAMSM term must still send a gradient to G's last image and G's last stage. Random weights,
     the smallest input Inception-v3 takes (75 px), a tiny generator."""
     from attngan_cli.archs.attngan.generator import Generator
+    from attngan_cli.archs.attngan.loss import GeneratorLoss
     from attngan_cli.config.schema import DAMSMConfig, GeneratorConfig, ImageEncoderConfig
-    from attngan_cli.losses.adversarial import GeneratorLoss
     from attngan_cli.networks.image_encoder import ImageEncoder
 
     torch.manual_seed(0)

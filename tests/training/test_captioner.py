@@ -124,7 +124,7 @@ def _pretrain(data, runs, *extra):
 
 
 def test_pretrain_captioner_cli_logs_and_resumes_exactly(shapes_h5, tmp_path, one_thread):
-    from attngan_cli.archs.mirrorgan.stream import load_captioner
+    from attngan_cli.archs.stream import load_captioner
 
     runs = tmp_path / "runs"
     res = _pretrain(shapes_h5, runs, "--epochs", "2", "--snapshot-every", "1")
@@ -172,7 +172,7 @@ def test_caption_pretrain_config_ranges():
 def test_captioner_checkpoint_round_trips(tmp_path, one_thread):
     from _mirror_fixtures import tiny_caption_config
 
-    from attngan_cli.archs.mirrorgan.stream import load_captioner
+    from attngan_cli.archs.stream import load_captioner
     from attngan_cli.config.captioner import CAPTIONER_KIND
     from attngan_cli.config.serialize import to_dict
     from attngan_cli.core.errors import CheckpointError

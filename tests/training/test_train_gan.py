@@ -14,10 +14,10 @@ import torch
 from _sample_fixtures import make_damsm, tiny_train_config
 from typer.testing import CliRunner
 
+from attngan_cli.archs.attngan.loss import AttnGANLoss, DiscriminatorLoss, GeneratorLoss
 from attngan_cli.core.errors import ConfigMismatchError, TrainingAborted
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.inference.pipeline import GeneratorBundle, embed_captions, load_generator
-from attngan_cli.losses.adversarial import DiscriminatorLoss, GeneratorLoss
 from attngan_cli.storage.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from attngan_cli.storage.rundirs import RunDir
 from attngan_cli.training.gan import build_models, open_datasets, train_gan, train_step
@@ -45,8 +45,8 @@ def test_gradients_reach_generator_and_discriminators(shapes_h5, damsm_path):
     m = build_models(cfg, torch.device("cpu"), damsm.text_encoder, damsm.image_encoder)
     batch = torch.utils.data.default_collate([train_ds[i] for i in range(cfg.batch_size)])
     g0 = [p.detach().clone() for p in m.G.parameters()]
-    logs = train_step(m, batch, cfg, torch.device("cpu"), DiscriminatorLoss(), GeneratorLoss(
-        cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, damsm.image_encoder))
+    logs = train_step(m, batch, cfg, torch.device("cpu"), AttnGANLoss(DiscriminatorLoss(), GeneratorLoss(
+        cfg.lambda_damsm, cfg.kl_weight, cfg.damsm, damsm.image_encoder)))
     assert {"d0", "d1", "d", "g", "g_adv0", "g_adv1", "kl", "w_loss", "s_loss"} <= set(logs)
     for name, p in m.G.named_parameters():
         assert p.grad is not None, name
@@ -318,7 +318,7 @@ def _step_gradients(shapes_h5, damsm_path, grad_accum: int) -> dict[str, torch.T
         opt.step = recorder(f"D{i}", D)
     batch = torch.utils.data.default_collate([train_ds[i] for i in range(cfg.batch_size)])
     torch.manual_seed(1)
-    train_step(m, batch, cfg, torch.device("cpu"), DiscriminatorLoss(), GeneratorLoss(0.0, cfg.kl_weight))
+    train_step(m, batch, cfg, torch.device("cpu"), AttnGANLoss(DiscriminatorLoss(), GeneratorLoss(0.0, cfg.kl_weight)))
     return grads
 
 

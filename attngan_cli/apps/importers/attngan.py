@@ -34,6 +34,7 @@ from torch import nn
 
 from attngan_cli.archs.attngan.discriminators import Discriminator
 from attngan_cli.archs.attngan.generator import Generator
+from attngan_cli.archs.registry import image_sizes
 from attngan_cli.config.presets import get_preset, make_pretrain_config, make_train_config, preset_names
 from attngan_cli.config.schema import (
     DiscriminatorConfig,
@@ -480,9 +481,9 @@ def import_official(
         if len(d_states) != gcfg.stages:
             raise ConfigMismatchError(
                 f"--discriminators got {len(d_states)} files but the generator has {gcfg.stages} stages "
-                f"({', '.join(f'{s} px' for s in gcfg.image_sizes)}): pass one per stage, in order"
+                f"({', '.join(f'{s} px' for s in image_sizes(gcfg))}): pass one per stage, in order"
             )
-        for k, ((p, role, s), size) in enumerate(zip(d_states, gcfg.image_sizes, strict=True)):
+        for k, ((p, role, s), size) in enumerate(zip(d_states, image_sizes(gcfg), strict=True)):
             cfg_k, size_k = infer_discriminator(s, p, role)
             if size_k != size:
                 raise ConfigMismatchError(

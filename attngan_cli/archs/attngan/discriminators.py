@@ -28,6 +28,7 @@ from attngan_cli.core.errors import AttnGANError
 from attngan_cli.networks.blocks import block3x3_leaky, down_block, init_weights
 
 MAX_MULT = 32  # channel cap (in units of ndf) for the extra down levels
+STAGE_SCALE = 2  # the stages double the image size
 
 
 def encode_image(ndf: int, levels: int) -> nn.Sequential:
@@ -115,7 +116,7 @@ class Discriminator(nn.Module):
 
 
 def make_discriminators(gcfg: GeneratorConfig, dcfg: DiscriminatorConfig, *, init: bool = True) -> nn.ModuleList:
-    """One discriminator per generator stage, for image sizes ``gcfg.image_sizes``. The official init
+    """One discriminator per generator stage, for image sizes base_size * 2^i. The official init
     runs QR factorisations of the big 4x4 conv weights: construct under ``with torch.device("cuda")`` to
     do it on the GPU, or pass ``init=False`` when loading weights."""
-    return nn.ModuleList([Discriminator(dcfg, s, gcfg.base_size, init=init) for s in gcfg.image_sizes])
+    return nn.ModuleList([Discriminator(dcfg, s, gcfg.base_size, init=init) for s in gcfg.sizes(STAGE_SCALE)])

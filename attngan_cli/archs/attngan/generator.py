@@ -19,8 +19,6 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from attngan_cli.archs.attngan.discriminators import make_discriminators
-from attngan_cli.archs.registry import Architecture, register_arch
 from attngan_cli.config.schema import GeneratorConfig
 from attngan_cli.core.errors import AttnGANError
 from attngan_cli.networks.attention import WordAttention
@@ -141,11 +139,3 @@ class Generator(nn.Module):
             attn.append(a)
         return GeneratorOutput(images, attn, mu, logvar)
 
-
-register_arch(Architecture(
-    name="attngan",
-    summary="attentional stacked generator: word attention at every stage after the first",
-    paper="Xu et al., CVPR 2018 (AttnGAN)",
-    build_generator=Generator,
-    build_discriminators=make_discriminators,
-))

@@ -15,7 +15,7 @@ normalised over regions): where the sentence feature is put into the image.
 
 The first stage, the image heads, the discriminators, the call and the output are AttnGAN's
 (:mod:`attngan_cli.archs.attngan.generator`); the output's ``sent_attn`` holds one (B, 1, s, s) map per GLAM
-stage. Registered as the ``mirrorgan`` architecture (``--arch mirrorgan``, ``--sentence-attention``).
+stage. The ``mirrorgan`` architecture (``--arch mirrorgan``, ``--sentence-attention``): :mod:`attngan_cli.archs.mirrorgan`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attngan_cli.archs.attngan.discriminators import make_discriminators
 from attngan_cli.archs.attngan.generator import Generator, GeneratorOutput
-from attngan_cli.archs.registry import Architecture, register_arch
 from attngan_cli.config.schema import GeneratorConfig
 from attngan_cli.networks.attention import WordAttention
 from attngan_cli.networks.blocks import ResBlock, conv1x1, init_weights, up_block
@@ -96,13 +94,3 @@ class MirrorGANGenerator(Generator):
             sent_attn.append(s)
         return GeneratorOutput(images, attn, mu, logvar, sent_attn)
 
-
-register_arch(Architecture(
-    name="mirrorgan",
-    summary="GLAM: word attention and sentence attention (the CA vector against the regions) at every stage "
-            "after the first",
-    paper="Qiao et al., CVPR 2019 (MirrorGAN)",
-    build_generator=MirrorGANGenerator,
-    build_discriminators=make_discriminators,
-    sentence_attention=True,
-))

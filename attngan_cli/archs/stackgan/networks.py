@@ -1,22 +1,8 @@
-"""The baselines AttnGAN is measured against, with the AttnGAN generator call and built from its blocks.
-
-**StackGAN++** (Zhang et al., TPAMI 2018; official ``G_NET`` of hanzhanggit/StackGAN-v2), ``--arch stackgan++``:
-a tree of generators trained jointly, every stage conditioned on the conditioning-augmented sentence
-vector c instead of word attention::
-
-    c, mu, logvar = F_ca(sentence)
-    h_0 = F_0(concat(c, z))                                          (B, ngf, base, base)
-    h_i = up(res(joint(concat(h_{i-1}, tile(c)))))    for i >= 1     (B, ngf / 2^i, base*2^i, ...)
-    x_i = tanh(conv3x3(h_i))
-
-The channels halve at every stage as the official tree (64 -> 32 -> 16 at GF_DIM 64). Its
-discriminators are AttnGAN's (which are StackGAN++'s ``D_NET64/128/256``), conditioned on the sentence
-vector.
-
-**StackGAN** (Zhang et al., ICCV 2017; official hanzhanggit/StackGAN), ``--arch stackgan``: two stages
-trained one after the other. Stage-I is c + z -> ``base`` px (the first stage above). Stage-II
-(``stages=2``) encodes the Stage-I image down to base/4, joins it with its own conditioning
-augmentation of the sentence, runs residual blocks and four up-blocks to 4 x base px::
+"""StackGAN's networks (Zhang et al., ICCV 2017; official hanzhanggit/StackGAN), ``--arch stackgan``: two
+stages trained one after the other. Stage-I is c + z -> ``base`` px (AttnGAN's first stage with its own
+conditioning augmentation). Stage-II (``stages=2``) encodes the Stage-I image down to base/4, joins it
+with its own conditioning augmentation of the sentence, runs residual blocks and four up-blocks to
+4 x base px::
 
     e = down(down(conv3x3(x_0)))                                     (B, 8ngf, base/4, base/4)
     h = up^4(res(joint(concat(e, tile(c2)))))                        (B, ngf/2, 4 base, 4 base)
@@ -32,87 +18,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attngan_cli.archs.attngan.discriminators import Discriminator, LogitsHead, make_discriminators
+from attngan_cli.archs.attngan.discriminators import Discriminator, LogitsHead
 from attngan_cli.archs.attngan.generator import GeneratorOutput, ImageHead, InitStage, first_stage_ups
-from attngan_cli.archs.registry import Architecture, register_arch
 from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig
 from attngan_cli.core.errors import AttnGANError
 from attngan_cli.networks.blocks import (
-    GLU,
     CANet,
     ResBlock,
     block3x3_leaky,
     conv3x3,
     down_block,
     init_weights,
+    tile,
     up_block,
 )
 
-
-def tile(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B, C) -> (B, C, h, w), the spatial size of ``like`` (B, *, h, w), in its dtype."""
-    return c.to(like.dtype)[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
-
-
-def joint_block(in_ch: int, out_ch: int) -> nn.Sequential:
-    """3x3 conv to 2*out_ch, BN, GLU, keeping the size (official StackGAN++ ``Block3x3_relu``)."""
-    return nn.Sequential(conv3x3(in_ch, out_ch * 2), nn.BatchNorm2d(out_ch * 2), GLU())
-
-
-class CondStage(nn.Module):
-    """A StackGAN++ stage after the first: concat(h, tiled c), joint conv to ``ngf``, ``r_num`` residual
-    blocks, an up-block to ngf/2: (B, ngf, s, s) -> (B, ngf/2, 2s, 2s). Official ``NEXT_STAGE_G``."""
-
-    def __init__(self, ngf: int, condition_dim: int, r_num: int) -> None:
-        super().__init__()
-        self.joint = joint_block(ngf + condition_dim, ngf)
-        self.residual = nn.Sequential(*[ResBlock(ngf) for _ in range(r_num)])
-        self.upsample = up_block(ngf, ngf // 2)
-
-    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        x = self.joint(torch.cat((h, tile(c, h)), dim=1))  # (B, ngf, s, s)
-        return self.upsample(self.residual(x))  # (B, ngf/2, 2s, 2s)
+STAGE_SCALE = 4  # Stage-II draws 4 x the Stage-I size
 
 
 def _check_stages(cfg: GeneratorConfig, allowed: tuple[int, ...], what: str) -> None:
     if cfg.stages not in allowed:
         raise AttnGANError(f"--stages (generator.stages) of --arch {cfg.arch} must be "
                            f"{' or '.join(map(str, allowed))} ({what}), got {cfg.stages}")
-
-
-class StackGANppGenerator(nn.Module):
-    """StackGAN++: ``forward(z, sent_emb, words_emb, mask, ca_noise=True) -> GeneratorOutput`` with
-    ``attn`` empty (the words are not used)."""
-
-    def __init__(self, cfg: GeneratorConfig, *, init: bool = True) -> None:
-        super().__init__()
-        _check_stages(cfg, (1, 2, 3, 4), "images of base_size * 2^i")
-        halvings = cfg.stages - 1
-        if cfg.ngf % 2**halvings or cfg.ngf < 2**halvings:
-            raise AttnGANError(f"--ngf of --arch stackgan++ halves at every stage: with {cfg.stages} stages it must be a "
-                               f"multiple of {2**halvings}, got {cfg.ngf}")
-        self.cfg = cfg
-        n_up = first_stage_ups(cfg.base_size)
-        self.ca_net = CANet(cfg.embedding_dim, cfg.condition_dim)
-        self.h_net1 = InitStage(cfg.z_dim + cfg.condition_dim, cfg.ngf * 2**n_up, n_up)
-        self.img_net1 = ImageHead(cfg.ngf)
-        for i in range(2, cfg.stages + 1):
-            ch = cfg.ngf // 2 ** (i - 2)  # channels entering stage i
-            self.add_module(f"h_net{i}", CondStage(ch, cfg.condition_dim, cfg.r_num))
-            self.add_module(f"img_net{i}", ImageHead(ch // 2))
-        if init:
-            init_weights(self)
-
-    def forward(self, z: torch.Tensor, sent_emb: torch.Tensor, words_emb: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, ca_noise: bool | torch.Tensor = True,
-                official_mask: bool = False) -> GeneratorOutput:
-        c, mu, logvar = self.ca_net(sent_emb, noise=ca_noise)  # (B, c_dim) each
-        h = self.h_net1(z, c)  # (B, ngf, base, base)
-        images = [self.img_net1(h)]
-        for i in range(2, self.cfg.stages + 1):
-            h = getattr(self, f"h_net{i}")(h, c)  # (B, ngf / 2^(i-1), 2s, 2s)
-            images.append(getattr(self, f"img_net{i}")(h))
-        return GeneratorOutput(images, [], mu, logvar)
 
 
 class StageI(nn.Module):
@@ -221,25 +148,6 @@ class CondDiscriminator(Discriminator):
 def stackgan_discriminators(gcfg: GeneratorConfig, dcfg: DiscriminatorConfig, *, init: bool = True) -> nn.ModuleList:
     """The discriminator of the stage a StackGAN trains: Stage-I's (base px) for ``stages=1``, Stage-II's
     (4 x base px) for ``stages=2`` (the frozen Stage-I needs none): one, for the last image."""
-    size = gcfg.image_sizes[-1]
+    size = gcfg.sizes(STAGE_SCALE)[-1]
     return nn.ModuleList([CondDiscriminator(dcfg, size, gcfg.base_size, gcfg.condition_dim, init=init)])
-
-
-register_arch(Architecture(
-    name="stackgan++",
-    summary="StackGAN++ tree: sentence-conditioned stages, no word attention (--lambda 5: AttnGAN without attention)",
-    paper="Zhang et al., TPAMI 2018 (StackGAN++)",
-    build_generator=StackGANppGenerator,
-    build_discriminators=make_discriminators,
-    word_attention=False,
-))
-
-register_arch(Architecture(
-    name="stackgan",
-    summary="StackGAN: Stage-I (base px) then Stage-II (4 x base) on the frozen Stage-I (--stage 1, --stage 2)",
-    paper="Zhang et al., ICCV 2017 (StackGAN)",
-    build_generator=StackGANGenerator,
-    build_discriminators=stackgan_discriminators,
-    word_attention=False,
-))
 

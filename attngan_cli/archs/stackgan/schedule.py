@@ -1,8 +1,8 @@
-"""StackGAN's schedule: Stage-I is trained first (``--arch stackgan --stage 1``), then Stage-II on the frozen
-Stage-I (``--stage 2 --init STAGE1_RUN``).
+"""StackGAN's schedule: Stage-I is trained first (``--arch stackgan --arch-option stage=1``), then
+Stage-II on the frozen Stage-I (``--arch-option stage=2 --init STAGE1_RUN``).
 
-:func:`check_stage_one` runs in :func:`attngan_cli.training.resolve.resolve_train`, before a run directory
-exists: the ``--init`` run must be a finished (``final.pt``) StackGAN Stage-I of the same dataset, with
+:func:`check_stage_schedule` is the architecture's ``check_settings`` hook, run by
+:func:`attngan_cli.training.resolve.resolve_train` before a run directory exists: the ``--init`` run must be a finished (``final.pt``) StackGAN Stage-I of the same dataset, with
 the weight shapes this Stage-II config gives Stage-I and the same DAMSM text encoder. :func:`init_from_stage_one`
 copies its Stage-I weights (the EMA, which is what its samples show) into the new generator and its EMA;
 the Stage-II checkpoint then holds both stages, so ``sample`` and ``eval`` need nothing else.
@@ -17,10 +17,11 @@ from pathlib import Path
 from torch import nn
 
 from attngan_cli.config.schema import TrainConfig
-from attngan_cli.config.serialize import from_dict
+from attngan_cli.config.serialize import apply_overrides, from_dict
 from attngan_cli.core.errors import ConfigMismatchError, InputError
 from attngan_cli.data.h5 import read_info
 from attngan_cli.storage.checkpoints import (
+    DAMSM_KIND,
     GAN_KIND,
     Checkpoint,
     check_vocab,
@@ -32,7 +33,7 @@ from attngan_cli.storage.rundirs import FINAL_NAME, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
-STAGED_ARCH = "stackgan"
+NAME = "stackgan"  # the architecture (GeneratorConfig.arch) of a Stage-I run
 # Stage-I's weight shapes: Stage-II's config must give Stage-I the same.
 STAGE_ONE_FIELDS = ("base_size", "ngf", "z_dim", "condition_dim", "embedding_dim")
 FLAG_OF = {"ngf": "--ngf", "base_size": "generator.base_size", "z_dim": "generator.z_dim",
@@ -72,9 +73,9 @@ def check_stage_one(cfg: TrainConfig, dataset_words: list[str], text_encoder_sta
     where = f"--init {ckpt.path}"
     saved = from_dict(TrainConfig, ckpt.config, where=f"checkpoint {ckpt.path} config")
     g = saved.generator
-    if g.arch != STAGED_ARCH or g.stages != 1:
+    if g.arch != NAME or g.stages != 1:
         raise InputError(f"{where}: a {g.arch} run with {g.stages} stage(s), not a StackGAN Stage-I (train one "
-                         "with --arch stackgan --stage 1)")
+                         "with --arch stackgan --arch-option stage=1)")
     check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
     _check_same_dataset(where, saved.dataset, cfg.dataset)
     for name in STAGE_ONE_FIELDS:
@@ -102,6 +103,22 @@ def _check_same_dataset(where: str, stage_one_data: str, data: str) -> None:
     if key_a != key_b:
         raise InputError(f"{where}: Stage-I was trained on {stage_one_data} ({a.source}, {a.n_train} train images), "
                          f"a different dataset than {data} ({b.source}, {b.n_train} train images)")
+
+
+def check_stage_schedule(cfg: TrainConfig, dataset_words: list[str], encoders_path: Path) -> TrainConfig:
+    """A new Stage-II run (``stage=2``) needs ``--init``, a finished Stage-I of this data (checked by
+    :func:`check_stage_one`; stored as its absolute ``final.pt``); ``--init`` is for nothing else."""
+    staged = cfg.generator.stages == 2
+    if staged and not cfg.init:
+        raise InputError("--arch stackgan --arch-option stage=2 trains Stage-II on a finished Stage-I: pass --init "
+                         "STAGE1_RUN")
+    if cfg.init and not staged:
+        raise InputError(f"--init is for --arch stackgan --stage 2 (--arch-option stage=2: Stage-II on a finished "
+                         f"Stage-I), not a StackGAN with {cfg.generator.stages} stage(s)")
+    if staged:
+        text_state = load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True).state.get("text_encoder")
+        cfg = apply_overrides(cfg, {"init": str(check_stage_one(cfg, dataset_words, text_state))})
+    return cfg
 
 
 def init_from_stage_one(G: nn.Module, G_ema: nn.Module, init: str | os.PathLike[str]) -> None:

@@ -47,6 +47,7 @@ def official(
       attngan import official -g netG.pth -t text_encoder.pth --captions captions.pickle --discriminators netD0.pth netD1.pth netD2.pth --preset bird --custom --out imported/mine
     """
     from attngan_cli.apps.importers.attngan import import_official  # deferred: keeps `attngan --help` fast
+    from attngan_cli.archs.registry import image_sizes
 
     if more_discriminators and not discriminators:
         raise InputError(f"unexpected argument(s): {' '.join(map(str, more_discriminators))} "
@@ -60,7 +61,7 @@ def official(
         g = result.train_config.generator
         typer.echo(json.dumps({
             "generator": str(result.generator_path), "damsm": str(result.damsm_path),
-            "stages": g.stages, "image_sizes": g.image_sizes, "ngf": g.ngf, "r_num": g.r_num,
+            "stages": g.stages, "image_sizes": image_sizes(g), "ngf": g.ngf, "r_num": g.r_num,
             "ndf": result.train_config.discriminator.ndf, "vocab_size": result.vocab_size,
             "discriminators": result.discriminators, "image_encoder": result.image_encoder, "notes": result.notes,
         }))

@@ -76,11 +76,11 @@ def sample(
     bundle = load_generator(checkpoint, resolve_device(device), need_vocab=True)
     reader = None
     if caption_back:
-        from attngan_cli.archs.mirrorgan.stream import captioner_for_generator
+        from attngan_cli.archs.stream import captioner_for_generator
 
         reader = captioner_for_generator(bundle, captioner, resolve_device(device))  # fails before any image
     count = 0
-    last = f"-{bundle.config.generator.image_sizes[-1]}.png"
+    last = f"-{bundle.image_sizes[-1]}.png"
     finals: list[Path] = []
     for path in sample_to_dir(bundle, source, out, settings, progress=None if quiet else progress()):
         typer.echo(str(path))
@@ -90,7 +90,7 @@ def sample(
     log.info("wrote %d files to %s", count, out)
     if reader is not None:
         from attngan_cli.apps.sample import CAPTIONS_BACK
-        from attngan_cli.archs.mirrorgan.stream import caption_back as describe
+        from attngan_cli.archs.stream import caption_back as describe
         from attngan_cli.core.distributed import gather_object, is_main_process
         from attngan_cli.core.fileio import atomic_write_text
 

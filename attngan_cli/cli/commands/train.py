@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from attngan_cli.archs.base import describe_options, option_fields, parse_option_pairs, resolve_options
+from attngan_cli.archs.registry import DEFAULT_ARCH, arch_names, get_arch
 from attngan_cli.cli.commands.common import command, progress, report
 from attngan_cli.cli.commands.options import Device, Precision, Quiet, Resume, RunsRoot, Seed, Workers
 from attngan_cli.cli.commands.watch_options import TensorBoardOption
@@ -14,28 +17,39 @@ from attngan_cli.cli.flags import FLAGS
 from attngan_cli.core.errors import InputError
 from attngan_cli.storage.rundirs import RunDir
 
+log = logging.getLogger(__name__)
+
 
 def _overrides(**options: Any) -> dict[str, Any]:
     """Config overrides (dotted keys) from the options given; an option's name is its key unless listed."""
     config_keys = {"arch": "generator.arch", "stages": "generator.stages", "ngf": "generator.ngf", "ndf": "discriminator.ndf",
-                   "lambda_": "lambda_damsm", "stage": "generator.stages", "init": "init"}
+                   "lambda_": "lambda_damsm", "init": "init"}
     return {config_keys.get(k, k): v for k, v in options.items() if v is not None}
 
 
+def _archs_with(flag: str) -> list[str]:
+    """The architectures with option ``flag`` (or, for ``sentence_attention``, that capability)."""
+    if flag == "sentence_attention":
+        return [n for n in arch_names() if get_arch(n).sentence_attention]
+    return [n for n in arch_names() if flag in option_fields(get_arch(n))]
+
+
 def check_stage_options(arch: str | None, stage: int | None, stages: int | None, init: Path | None,
-                        resume: Path | None) -> None:
-    """--stage is StackGAN's schedule: only with --arch stackgan, on a new run, instead of --stages."""
+                        resume: Path | None) -> dict[str, Any]:
+    """The deprecated ``--stage N``: ``--arch-option stage=N`` of the architecture that has that option
+    (StackGAN's schedule), only on a new run, instead of --stages. Returns the architecture options it means."""
     if stage is None:
-        return
+        return {}
     if resume is not None:
         raise InputError("--stage: a resumed run keeps its stage (leave out --stage)")
-    if arch != "stackgan":
-        raise InputError(f"--stage is for --arch stackgan (trained one stage after the other); --arch "
-                         f"{arch or 'attngan'} trains every stage at once (--stages)")
+    owners = _archs_with("stage")
+    if arch not in owners:
+        raise InputError(f"--stage is for --arch {' or '.join(owners)} (trained one stage after the other); --arch "
+                         f"{arch or DEFAULT_ARCH} trains every stage at once (--stages)")
     if stages is not None:
-        raise InputError("give --stage (StackGAN) or --stages, not both")
-    if stage not in (1, 2):
-        raise InputError(f"--stage must be 1 (Stage-I) or 2 (Stage-II), got {stage}")
+        raise InputError(f"give --stage (--arch {arch}) or --stages, not both")
+    resolve_options(get_arch(arch), {"stage": stage})  # the architecture checks the value
+    return {"stage": stage}
 
 
 @command(flags=FLAGS["train"])
@@ -47,13 +61,17 @@ def train(
     preset: Annotated[str, typer.Option("--preset", help="Settings to start from: bird, coco or shapes "
                                         "(default: from the dataset: shapes for shapes data, coco for COCO, "
                                         "else bird).")] = "",
-    arch: Annotated[str | None, typer.Option("--arch", help="Architecture: attngan (default), mirrorgan, stackgan++ "
-                                             "or stackgan (see README's architecture table); a baseline applies "
+    arch: Annotated[str | None, typer.Option("--arch", help=f"Architecture: {', '.join(arch_names())} (default "
+                                             f"{DEFAULT_ARCH}; see README's architecture table); a baseline applies "
                                              "its paper's settings over the preset.")] = None,
-    stage: Annotated[int | None, typer.Option("--stage", help="--arch stackgan: 1 trains Stage-I, 2 trains Stage-II "
-                                              "on the frozen Stage-I given by --init.")] = None,
-    init: Annotated[Path | None, typer.Option("--init", help="--stage 2: the finished Stage-I run (or its final.pt) "
-                                              "of the same dataset.")] = None,
+    arch_option: Annotated[list[str] | None, typer.Option("--arch-option", metavar="KEY=VALUE", help="An option of "
+                                                          "the architecture (repeatable), e.g. stage=2 for --arch "
+                                                          "stackgan (Stage-II); `--arch-option help` lists them.")] = None,
+    stage: Annotated[int | None, typer.Option("--stage", help="Deprecated: --arch-option stage=1|2 (--arch stackgan: 1 "
+                                              "trains Stage-I, 2 trains Stage-II on the frozen Stage-I given by "
+                                              "--init).")] = None,
+    init: Annotated[Path | None, typer.Option("--init", help="--arch stackgan --arch-option stage=2: the finished "
+                                              "Stage-I run (or its final.pt) of the same dataset.")] = None,
     color_consistency: Annotated[float | None, typer.Option("--color-consistency", help="Weight of StackGAN++'s "
                                                             "colour-consistency term between neighbouring stages "
                                                             "(0 = off).")] = None,
@@ -115,9 +133,9 @@ def train(
 
       attngan train data/cub.h5 -e runs/00000-cub-pretrain --arch stackgan++ --lambda 5
 
-      attngan train data/cub.h5 -e runs/00000-cub-pretrain --arch stackgan --stage 1
+      attngan train data/cub.h5 -e runs/00000-cub-pretrain --arch stackgan --arch-option stage=1
 
-      attngan train data/cub.h5 --arch stackgan --stage 2 --init runs/00003-cub-train
+      attngan train data/cub.h5 --arch stackgan --arch-option stage=2 --init runs/00003-cub-train
 
       attngan train data/shapes.h5 -e runs/00001-shapes-pretrain --arch mirrorgan --captioner runs/00003-shapes-captioner
     """
@@ -126,15 +144,22 @@ def train(
     from attngan_cli.training.gan import train_gan
     from attngan_cli.training.resolve import resolve_train
 
-    check_stage_options(arch, stage, stages, init, resume)
+    if "help" in (arch_option or []):
+        report(describe_options(get_arch(arch or DEFAULT_ARCH)))
+        return
+    options = parse_option_pairs(arch_option or [])
+    if stage is not None:
+        log.warning("--stage is deprecated: use --arch-option stage=%d", stage)
+        options = {**check_stage_options(arch, stage, stages, init, resume), **options}
     if sentence_attention:
-        if arch not in (None, "mirrorgan"):
-            raise InputError(f"--sentence-attention is --arch mirrorgan; it cannot be combined with --arch {arch}")
-        arch = "mirrorgan"
+        (owner,) = _archs_with("sentence_attention")
+        if arch not in (None, owner):
+            raise InputError(f"--sentence-attention is --arch {owner}; it cannot be combined with --arch {arch}")
+        arch = owner
     if stream_weight is not None and captioner is None and resume is None:
         raise InputError("--stream-weight weighs the re-description loss of a captioner: give --captioner RUN too")
     overrides = _overrides(
-        arch=arch, stage=stage, init=str(init) if init is not None else None, color_consistency=color_consistency,
+        arch=arch, init=str(init) if init is not None else None, color_consistency=color_consistency,
         stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
         lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
         channels_last=channels_last or None, compile=compile_, grad_accum=grad_accum, sync_bn=sync_bn or None, mismatch=False if no_mismatch else None,
@@ -142,7 +167,7 @@ def train(
         tensorboard=tensorboard, stream_weight=stream_weight,
     )
     settings = resolve_train(data, encoders=encoders, preset=preset or None, overrides=overrides, resume=resume,
-                             captioner=captioner)
+                             captioner=captioner, arch_options=options)
     init_from_env(settings.config.device)  # under torchrun: join the other processes (rank 0 makes the run)
     run = RunDir.create(runs, Path(settings.config.dataset).stem, "train")
     with progress() as bar:

@@ -1,5 +1,7 @@
 """Using a pretrained STREAM captioner (MirrorGAN, Qiao et al., CVPR 2019): its loader, its captions of
-images, and the re-description loss of the generator.
+images, and the re-description loss of the generator. Shared by ``mirrorgan`` (GLAM + STREAM) and
+``attngan`` (``--captioner``: STREAM without GLAM, an ablation of the MirrorGAN paper), so it sits beside
+both architectures rather than inside one.
 
 The captioner checkpoint (kind ``captioner``, written by ``attngan pretrain --model captioner``) holds
 its config, the vocabulary and the weights. A GAN run that uses it records its absolute path in the run's
@@ -102,7 +104,7 @@ class StreamLoss(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# In GAN training (train/gan.py)
+# In GAN training (MirrorGAN's objective)
 # --------------------------------------------------------------------------------------------------
 def check_train_captioner(captioner: str, dataset: str, vocab_words: list[str], image_size: int) -> None:
     """``train --captioner``, before a run starts: the checkpoint is a captioner that reads this dataset's
@@ -115,9 +117,23 @@ def check_train_captioner(captioner: str, dataset: str, vocab_words: list[str], 
     check_captioner_for(ckpt.path, config, Vocabulary(list(ckpt.vocab)), vocab_words, image_size, f"dataset {dataset}")
 
 
+class StreamTerm:
+    """The re-description loss as a generator term of MirrorGAN's objective: ``weight`` x the frozen
+    captioner's cross-entropy of the batch's captions read off the last stage's image; logged (unweighted)
+    as ``stream``."""
+
+    name = "stream"
+
+    def __init__(self, stream: StreamLoss, weight: float) -> None:
+        self.stream, self.weight = stream, float(weight)
+
+    def __call__(self, out: Any, text: Any) -> torch.Tensor:
+        return self.stream(out.images[-1], text.captions, text.lengths)
+
+
 def stream_for_training(captioner: str, stream_weight: float, dataset: str, vocab_words: list[str],
-                        image_size: int, device: torch.device) -> tuple[StreamLoss | None, dict[str, str]]:
-    """The frozen STREAM loss of a run (None without a captioner or with weight 0) and what the GAN
+                        image_size: int, device: torch.device) -> tuple[StreamTerm | None, dict[str, str]]:
+    """The frozen STREAM term of a run (None without a captioner or with weight 0) and what the GAN
     checkpoint records of it (``extra``: the captioner's path and vocabulary hash, for ``sample
     --caption-back``)."""
     if not captioner:
@@ -125,18 +141,7 @@ def stream_for_training(captioner: str, stream_weight: float, dataset: str, voca
     bundle = load_captioner(captioner, device)
     check_captioner_for(bundle.path, bundle.config, bundle.vocab, vocab_words, image_size, f"dataset {dataset}")
     record = {"captioner_path": str(bundle.path), "captioner_vocab_sha256": bundle.vocab.sha256}
-    return (StreamLoss(bundle.captioner) if stream_weight > 0 else None), record
-
-
-def add_stream_term(terms: Any, stream: StreamLoss | None, weight: float, image: torch.Tensor,
-                    captions: torch.Tensor, lengths: torch.Tensor) -> None:
-    """Add ``weight`` x the re-description loss of the last-stage ``image`` to the generator's loss
-    terms (:class:`attngan_cli.losses.adversarial.GLossTerms`); logged as ``stream`` (unweighted)."""
-    if stream is None:
-        return
-    loss = stream(image, captions, lengths)
-    terms.extras["stream"] = loss
-    terms.total = terms.total + weight * loss
+    return (StreamTerm(StreamLoss(bundle.captioner), stream_weight) if stream_weight > 0 else None), record
 
 
 # --------------------------------------------------------------------------------------------------
