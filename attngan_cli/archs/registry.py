@@ -16,13 +16,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from attngan_cli.archs.base import Architecture
-from attngan_cli.config.schema import (
-    DiscriminatorConfig,
-    GeneratorConfig,
-    TrainConfig,
-    make_train_config,
-    preset_names,
-)
+from attngan_cli.config.presets import make_train_config, preset_names
+from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from attngan_cli.core.errors import AttnGANError, ConfigMismatchError
 
 if TYPE_CHECKING:  # annotations only: importing the registry imports neither torch nor an architecture
