@@ -20,6 +20,7 @@ existed: the skeleton and the jobs do not check them again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ class JobContext:
     """What a job's ``build`` starts from."""
 
     device: torch.device
-    state: LoopState  # where the loop starts: the beginning, or the resumed checkpoint's position
+    state: LoopState  # where the loop starts (the beginning, or the resumed checkpoint's position); not advanced
     resume: Checkpoint | None  # the checkpoint whose state :attr:`Built.load` receives (None: a new run)
 
 
@@ -126,7 +127,7 @@ def run_job(settings: JobSettings, run: RunDir, build: Callable[[JobContext], Bu
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)  # the same on every rank: the models start the same
     state = LoopState.of(resume) if resume is not None else LoopState()
-    built = build(JobContext(device, state, resume))
+    built = build(JobContext(device, dataclasses.replace(state), resume))  # a copy: the loop advances its own
     seed_everything(rank_seed(cfg.seed))  # each rank its own noise, dropout and crops (rank 0: as one process)
     if resume is not None:
         built.load(resume)
@@ -143,9 +144,9 @@ def run_job(settings: JobSettings, run: RunDir, build: Callable[[JobContext], Bu
                                StatsLog(every=options.stats_every, prefix=options.stats_prefix),
                                *started.callbacks, PruneCheckpoints(options.keep_last),
                                *tensorboard_callbacks(cfg.tensorboard, run, config), *callbacks])
-        budget = (f"for {cfg.max_minutes:.1f} minutes (at most {loop.total} {task.unit}s)" if cfg.max_minutes > 0
-                  else f"{loop.total} {task.unit}s")
-        log.info("%s: %s (%d per epoch, batch %d, %s) on %s into %s", task.label, budget, task.steps_per_epoch,
+        budget = (f"for {cfg.max_minutes:.1f} minutes (at most {loop.total} steps)" if cfg.max_minutes > 0
+                  else f"{loop.total} steps")
+        log.info("training %s (%d per epoch, batch %d, %s) on %s into %s", budget, task.steps_per_epoch,
                  task.batch_size, cfg.precision, device, run.path)
         return loop.run_loop()
     finally:

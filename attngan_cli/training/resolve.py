@@ -5,8 +5,11 @@ The ``pretrain`` and ``train`` commands and the demo resolve their settings here
 they cannot disagree: the preset is chosen from the dataset (:func:`preset_for_source`), the image size
 follows the backbone (:func:`attngan_cli.config.schema.default_image_size`), a checkpoint to resume is loaded
 once and checked against the config that continues it, and every check that needs no training (files
-exist, device and precision, attribute names, weight shapes, vocabulary) fails here, before a run
-directory is created.
+exist, device and precision, attribute names, weight shapes, vocabulary, batch sizes over the torchrun
+processes, training images) fails here, before a run directory is created. The jobs
+(:func:`attngan_cli.training.gan.train_gan`, :func:`attngan_cli.training.damsm.pretrain`,
+:func:`attngan_cli.training.captioner.pretrain_captioner`) take the settings made here
+(:class:`TrainSettings`, :class:`PretrainSettings`, :class:`CaptionPretrainSettings`) and check nothing again.
 """
 
 from __future__ import annotations
