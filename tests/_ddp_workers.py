@@ -94,6 +94,17 @@ def damsm_worker(damsm_path: str, out: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- GAN training
+def _dotted(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys (the resolvers' overrides)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | None = None) -> None:
     """``train_gan`` as the ``train`` command runs it (a new run of ``cfg_dict``, or ``resume`` with its
     max_steps), recording the sample indices of every step and the trained parameters."""
@@ -110,10 +121,12 @@ def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | No
         seen.append([int(i) for i in batch["index"]])
         return real_step(m, batch, *args, **kwargs)
 
-    cfg, ckpt = from_dict(TrainConfig, cfg_dict), None
+    cfg = from_dict(TrainConfig, cfg_dict)
     if resume is not None:
         settings = resolve_train(None, resume=resume, overrides={"max_steps": cfg.max_steps})
-        cfg, ckpt = settings.config, settings.resume
+    else:
+        settings = resolve_train(cfg.dataset, encoders=cfg.encoders, preset=cfg.preset, overrides={
+            key: value for key, value in _dotted(cfg_dict).items() if key not in ("dataset", "encoders", "captioner")})
     run = RunDir.create(runs, "shapes", "train")
     holder: dict[str, Any] = {}
 
@@ -123,7 +136,7 @@ def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | No
 
     gan.train_step = recording_step
     try:
-        gan.train_gan(cfg, run, resume=ckpt, callbacks=[Keep()])
+        gan.train_gan(settings, run, callbacks=[Keep()])
     finally:
         gan.train_step = real_step
     m = holder["models"]
@@ -159,7 +172,7 @@ def pretrain_worker(data: str, overrides: dict[str, Any], runs: str, out: str) -
 
     pre.damsm_terms = recording_terms
     try:
-        pre.pretrain(settings.config, run, callbacks=[Keep()])
+        pre.pretrain(settings, run, callbacks=[Keep()])
     finally:
         pre.damsm_terms = real_terms
     enc = holder["enc"]
@@ -171,9 +184,10 @@ def pretrain_worker(data: str, overrides: dict[str, Any], runs: str, out: str) -
 def captioner_worker(data: str, overrides: dict[str, Any], runs: str, out: str) -> None:
     """``pretrain --model captioner`` as the command runs it; leaves the trained parameters."""
     from attngan_cli.storage.rundirs import RunDir
-    from attngan_cli.training.captioner import CaptionTask, pretrain_captioner, resolve_caption_pretrain
+    from attngan_cli.training.captioner import CaptionTask, pretrain_captioner
+    from attngan_cli.training.resolve import resolve_caption_pretrain
 
-    cfg, _ = resolve_caption_pretrain(data, overrides=overrides)
+    settings = resolve_caption_pretrain(data, overrides=overrides)
     run = RunDir.create(runs, "shapes", "captioner")
     holder: dict[str, Any] = {}
     real_step = CaptionTask.step
@@ -185,7 +199,7 @@ def captioner_worker(data: str, overrides: dict[str, Any], runs: str, out: str) 
 
     CaptionTask.step = step
     try:
-        pretrain_captioner(cfg, run)
+        pretrain_captioner(settings, run)
     finally:
         CaptionTask.step = real_step
     params = {k: v.detach().clone() for k, v in holder["model"].named_parameters()}

@@ -12,6 +12,7 @@ from attngan_cli.config.schema import TextEncoderConfig
 from attngan_cli.config.serialize import to_dict
 from attngan_cli.inference.pipeline import build_encoders
 from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
+from attngan_cli.training.resolve import PretrainSettings, TrainSettings, resolve_pretrain, resolve_train
 
 WORDS = ["<end>", "this", "bird", "is", "red", "with", "white", "and", "has", "a", "very", "short", "beak",
          "small", "yellow", "wings", "black", "crown", "belly", "long"]
@@ -49,11 +50,30 @@ def make_damsm(path: Path, words: list[str], seed: int = 0) -> Path:
     return save_checkpoint(ck, path)
 
 
+def _tiny_train_values(**over: object) -> dict[str, object]:
+    values: dict[str, object] = {"generator.stages": 2, "generator.ngf": 8, "discriminator.ndf": 8, "batch_size": 16,
+                                 "epochs": 2, "snapshot_every": 1, "sample_every": 0, "device": "cpu", "seed": 3}
+    values.update(over)
+    return values
+
+
 def tiny_train_config(shapes_h5: Path, damsm: Path, **over: object):
     """A GAN config that trains in a second on the shapes fixture: 2 stages of 16 and 32 px, ngf = ndf = 8,
     batch 16 (4 steps per epoch on 64 images), 2 epochs, a checkpoint per epoch, no sample grids."""
-    values = {"dataset": str(shapes_h5), "encoders": str(damsm), "generator.stages": 2, "generator.ngf": 8,
-              "discriminator.ndf": 8, "batch_size": 16, "epochs": 2, "snapshot_every": 1, "sample_every": 0,
-              "device": "cpu", "seed": 3}
-    values.update(over)
-    return make_train_config("shapes", values)
+    return make_train_config("shapes", {"dataset": str(shapes_h5), "encoders": str(damsm), **_tiny_train_values(**over)})
+
+
+def tiny_train_settings(shapes_h5: Path, damsm: Path, resume: Path | None = None, **over: object) -> TrainSettings:
+    """:func:`tiny_train_config` as ``attngan train`` resolves it (``captioner`` among ``over`` becomes the
+    resolver's argument); with ``resume``, continuing that checkpoint with the same settings."""
+    values = _tiny_train_values(**over)
+    captioner = values.pop("captioner", None)
+    return resolve_train(shapes_h5, encoders=damsm, captioner=captioner, preset="shapes", overrides=values,
+                         resume=resume)
+
+
+def pretrain_settings(preset: str, values: dict[str, object], **kwargs: object) -> PretrainSettings:
+    """``make_pretrain_config(preset, values)`` as ``attngan pretrain`` resolves it (``values["dataset"]``:
+    the data; ``kwargs``: ``resume``, ``inception_weights``)."""
+    own = dict(values)
+    return resolve_pretrain(own.pop("dataset"), preset=preset, overrides=own, **kwargs)

@@ -267,7 +267,7 @@ def _training_phase(state: _State, phase: str, runs: Path, encoders: Path | None
     unfinished = _unfinished_run(runs, phase, encoders)
     settings = resolve(unfinished)
     run = RunDir(unfinished) if unfinished else RunDir.create(runs, "shapes", phase)
-    ckpt = train_fn(settings.config, run, progress=progress, resume=settings.resume, abort=abort)
+    ckpt = train_fn(settings, run, progress=progress, abort=abort)
     return state.record(phase, run=str(run.path), checkpoint=str(ckpt),
                         seconds=round(time.monotonic() - t0, 1), **_last_stats(run))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -22,60 +21,22 @@ from typing import Any
 import torch
 
 from attngan_cli.config.captioner import CAPTIONER_KIND, CaptionPretrainConfig
-from attngan_cli.config.presets import make_caption_pretrain_config
 from attngan_cli.config.serialize import to_dict
-from attngan_cli.core.device import (
-    autocast,
-    resolve_device,
-    restore_rank_rng,
-    rng_state,
-    seed_everything,
-    settle_precision,
-)
-from attngan_cli.core.distributed import (
-    check_batch,
-    init_from_env,
-    is_main_process,
-    mean_over_ranks,
-    rank_seed,
-    shard,
-    wrap_ddp,
-)
-from attngan_cli.core.errors import AttnGANError
+from attngan_cli.core.device import autocast, rng_state
+from attngan_cli.core.distributed import is_main_process, mean_over_ranks, rank_seed, shard, wrap_ddp
 from attngan_cli.core.progress import NullProgress, Progress
 from attngan_cli.data.dataset import TextImageDataset
 from attngan_cli.evaluation.bleu import corpus_bleu
 from attngan_cli.networks.captioner import Captioner
 from attngan_cli.networks.image_encoder import load_inception_weights
-from attngan_cli.storage.checkpoints import (
-    Checkpoint,
-    check_checkpoint_config,
-    check_vocab,
-    load_module_state,
-    load_resume,
-    require_state,
-)
+from attngan_cli.storage.checkpoints import Checkpoint, load_module_state
 from attngan_cli.storage.rundirs import RunDir
-from attngan_cli.training.loop import (
-    Callback,
-    Loop,
-    LoopState,
-    ProgressBar,
-    StatsLog,
-    StepInfo,
-    cpu_state,
-    epoch_batches,
-    make_loader,
-)
+from attngan_cli.training.job import Built, JobContext, LoopOptions, Started, run_job
+from attngan_cli.training.loop import Callback, LoopState, StepInfo, cpu_state, epoch_batches, make_loader
 from attngan_cli.training.optim import adam, load_optimizer_state
-from attngan_cli.training.tensorboard import tensorboard_callbacks
+from attngan_cli.training.resolve import CaptionPretrainSettings
 
 log = logging.getLogger(__name__)
-
-# fields that set the weights' shapes: a resume must agree on them
-CAPTIONER_RESUME_FIELDS = ["model.vocab_size", "model.backbone", "model.image_size", "model.width",
-                           "model.embed_dim", "model.hidden_dim", "model.layers"]
-
 
 def open_datasets(cfg: CaptionPretrainConfig) -> tuple[TextImageDataset, TextImageDataset | None]:
     size = cfg.model.image_size
@@ -201,88 +162,33 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def check_captioner_resume(ckpt: Checkpoint, cfg: CaptionPretrainConfig, vocab_words: list[str]) -> None:
-    check_checkpoint_config(ckpt, cfg, CAPTIONER_RESUME_FIELDS)
-    check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
-    require_state(ckpt, "captioner")
-
-
-def pretrain_captioner(cfg: CaptionPretrainConfig, run: RunDir, progress: Progress | None = None,
-                       resume: Checkpoint | str | os.PathLike[str] | None = None,
+def pretrain_captioner(settings: CaptionPretrainSettings, run: RunDir, progress: Progress | None = None,
                        abort: Callable[[], bool] | None = None,
-                       inception_weights: str | os.PathLike[str] | None = None,
-                       datasets: tuple[TextImageDataset, TextImageDataset | None] | None = None,
                        callbacks: Sequence[Callback | Callable[[StepInfo], None]] = ()) -> Path:
-    """Pretrain the STREAM captioner; returns ``run/final.pt``. ``resume``: a loaded ``captioner``
-    checkpoint, or a checkpoint file or run directory; ``datasets`` replaces the HDF5 datasets (tests)."""
-    progress = progress or NullProgress()
-    init_from_env(cfg.device)
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)  # the same on every rank: the model starts the same
-    train_ds, test_ds = datasets if datasets is not None else open_datasets(cfg)
-    vocab_words = list(train_ds.vocab.words)
-    if cfg.model.vocab_size in (0, len(vocab_words)):
-        cfg.model.vocab_size = len(vocab_words)
-    else:
-        raise AttnGANError(f"model.vocab_size is {cfg.model.vocab_size} but the dataset's vocabulary has "
-                           f"{len(vocab_words)} words")
-    if len(train_ds) < 2:
-        raise AttnGANError(f"{cfg.dataset}: the train split has {len(train_ds)} images; the captioner needs at least 2")
-    check_batch(min(cfg.batch_size, len(train_ds)))
-    ckpt = resume
-    if ckpt is not None:
-        ckpt = load_resume(ckpt, CAPTIONER_KIND, "captioner checkpoint")
-    model = Captioner(cfg.model)
-    state = LoopState()
-    if ckpt is not None:
-        check_captioner_resume(ckpt, cfg, vocab_words)
-        load_module_state(model, ckpt.state["captioner"], "captioner", ckpt.path)
-        state = LoopState.of(ckpt)
-        log.info("resuming from %s (epoch %d, step %d)", ckpt.path, state.epoch, state.step)
-    elif model.frozen_backbone:
-        load_inception_weights(model.encoder, inception_weights)
-    model.to(device)
-    opt = adam([p for p in model.parameters() if p.requires_grad], cfg.lr, tuple(cfg.betas))
-    seed_everything(rank_seed(cfg.seed))  # each rank its own dropout and crops (rank 0: as one process)
-    if ckpt is not None:
-        if "adam" in ckpt.optim:
-            load_optimizer_state(opt, ckpt.optim["adam"])
-        restore_rank_rng(ckpt, cfg.seed)
-    run.write_config(to_dict(cfg))
-    task = CaptionTask(cfg, model, opt, train_ds, test_ds, device)
-    loop = Loop(task, run, state, epochs=cfg.epochs, max_minutes=cfg.max_minutes, snapshot_every=cfg.snapshot_every,
-                nan_hint="a lower --lr", progress=progress, abort=abort,
-                callbacks=[ProgressBar(lambda v: {"loss": v["loss"]}, epoch_keys=("bleu4", "test_acc")),
-                           StatsLog(every=0, prefix="train_"),
-                           *tensorboard_callbacks(cfg.tensorboard, run, to_dict(cfg)), *callbacks])
-    return loop.run_loop()
+    """Pretrain the STREAM captioner with the settings :func:`attngan_cli.training.resolve.resolve_caption_pretrain`
+    made (the config, the loaded ``captioner`` checkpoint to continue from, the Inception weights file);
+    returns ``run/final.pt``."""
+    cfg = settings.config
 
+    def build(job: JobContext) -> Built:
+        train_ds, test_ds = open_datasets(cfg)
+        model = Captioner(cfg.model)
+        if job.resume is None and model.frozen_backbone:
+            load_inception_weights(model.encoder, settings.inception_weights)
+        model.to(job.device)
+        opt = adam([p for p in model.parameters() if p.requires_grad], cfg.lr, tuple(cfg.betas))
 
-def resolve_caption_pretrain(data: str | os.PathLike[str], *, preset: str | None = None,
-                             overrides: dict[str, Any] | None = None, resume: str | os.PathLike[str] | None = None,
-                             inception_weights: str | os.PathLike[str] | None = None
-                             ) -> tuple[CaptionPretrainConfig, Checkpoint | None]:
-    """The captioner pretraining config for ``data`` and the checkpoint to resume (or None), checked
-    before any run directory exists: the preset (default: the data's, as for the DAMSM), the vocabulary
-    size from the data, the device and precision, a resumed checkpoint's shapes and vocabulary, and the
-    Inception weights file for the inception-v3 backbone."""
-    from attngan_cli.data.h5 import read_info
-    from attngan_cli.networks.image_encoder import inception_weights_file
-    from attngan_cli.training.resolve import device_defaults, preset_for_source
+        def load(ckpt: Checkpoint) -> None:
+            load_module_state(model, ckpt.state["captioner"], "captioner", ckpt.path)
+            if "adam" in ckpt.optim:
+                load_optimizer_state(opt, ckpt.optim["adam"])
 
-    info = read_info(data)
-    overrides = dict(overrides or {})
-    overrides["dataset"] = str(Path(data).resolve())
-    overrides["model.vocab_size"] = len(info.vocab)
-    cfg = make_caption_pretrain_config(preset or preset_for_source(info.source), overrides)
-    cfg = settle_precision(cfg)
-    if resume is None:
-        cfg = device_defaults(cfg, overrides, ("workers",))
-    check_batch(min(cfg.batch_size, info.n_train))
-    ckpt = None
-    if resume is not None:
-        ckpt = load_resume(resume, CAPTIONER_KIND, "captioner checkpoint")
-        check_captioner_resume(ckpt, cfg, list(info.vocab.words))
-    elif cfg.model.backbone == "inception-v3":
-        inception_weights_file(inception_weights)
-    return cfg, ckpt
+        def start() -> Started:
+            return Started(CaptionTask(cfg, model, opt, train_ds, test_ds, job.device))
+
+        return Built(load, start)
+
+    options = LoopOptions(nan_hint="a lower --lr", show=lambda v: {"loss": v["loss"]}, epoch_keys=("bleu4", "test_acc"),
+                          stats_prefix="train_")
+    return run_job(settings, run, build, options=options, progress=progress or NullProgress(), abort=abort,
+                   callbacks=callbacks)

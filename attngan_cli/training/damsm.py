@@ -35,7 +35,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,19 +48,15 @@ from torch.utils.data import DataLoader
 
 from attngan_cli.config.schema import PretrainConfig
 from attngan_cli.config.serialize import to_dict
-from attngan_cli.core.device import autocast, resolve_device, restore_rank_rng, rng_state, seed_everything
+from attngan_cli.core.device import autocast, rng_state
 from attngan_cli.core.distributed import (
-    check_batch,
     gather_cat,
-    init_from_env,
-    is_distributed,
     is_main_process,
     no_sync_until_last,
     rank_seed,
     shard,
     wrap_ddp,
 )
-from attngan_cli.core.errors import AttnGANError, InputError
 from attngan_cli.core.progress import NullProgress, Progress
 from attngan_cli.data.dataset import TextImageDataset
 from attngan_cli.data.sampling import GroupedBatchSampler, attribute_keys
@@ -72,27 +67,23 @@ from attngan_cli.networks.text_encoder import TextEncoder
 from attngan_cli.storage.checkpoints import (
     DAMSM_KIND,
     Checkpoint,
-    check_checkpoint_config,
-    check_vocab,
     load_module_state,
-    load_resume,
     require_state,
 )
 from attngan_cli.storage.rundirs import RunDir
+from attngan_cli.training.job import Built, JobContext, LoopOptions, Started, run_job
 from attngan_cli.training.loop import (
     Callback,
     Loop,
     LoopState,
-    ProgressBar,
-    StatsLog,
     StepInfo,
     cpu_state,
     epoch_batches,
     make_loader,
 )
 from attngan_cli.training.optim import adam, load_optimizer_state
-from attngan_cli.training.resolve import DAMSM_RESUME_FIELDS
-from attngan_cli.training.tensorboard import ATTENTION_TAG, tensorboard_callbacks
+from attngan_cli.training.resolve import PretrainSettings
+from attngan_cli.training.tensorboard import ATTENTION_TAG
 from attngan_cli.viz.damsm_maps import damsm_attention_image
 from attngan_cli.viz.grid import save_png
 
@@ -250,99 +241,59 @@ class AttentionImages(Callback):
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
-def pretrain(cfg: PretrainConfig, run: RunDir, progress: Progress | None = None,
-             resume: Checkpoint | str | os.PathLike[str] | None = None, abort: Callable[[], bool] | None = None,
-             inception_weights: str | os.PathLike[str] | None = None,
-             datasets: tuple[TextImageDataset, TextImageDataset | None] | None = None,
+def pretrain(settings: PretrainSettings, run: RunDir, progress: Progress | None = None,
+             abort: Callable[[], bool] | None = None,
              callbacks: Sequence[Callback | Callable[[StepInfo], None]] = ()) -> Path:
-    """Pretrain the DAMSM encoders; returns the final checkpoint path (``run/final.pt``).
-
-    ``resume``: a loaded ``damsm`` checkpoint (from :func:`attngan_cli.training.resolve.resolve_pretrain`), or a
-    checkpoint file or pretrain run directory. ``datasets`` (train, test) replaces the HDF5 datasets named
-    by ``cfg.dataset`` (for tests). Ctrl-C and ``abort`` save ``interrupted.pt``, as in ``train``.
+    """Pretrain the DAMSM encoders with the settings :func:`attngan_cli.training.resolve.resolve_pretrain`
+    made (the config, the loaded ``damsm`` checkpoint to continue from, the Inception weights file); returns
+    the final checkpoint path (``run/final.pt``). Ctrl-C and ``abort`` save ``interrupted.pt``, as in ``train``.
     """
+    cfg = settings.config
     progress = progress or NullProgress()
-    init_from_env(cfg.device)
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)  # the same on every rank: the encoders start the same
-    train_ds, test_ds = datasets if datasets is not None else open_datasets(cfg)
-    vocab_words = list(train_ds.vocab.words)
-    if cfg.text.vocab_size in (0, len(vocab_words)):
-        cfg.text.vocab_size = len(vocab_words)
-    else:
-        raise AttnGANError(f"text.vocab_size is {cfg.text.vocab_size} but the dataset's vocabulary has "
-                           f"{len(vocab_words)} words")
-    if len(train_ds) < 2:
-        raise AttnGANError(f"{cfg.dataset}: the train split has {len(train_ds)} images; DAMSM needs at least 2")
-    if cfg.group_by and cfg.cache_features and cfg.image.backbone == "inception-v3":
-        raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
-                         "random batches); pass --group-by none")
-    if cfg.cache_features and cfg.image.backbone == "inception-v3" and is_distributed():
-        raise InputError("--cache-features runs in one process: under torchrun leave it out (each process then "
-                         "runs the frozen Inception layers on its share of every batch)")
-    check_batch(min(cfg.batch_size, len(train_ds)), cfg.grad_accum)
 
-    if cfg.cache_features and cfg.image.backbone == "inception-v3" and cfg.image.frozen_bn != "eval":
-        log.info("--cache-features: the frozen Inception layers use their stored BatchNorm statistics (eval "
-                 "mode), not the official batch statistics; image.frozen_bn is set to eval for this run")
-        cfg.image.frozen_bn = "eval"
-    ckpt = resume
-    if ckpt is not None:
-        ckpt = load_resume(ckpt, DAMSM_KIND, "DAMSM checkpoint")
-    enc = Encoders(TextEncoder(cfg.text), ImageEncoder(cfg.image))
-    state = LoopState()
-    if ckpt is not None:
-        check_checkpoint_config(ckpt, cfg, DAMSM_RESUME_FIELDS)
-        check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
-        require_state(ckpt, "text_encoder", "image_encoder")
-        load_module_state(enc.text, ckpt.state["text_encoder"], "text encoder", ckpt.path)
-        load_module_state(enc.image, ckpt.state["image_encoder"], "image encoder", ckpt.path)
-        state = LoopState.of(ckpt)
-        log.info("resuming from %s (epoch %d, step %d)", ckpt.path, state.epoch, state.step)
-    elif enc.image.frozen_backbone:
-        load_inception_weights(enc.image, inception_weights)
-    enc.text.to(device)
-    enc.image.to(device)
+    def build(job: JobContext) -> Built:
+        device = job.device
+        train_ds, test_ds = open_datasets(cfg)
+        enc = Encoders(TextEncoder(cfg.text), ImageEncoder(cfg.image))
+        if job.resume is None and enc.image.frozen_backbone:
+            load_inception_weights(enc.image, settings.inception_weights)
+        enc.text.to(device)
+        enc.image.to(device)
+        params = list(enc.text.parameters()) + [p for p in enc.image.parameters() if p.requires_grad]
 
-    params = list(enc.text.parameters()) + [p for p in enc.image.parameters() if p.requires_grad]
+        def make_opt(epoch: int) -> torch.optim.Optimizer:
+            return adam(params, lr_at(cfg, epoch), tuple(cfg.betas))
 
-    def make_opt(epoch: int) -> torch.optim.Optimizer:
-        return adam(params, lr_at(cfg, epoch), tuple(cfg.betas))
+        opt = make_opt(job.state.epoch)
 
-    opt = make_opt(state.epoch)
-    seed_everything(rank_seed(cfg.seed))  # each rank its own dropout and crops (rank 0: as one process)
-    if ckpt is not None:
-        if "adam" in ckpt.optim:
-            load_optimizer_state(opt, ckpt.optim["adam"])
-        restore_rank_rng(ckpt, cfg.seed)
-    run.write_config(to_dict(cfg))
+        def load(ckpt: Checkpoint) -> None:
+            require_state(ckpt, "text_encoder", "image_encoder")
+            load_module_state(enc.text, ckpt.state["text_encoder"], "text encoder", ckpt.path)
+            load_module_state(enc.image, ckpt.state["image_encoder"], "image encoder", ckpt.path)
+            if "adam" in ckpt.optim:
+                load_optimizer_state(opt, ckpt.optim["adam"])
 
-    batch = min(cfg.batch_size, len(train_ds))
-    cache = None
-    if cfg.cache_features:
-        if not enc.image.frozen_backbone:
-            log.warning("--cache-features only applies to the frozen inception-v3 backbone; ignored for %s",
-                        cfg.image.backbone)
-        else:
-            cache = FeatureCache.build(enc.image, train_ds, cfg, device, run.file("feature-cache.npy"), progress, abort)
-    group_keys = None
-    if cfg.group_by:
-        if not hasattr(train_ds, "attribute_values"):
-            raise InputError("--group-by needs a dataset with stored attributes (shapes data)")
-        group_keys = attribute_keys([train_ds.attribute_values(name) for name in cfg.group_by])
+        def start() -> Started:
+            cache = None
+            if cfg.cache_features:
+                if not enc.image.frozen_backbone:
+                    log.warning("--cache-features only applies to the frozen inception-v3 backbone; ignored for %s",
+                                cfg.image.backbone)
+                else:
+                    cache = FeatureCache.build(enc.image, train_ds, cfg, device, run.file("feature-cache.npy"),
+                                               progress, abort)
+            group_keys = None
+            if cfg.group_by:
+                group_keys = attribute_keys([train_ds.attribute_values(name) for name in cfg.group_by])
+            task = PretrainTask(cfg, enc, opt, train_ds, test_ds, device, min(cfg.batch_size, len(train_ds)), cache,
+                                group_keys, make_opt=make_opt, mid_epoch=job.state.batch_in_epoch > 0)
+            return Started(task, [AttentionImages(task)], close=cache.close if cache is not None else None)
 
-    task = PretrainTask(cfg, enc, opt, train_ds, test_ds, device, batch, cache, group_keys, make_opt=make_opt,
-                        mid_epoch=state.batch_in_epoch > 0)
-    loop = Loop(task, run, state, epochs=cfg.epochs, max_minutes=cfg.max_minutes, snapshot_every=cfg.snapshot_every,
-                nan_hint="a lower --lr", progress=progress, abort=abort,
-                callbacks=[ProgressBar(lambda v: {"loss": v["loss"]}, epoch_keys=("rprec", "i2t_top1")), StatsLog(every=0, prefix="train_"),
-                           AttentionImages(task), *tensorboard_callbacks(cfg.tensorboard, run, to_dict(cfg)),
-                           *callbacks])
-    try:
-        return loop.run_loop()
-    finally:
-        if cache is not None:
-            cache.close()
+        return Built(load, start)
+
+    options = LoopOptions(nan_hint="a lower --lr", show=lambda v: {"loss": v["loss"]}, epoch_keys=("rprec", "i2t_top1"),
+                          stats_prefix="train_")
+    return run_job(settings, run, build, options=options, progress=progress, abort=abort, callbacks=callbacks)
 
 
 def _rows(batch: dict[str, Any], sl: slice) -> dict[str, Any]:

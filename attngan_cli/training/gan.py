@@ -20,7 +20,6 @@ run's losses.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +33,9 @@ from attngan_cli.archs.base import GANLoss, LossContext, TextBatch
 from attngan_cli.archs.registry import build_discriminators, build_generator, get_arch, image_sizes
 from attngan_cli.config.schema import TrainConfig
 from attngan_cli.config.serialize import to_dict
-from attngan_cli.core.device import autocast, resolve_device, restore_rank_rng, rng_state, seed_everything
+from attngan_cli.core.device import autocast, rng_state
 from attngan_cli.core.distributed import (
-    check_batch,
     gather_cat,
-    init_from_env,
     is_distributed,
     is_main_process,
     mean_over_ranks,
@@ -47,7 +44,7 @@ from attngan_cli.core.distributed import (
     shard,
     wrap_ddp,
 )
-from attngan_cli.core.errors import AttnGANError, CheckpointError, ConfigMismatchError, InputError
+from attngan_cli.core.errors import AttnGANError, CheckpointError
 from attngan_cli.core.fileio import atomic_write_text
 from attngan_cli.core.progress import Progress
 from attngan_cli.data.dataset import TextImageDataset
@@ -62,24 +59,18 @@ from attngan_cli.inference.pipeline import (
 from attngan_cli.losses.adversarial import mismatched
 from attngan_cli.storage.checkpoints import (
     Checkpoint,
-    check_checkpoint_config,
-    check_vocab,
     load_module_state,
-    load_resume,
     require_state,
-    same_state,
 )
 from attngan_cli.storage.rundirs import RunDir
 from attngan_cli.training.ema import EMA
+from attngan_cli.training.job import Built, JobContext, LoopOptions, Started, run_job
 from attngan_cli.training.loop import (
     FINISHED,
     TIME_BUDGET,
     Callback,
     Loop,
     LoopState,
-    ProgressBar,
-    PruneCheckpoints,
-    StatsLog,
     StepInfo,
     cpu_state,
     epoch_batches,
@@ -87,8 +78,8 @@ from attngan_cli.training.loop import (
     preserve_rng,
 )
 from attngan_cli.training.optim import adam, load_optimizer_state
-from attngan_cli.training.resolve import GAN_RESUME_FIELDS
-from attngan_cli.training.tensorboard import SAMPLES_TAG, tensorboard_callbacks
+from attngan_cli.training.resolve import TrainSettings
+from attngan_cli.training.tensorboard import SAMPLES_TAG
 from attngan_cli.viz.grid import make_grid, save_png, to_uint8, upsample
 
 log = logging.getLogger(__name__)
@@ -331,41 +322,6 @@ def open_datasets(cfg: TrainConfig) -> tuple[TextImageDataset, TextImageDataset]
 
 
 # --------------------------------------------------------------------------------------------------
-# Checks before training
-# --------------------------------------------------------------------------------------------------
-def check_encoders(damsm: DAMSMBundle, vocab_words: list[str], cfg: TrainConfig) -> None:
-    """The DAMSM encoders must have been trained on this dataset's vocabulary, with G's embedding size."""
-    stub = Checkpoint(kind="damsm", config={}, state={}, path=damsm.path,
-                      vocab=list(damsm.vocab.words) if damsm.vocab is not None else None)
-    check_vocab(stub, vocab_words, f"dataset {cfg.dataset}")
-    text_dim = damsm.config.text.embedding_dim
-    if damsm.config.text.vocab_size != len(vocab_words):
-        raise ConfigMismatchError(
-            f"the text encoder of {damsm.path} has {damsm.config.text.vocab_size} words but dataset {cfg.dataset} has "
-            f"{len(vocab_words)}")
-    for name, value in (("generator.embedding_dim", cfg.generator.embedding_dim),
-                        ("discriminator.embedding_dim", cfg.discriminator.embedding_dim)):
-        if value != text_dim:
-            raise ConfigMismatchError(f"{name} is {value} but the encoders of {damsm.path} embed to {text_dim}")
-
-
-def check_resume(ckpt: Checkpoint, cfg: TrainConfig, vocab_words: list[str], text_encoder: nn.Module) -> None:
-    """The checkpoint continues this run: same weight shapes, vocabulary and frozen text encoder."""
-    check_checkpoint_config(ckpt, cfg, GAN_RESUME_FIELDS)
-    check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
-    saved = ckpt.extra.get("damsm_text_encoder")
-    if saved is not None:
-        if not same_state(saved, text_encoder.state_dict()):
-            raise ConfigMismatchError(
-                f"the text encoder in {cfg.encoders} differs from the one checkpoint {ckpt.path} was trained with "
-                f"({ckpt.extra.get('damsm_path')})")
-    for name in ("batch_size", "seed"):
-        if ckpt.config.get(name) != getattr(cfg, name):
-            log.warning("resuming with %s=%r (the checkpoint used %r): the run will not repeat an uninterrupted one",
-                        name, getattr(cfg, name), ckpt.config.get(name))
-
-
-# --------------------------------------------------------------------------------------------------
 # The task the loop runs
 # --------------------------------------------------------------------------------------------------
 class GANTask:
@@ -499,66 +455,37 @@ class SampleGrids(Callback):
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
-def train_gan(cfg: TrainConfig, run: RunDir, progress: Progress | None = None,
-              resume: Checkpoint | str | os.PathLike[str] | None = None, abort: Callable[[], bool] | None = None,
+def train_gan(settings: TrainSettings, run: RunDir, progress: Progress | None = None,
+              abort: Callable[[], bool] | None = None,
               callbacks: Sequence[Callback | Callable[[StepInfo], None]] = ()) -> Path:
-    """Train G and the Ds; returns the final checkpoint (``run/final.pt``).
-
-    ``resume``: a loaded ``gan`` checkpoint (from :func:`attngan_cli.training.resolve.resolve_train`), or a
-    checkpoint file or train run directory, to continue from exactly. ``abort``: polled between steps;
-    when it returns True ``interrupted.pt`` is saved and :class:`TrainingAborted` is raised. A first
-    Ctrl-C does the same, then KeyboardInterrupt propagates.
+    """Train G and the Ds with the settings :func:`attngan_cli.training.resolve.resolve_train` made (the
+    config and the loaded ``gan`` checkpoint to continue from exactly); returns the final checkpoint
+    (``run/final.pt``). ``abort``: polled between steps; when it returns True ``interrupted.pt`` is saved
+    and :class:`TrainingAborted` is raised. A first Ctrl-C does the same, then KeyboardInterrupt propagates.
     """
-    init_from_env(cfg.device)
-    device = resolve_device(cfg.device)
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise AttnGANError("--precision fp16 needs a CUDA device; on a CPU use bf16")
-    if not cfg.encoders:
-        raise InputError("no DAMSM encoders given: pass --encoders PRETRAIN_RUN_OR_CHECKPOINT")
-    if cfg.batch_size < 2:
-        raise InputError("--batch-size must be at least 2 (BatchNorm and the mismatched pairs need a batch)")
-    check_batch(cfg.batch_size, cfg.grad_accum)
-    seed_everything(cfg.seed)  # the same on every rank: the models start the same
+    cfg = settings.config
 
-    train_ds, test_ds = open_datasets(cfg)
-    vocab_words = list(train_ds.vocab.words)
-    damsm = load_damsm(cfg.encoders, device)
-    check_encoders(damsm, vocab_words, cfg)
-    ckpt = resume
-    if ckpt is not None:
-        ckpt = load_resume(ckpt, GAN_KIND, "GAN checkpoint")
-    if ckpt is not None:
-        check_resume(ckpt, cfg, vocab_words, damsm.text_encoder)
-    if len(train_ds) < cfg.batch_size:
-        raise InputError(f"--batch-size {cfg.batch_size} is larger than the {len(train_ds)} training images of {cfg.dataset}")
+    def build(job: JobContext) -> Built:
+        device = job.device
+        train_ds, test_ds = open_datasets(cfg)
+        vocab_words = list(train_ds.vocab.words)
+        damsm = load_damsm(cfg.encoders, device)
+        image_encoder = damsm.image_encoder if cfg.lambda_damsm > 0 else None
+        m = build_models(cfg, device, damsm.text_encoder, image_encoder)
+        loss = make_loss(cfg, device, image_encoder, vocab_words)
+        if job.resume is None:
+            prepare_models(cfg, m)  # the architecture's own start (StackGAN Stage-II: the frozen Stage-I)
 
-    image_encoder = damsm.image_encoder if cfg.lambda_damsm > 0 else None
-    m = build_models(cfg, device, damsm.text_encoder, image_encoder)
-    loss = make_loss(cfg, device, image_encoder, vocab_words)
-    state = LoopState()
-    seed_everything(rank_seed(cfg.seed))  # each rank its own noise and crops (rank 0: as one process)
-    if ckpt is not None:
-        load_training_state(m, ckpt)
-        state = LoopState.of(ckpt)
-        restore_rank_rng(ckpt, cfg.seed)
-        log.info("resuming from %s (step %d, epoch %d)", ckpt.path, state.step, state.epoch)
-    else:
-        prepare_models(cfg, m)
-    run.write_config(to_dict(cfg))
-    samples = fixed_samples(test_ds, cfg)
-    if is_main_process():
-        atomic_write_text(run.file("samples-captions.txt"), "\n".join(samples.texts) + "\n")
+        def start() -> Started:
+            samples = fixed_samples(test_ds, cfg)
+            if is_main_process():
+                atomic_write_text(run.file("samples-captions.txt"), "\n".join(samples.texts) + "\n")
+            task = GANTask(cfg, m, train_ds, device, damsm, loss)
+            ema_bundle = GeneratorBundle(m.ema.module, m.text_encoder, train_ds.vocab, cfg)
+            return Started(task, [SampleGrids(ema_bundle, samples, cfg.sample_every, cfg.precision)])
 
-    task = GANTask(cfg, m, train_ds, device, damsm, loss)
-    ema_bundle = GeneratorBundle(m.ema.module, m.text_encoder, train_ds.vocab, cfg)
-    loop = Loop(task, run, state, epochs=cfg.epochs, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
-                snapshot_every=cfg.snapshot_every, nan_hint="lower --lr-g/--lr-d or --precision fp32",
-                progress=progress, abort=abort,
-                callbacks=[ProgressBar(lambda v: {"d": v["d"], "g": v["g"]}), StatsLog(every=LOG_EVERY),
-                           SampleGrids(ema_bundle, samples, cfg.sample_every, cfg.precision),
-                           PruneCheckpoints(cfg.keep_last), *tensorboard_callbacks(cfg.tensorboard, run, to_dict(cfg)),
-                           *callbacks])
-    budget = f"for {cfg.max_minutes:.1f} minutes (at most {loop.total} steps)" if cfg.max_minutes > 0 else f"{loop.total} steps"
-    log.info("training %s (%d per epoch, batch %d, %s) on %s into %s", budget, task.steps_per_epoch,
-             cfg.batch_size, cfg.precision, device, run.path)
-    return loop.run_loop()
+        return Built(lambda ckpt: load_training_state(m, ckpt), start)
+
+    options = LoopOptions(nan_hint="lower --lr-g/--lr-d or --precision fp32", show=lambda v: {"d": v["d"], "g": v["g"]},
+                          stats_every=LOG_EVERY, max_steps=cfg.max_steps, keep_last=cfg.keep_last)
+    return run_job(settings, run, build, options=options, progress=progress, abort=abort, callbacks=callbacks)

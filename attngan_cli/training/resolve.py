@@ -5,12 +5,16 @@ The ``pretrain`` and ``train`` commands and the demo resolve their settings here
 they cannot disagree: the preset is chosen from the dataset (:func:`preset_for_source`), the image size
 follows the backbone (:func:`attngan_cli.config.schema.default_image_size`), a checkpoint to resume is loaded
 once and checked against the config that continues it, and every check that needs no training (files
-exist, device and precision, attribute names, weight shapes, vocabulary) fails here, before a run
-directory is created.
+exist, device and precision, attribute names, weight shapes, vocabulary, batch sizes over the torchrun
+processes, training images) fails here, before a run directory is created. The jobs
+(:func:`attngan_cli.training.gan.train_gan`, :func:`attngan_cli.training.damsm.pretrain`,
+:func:`attngan_cli.training.captioner.pretrain_captioner`) take the settings made here
+(:class:`TrainSettings`, :class:`PretrainSettings`, :class:`CaptionPretrainSettings`) and check nothing again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +22,11 @@ from typing import Any
 
 from attngan_cli.archs.base import SettingsContext, resolve_options
 from attngan_cli.archs.registry import DEFAULT_ARCH, base_preset, get_arch, named_preset, new_train_config
+from attngan_cli.config.captioner import CAPTIONER_KIND, CaptionPretrainConfig
 from attngan_cli.config.presets import (
     DEFAULT_PRESET,
     get_preset,
+    make_caption_pretrain_config,
     make_pretrain_config,
     preset_names,
     preset_value,
@@ -28,9 +34,10 @@ from attngan_cli.config.presets import (
 from attngan_cli.config.schema import PretrainConfig, TrainConfig, default_image_size
 from attngan_cli.config.serialize import apply_overrides, from_dict
 from attngan_cli.core.device import resolve_device, settle_precision
-from attngan_cli.core.distributed import check_batch
-from attngan_cli.core.errors import InputError
+from attngan_cli.core.distributed import check_batch, is_distributed
+from attngan_cli.core.errors import ConfigMismatchError, InputError
 from attngan_cli.data.h5 import read_info
+from attngan_cli.inference.pipeline import damsm_config
 from attngan_cli.networks.image_encoder import inception_weights_file
 from attngan_cli.storage.checkpoints import (
     DAMSM_KIND,
@@ -40,8 +47,12 @@ from attngan_cli.storage.checkpoints import (
     check_vocab,
     load_checkpoint,
     load_resume,
+    require_state,
+    same_state,
 )
 from attngan_cli.storage.rundirs import resolve_checkpoint
+
+log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
@@ -54,6 +65,8 @@ DAMSM_RESUME_FIELDS = [
     "text.vocab_size", "text.word_dim", "text.embedding_dim", "image.backbone", "image.image_size",
     "image.width", "image.compact_version", "image.embedding_dim",
 ]
+CAPTIONER_RESUME_FIELDS = ["model.vocab_size", "model.backbone", "model.image_size", "model.width",
+                           "model.embed_dim", "model.hidden_dim", "model.layers"]
 
 MISSING_ENCODERS = "give the pretrained DAMSM encoders with --encoders PRETRAIN_RUN_OR_CHECKPOINT"
 
@@ -68,6 +81,14 @@ class TrainSettings:
 class PretrainSettings:
     config: PretrainConfig
     resume: Checkpoint | None = None  # the loaded ``damsm`` checkpoint to continue from
+    inception_weights: Path | None = None  # the checked ImageNet weights file a new inception-v3 run starts from
+
+
+@dataclass(frozen=True)
+class CaptionPretrainSettings:
+    config: CaptionPretrainConfig
+    resume: Checkpoint | None = None  # the loaded ``captioner`` checkpoint to continue from
+    inception_weights: Path | None = None  # the checked ImageNet weights file a new inception-v3 run starts from
 
 
 def preset_for_source(source: str) -> str:
@@ -129,19 +150,25 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
             if default:
                 cfg = apply_overrides(cfg, {"encoders": str(Path(default).resolve())})
     arch = get_arch(cfg.generator.arch)
+    if cfg.batch_size < 2:
+        raise InputError("--batch-size must be at least 2 (BatchNorm and the mismatched pairs need a batch)")
     check_batch(cfg.batch_size, cfg.grad_accum)  # over the torchrun processes and --grad-accum micro-batches
     if not Path(cfg.dataset).is_file():
         raise InputError(f"dataset {cfg.dataset} does not exist (prepare one with `attngan prep`)")
     if not cfg.encoders:
         raise InputError(MISSING_ENCODERS)
-    cfg = settle_precision(cfg)
+    cfg = settle_precision(cfg)  # fp16 needs CUDA
     if ckpt is None:
         cfg = device_defaults(cfg, overrides, ("compile", "workers"))
-    dataset_words = read_info(cfg.dataset).vocab.words
+    info = read_info(cfg.dataset)
+    if info.n_train < cfg.batch_size:
+        raise InputError(f"--batch-size {cfg.batch_size} is larger than the {info.n_train} training images of {cfg.dataset}")
+    dataset_words = list(info.vocab.words)
     encoders_path = resolve_checkpoint(cfg.encoders, what="DAMSM checkpoint")  # a file, or a run directory with one
-    check_vocab(load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True), dataset_words, f"dataset {cfg.dataset}")
+    encoders_ckpt = load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True)
+    check_encoders(encoders_ckpt, dataset_words, cfg)
     if ckpt is not None:
-        check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
+        check_resume(ckpt, cfg, dataset_words, encoders_ckpt.state.get("text_encoder"))
     arch.option_values(cfg.arch_options)  # the stored options are ones the architecture knows
     if arch.check_settings is not None:
         cfg = arch.check_settings(cfg, SettingsContext(ckpt is not None, list(dataset_words), encoders_path))
@@ -161,6 +188,39 @@ def resolve_preset(preset: str) -> tuple[str, dict[str, Any]]:
     preset and the override that keeps its name: (dataset preset, overrides)."""
     base = base_preset(preset)
     return base, ({} if base == preset else {"preset": preset})
+
+
+def check_encoders(encoders: Checkpoint, dataset_words: list[str], cfg: TrainConfig) -> None:
+    """The DAMSM encoders (a loaded ``damsm`` checkpoint) must have been trained on this dataset's
+    vocabulary and embed to G's and the Ds' embedding size."""
+    check_vocab(encoders, dataset_words, f"dataset {cfg.dataset}")
+    text = damsm_config(encoders.config).text
+    if text.vocab_size != len(dataset_words):
+        raise ConfigMismatchError(
+            f"the text encoder of {encoders.path} has {text.vocab_size} words but dataset {cfg.dataset} has "
+            f"{len(dataset_words)}")
+    for name, value in (("generator.embedding_dim", cfg.generator.embedding_dim),
+                        ("discriminator.embedding_dim", cfg.discriminator.embedding_dim)):
+        if value != text.embedding_dim:
+            raise ConfigMismatchError(f"{name} is {value} but the encoders of {encoders.path} embed to "
+                                      f"{text.embedding_dim}")
+
+
+def check_resume(ckpt: Checkpoint, cfg: TrainConfig, dataset_words: list[str],
+                 text_state: dict[str, Any] | None) -> None:
+    """The ``gan`` checkpoint continues this run (its weight shapes were checked against the config that
+    continues it): same vocabulary and frozen text encoder (``text_state``: the weights of the encoders'
+    text encoder, None where they hold none); a changed batch size or seed is allowed with a warning."""
+    check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
+    saved = ckpt.extra.get("damsm_text_encoder")
+    if saved is not None and text_state is not None and not same_state(saved, text_state):
+        raise ConfigMismatchError(
+            f"the text encoder in {cfg.encoders} differs from the one checkpoint {ckpt.path} was trained with "
+            f"({ckpt.extra.get('damsm_path')})")
+    for name in ("batch_size", "seed"):
+        if ckpt.config.get(name) != getattr(cfg, name):
+            log.warning("resuming with %s=%r (the checkpoint used %r): the run will not repeat an uninterrupted one",
+                        name, getattr(cfg, name), ckpt.config.get(name))
 
 
 def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: dict[str, Any] | None = None,
@@ -195,21 +255,67 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
     else:
         info.check_attributes(cfg.group_by, what=f"the {preset} preset groups batches by {', '.join(cfg.group_by)} "
                                                  "(choose others with --group-by, or none), but")
-    if cfg.group_by and cfg.cache_features and cfg.image.backbone == "inception-v3":
+    cached = cfg.cache_features and cfg.image.backbone == "inception-v3"
+    if cached and cfg.group_by:
         raise InputError("--group-by and --cache-features cannot be combined (cached features come in fixed "
                          "random batches); pass --group-by none")
+    if cached and is_distributed():
+        raise InputError("--cache-features runs in one process: under torchrun leave it out (each process then "
+                         "runs the frozen Inception layers on its share of every batch)")
+    if cached and cfg.image.frozen_bn != "eval":
+        log.info("--cache-features: the frozen Inception layers use their stored BatchNorm statistics (eval "
+                 "mode), not the official batch statistics; image.frozen_bn is set to eval for this run")
+        cfg = apply_overrides(cfg, {"image.frozen_bn": "eval"})
+    if info.n_train < 2:
+        raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; DAMSM needs at least 2")
     cfg = settle_precision(cfg)
     if resume is None:
         cfg = device_defaults(cfg, overrides, ("workers",))
     check_batch(min(cfg.batch_size, info.n_train), cfg.grad_accum)
-    ckpt = None
+    ckpt, weights = None, None
     if resume is not None:
         ckpt = load_resume(resume, DAMSM_KIND, "DAMSM checkpoint")
         check_checkpoint_config(ckpt, cfg, DAMSM_RESUME_FIELDS)
         check_vocab(ckpt, info.vocab.words, f"dataset {data}")
     elif cfg.image.backbone == "inception-v3":
-        inception_weights_file(inception_weights)
-    return PretrainSettings(cfg, ckpt)
+        weights = inception_weights_file(inception_weights)
+    return PretrainSettings(cfg, ckpt, weights)
+
+
+def resolve_caption_pretrain(data: PathLike, *, preset: str | None = None, overrides: dict[str, Any] | None = None,
+                             resume: PathLike | None = None, inception_weights: PathLike | None = None
+                             ) -> CaptionPretrainSettings:
+    """The captioner pretraining settings for ``data`` (a prepared HDF5 file), checked before any run
+    directory exists: the preset (default: the data's, as for the DAMSM), the vocabulary size from the
+    data, at least 2 training images, the device and precision, the batch over the torchrun processes, a
+    resumed checkpoint's shapes (``CAPTIONER_RESUME_FIELDS``) and vocabulary, and the Inception weights
+    file for a new run of the inception-v3 backbone."""
+    overrides = _own_overrides(overrides, ("dataset", "model.vocab_size"))
+    info = read_info(data)
+    overrides["dataset"] = str(Path(data).resolve())
+    overrides["model.vocab_size"] = len(info.vocab)
+    preset, named = resolve_preset(preset or preset_for_source(info.source))
+    cfg = make_caption_pretrain_config(preset, {**named, **overrides})
+    if info.n_train < 2:
+        raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; the captioner needs at least 2")
+    cfg = settle_precision(cfg)
+    if resume is None:
+        cfg = device_defaults(cfg, overrides, ("workers",))
+    check_batch(min(cfg.batch_size, info.n_train))
+    ckpt, weights = None, None
+    if resume is not None:
+        ckpt = load_resume(resume, CAPTIONER_KIND, "captioner checkpoint")
+        check_captioner_resume(ckpt, cfg, list(info.vocab.words))
+    elif cfg.model.backbone == "inception-v3":
+        weights = inception_weights_file(inception_weights)
+    return CaptionPretrainSettings(cfg, ckpt, weights)
+
+
+def check_captioner_resume(ckpt: Checkpoint, cfg: CaptionPretrainConfig, vocab_words: list[str]) -> None:
+    """The ``captioner`` checkpoint continues this run: same weight shapes, vocabulary, and the weights there."""
+    check_checkpoint_config(ckpt, cfg, CAPTIONER_RESUME_FIELDS)
+    check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
+    require_state(ckpt, "captioner")
 
 
 def device_defaults(cfg: Any, overrides: dict[str, Any], fields: tuple[str, ...]) -> Any:

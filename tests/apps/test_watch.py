@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _sample_fixtures import tiny_train_config
+from _sample_fixtures import pretrain_settings, tiny_train_settings
 from PIL import Image
 from typer.testing import CliRunner
 
 from attngan_cli.cli import app
-from attngan_cli.config.presets import make_pretrain_config
 from attngan_cli.core.errors import TrainingAborted
 from attngan_cli.core.fileio import append_jsonl, atomic_write_json, read_jsonl
 from attngan_cli.storage.checkpoints import Checkpoint
@@ -37,15 +36,15 @@ NEEDS_TB = "the tensorboard package is not installed (pip install -e '.[tensorbo
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
-def tiny_train_cfg(shapes_h5: Path, damsm_path: Path, **over):
-    return tiny_train_config(shapes_h5, damsm_path, **{"epochs": 10, "snapshot_every": 2, "sample_every": 10, **over})
+def tiny_train(shapes_h5: Path, damsm_path: Path, **over):
+    return tiny_train_settings(shapes_h5, damsm_path, **{"epochs": 10, "snapshot_every": 2, "sample_every": 10, **over})
 
 
-def tiny_pretrain_cfg(shapes_h5: Path, **over):
+def tiny_pretrain(shapes_h5: Path, **over):
     values = {"dataset": str(shapes_h5), "epochs": 2, "batch_size": 16, "image.width": 8, "image.image_size": 32,
               "device": "cpu", "snapshot_every": 1, "seed": 5}
     values.update(over)
-    return make_pretrain_config("shapes", values)
+    return pretrain_settings("shapes", values)
 
 
 def events(run: Path):
@@ -84,10 +83,11 @@ def test_train_writes_every_stats_scalar_and_sample_grid_to_tensorboard(shapes_h
     pytest.importorskip("tensorboard", reason=NEEDS_TB)
     from attngan_cli.training.gan import train_gan
 
-    cfg = tiny_train_cfg(shapes_h5, damsm_path, max_steps=20)  # 4 steps per epoch: checkpoints at steps 8, 16
+    settings = tiny_train(shapes_h5, damsm_path, max_steps=20)  # 4 steps per epoch: checkpoints at steps 8, 16
+    cfg = settings.config
     run = RunDir.create(tmp_path / "runs", "s", "train")
     seen = SeenAtCheckpoint()
-    train_gan(cfg, run, callbacks=[seen])
+    train_gan(settings, run, callbacks=[seen])
     acc = events(run.path)
     stats = read_jsonl(run.file("stats.jsonl"))
     assert [r["step"] for r in stats] == [10, 20]
@@ -115,9 +115,9 @@ def test_pretrain_writes_losses_retrieval_and_attention_maps_to_tensorboard(shap
     pytest.importorskip("tensorboard", reason=NEEDS_TB)
     from attngan_cli.training.damsm import pretrain
 
-    cfg = tiny_pretrain_cfg(shapes_h5)  # 64 images in batches of 16: 4 steps per epoch
+    settings = tiny_pretrain(shapes_h5)  # 64 images in batches of 16: 4 steps per epoch
     run = RunDir.create(tmp_path / "runs", "s", "pretrain")
-    pretrain(cfg, run)
+    pretrain(settings, run)
     acc = events(run.path)
     stats = read_jsonl(run.file("stats.jsonl"))
     assert [r["step"] for r in stats] == [4, 8]
@@ -164,7 +164,7 @@ def test_without_tensorboard_training_runs_and_says_once_how_to_install_it(shape
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # any import of it fails
     monkeypatch.setattr(tb_module, "_said", set())
     run = RunDir.create(tmp_path / "runs", "s", "train")
-    final = train_gan(tiny_train_cfg(shapes_h5, damsm_path, max_steps=2, sample_every=0), run)
+    final = train_gan(tiny_train(shapes_h5, damsm_path, max_steps=2, sample_every=0), run)
     assert final.is_file() and not list(run.path.glob("events.out.tfevents.*"))
     assert tb_module.tensorboard_callbacks(True, run) == []  # a second time: no second message
     said = [r.getMessage() for r in attngan_caplog.records if "TensorBoard logging is off" in r.getMessage()]

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from _mirror_fixtures import make_captioner
-from _sample_fixtures import tiny_train_config
+from _sample_fixtures import tiny_train_config, tiny_train_settings
 from typer.testing import CliRunner
 
 from attngan_cli.archs.registry import arch_names, build_generator, get_arch
@@ -136,10 +136,11 @@ def test_train_mirrorgan_with_stream_round_trips_and_resumes_exactly(shapes_h5, 
     from attngan_cli.inference.pipeline import generate, load_generator
     from attngan_cli.training.gan import train_gan
 
-    cfg = tiny_train_config(shapes_h5, damsm_path, **{"generator.arch": "mirrorgan", "captioner": str(random_captioner),
-                                                      "stream_weight": 20.0})
+    over = {"generator.arch": "mirrorgan", "captioner": str(random_captioner), "stream_weight": 20.0}
+    settings = tiny_train_settings(shapes_h5, damsm_path, **over)
+    cfg = settings.config
     full: dict[int, dict[str, float]] = {}
-    final = train_gan(cfg, RunDir.create(tmp_path, "a", "train"), callbacks=[lambda i: full.update({i.step: i.losses})])
+    final = train_gan(settings, RunDir.create(tmp_path, "a", "train"), callbacks=[lambda i: full.update({i.step: i.losses})])
     assert all("stream" in v and v["stream"] > 0 for v in full.values())
     stats = read_jsonl(final.parent / "stats.jsonl")
     assert "stream" in stats[0]
@@ -158,8 +159,8 @@ def test_train_mirrorgan_with_stream_round_trips_and_resumes_exactly(shapes_h5, 
     assert all(torch.equal(ema[k], v) for k, v in bundle.generator.state_dict().items())
     # resume from epoch 1: the same losses, the stream term included
     resumed: dict[int, dict[str, float]] = {}
-    train_gan(cfg, RunDir.create(tmp_path, "b", "train"), resume=final.parent / "checkpoint-1.pt",
-              callbacks=[lambda i: resumed.update({i.step: i.losses})])
+    train_gan(tiny_train_settings(shapes_h5, damsm_path, resume=final.parent / "checkpoint-1.pt", **over),
+              RunDir.create(tmp_path, "b", "train"), callbacks=[lambda i: resumed.update({i.step: i.losses})])
     assert sorted(resumed) == [5, 6, 7, 8]
     for step in resumed:
         assert resumed[step]["stream"] == pytest.approx(full[step]["stream"], rel=1e-5)
@@ -169,10 +170,10 @@ def test_train_mirrorgan_with_stream_round_trips_and_resumes_exactly(shapes_h5, 
 def test_stream_weight_zero_trains_without_the_term(shapes_h5, damsm_path, random_captioner, tmp_path):
     from attngan_cli.training.gan import train_gan
 
-    cfg = tiny_train_config(shapes_h5, damsm_path, **{"captioner": str(random_captioner), "stream_weight": 0.0,
-                                                      "epochs": 1})
+    settings = tiny_train_settings(shapes_h5, damsm_path, **{"captioner": str(random_captioner), "stream_weight": 0.0,
+                                                             "epochs": 1})
     seen: list[dict[str, float]] = []
-    final = train_gan(cfg, RunDir.create(tmp_path, "z", "train"), callbacks=[lambda i: seen.append(i.losses)])
+    final = train_gan(settings, RunDir.create(tmp_path, "z", "train"), callbacks=[lambda i: seen.append(i.losses)])
     assert seen and all("stream" not in v for v in seen)
     assert load_checkpoint(final, kind="gan").extra["captioner_path"] == str(random_captioner)
 
@@ -218,9 +219,9 @@ def mirror_run(shapes_h5, damsm_path, trained_captioner, tmp_path_factory):
     """A 4-step MirrorGAN run (GLAM + STREAM) on the shapes fixture."""
     from attngan_cli.training.gan import train_gan
 
-    cfg = tiny_train_config(shapes_h5, damsm_path, **{"generator.arch": "mirrorgan", "captioner": str(trained_captioner),
-                                                      "epochs": 1})
-    return train_gan(cfg, RunDir.create(tmp_path_factory.mktemp("mrun"), "m", "train")).parent
+    settings = tiny_train_settings(shapes_h5, damsm_path, **{"generator.arch": "mirrorgan",
+                                                             "captioner": str(trained_captioner), "epochs": 1})
+    return train_gan(settings, RunDir.create(tmp_path_factory.mktemp("mrun"), "m", "train")).parent
 
 
 def test_sample_caption_back_prints_the_captioners_reading(mirror_run, random_captioner, tmp_path):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from _sample_fixtures import pretrain_settings
 from typer.testing import CliRunner
 
 from attngan_cli.cli import app
-from attngan_cli.config.presets import make_pretrain_config
 from attngan_cli.core.errors import InputError, TrainingAborted
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.storage.rundirs import RunDir
@@ -77,10 +77,10 @@ def _learn(tmp_path, n_train, epochs):
     from attngan_cli.training.damsm import pretrain
 
     data = make_shapes(tmp_path / "s.h5", n_train=n_train, n_test=100, seed=1)
-    cfg = make_pretrain_config("shapes", {"dataset": str(data), "epochs": epochs, "batch_size": 32,
-                                          "image.width": 16, "device": "cpu", "snapshot_every": 100})
+    settings = pretrain_settings("shapes", {"dataset": str(data), "epochs": epochs, "batch_size": 32,
+                                            "image.width": 16, "device": "cpu", "snapshot_every": 100})
     run = RunDir.create(tmp_path / "runs", "s", "pretrain")
-    pretrain(cfg, run)
+    pretrain(settings, run)
     return read_jsonl(run.file("stats.jsonl"))
 
 
@@ -120,15 +120,13 @@ def test_pretrain_inception_cached_features(shapes_small, tmp_path, attngan_capl
     weights = tmp_path / "inception_v3_google-test.pth"
     sd = inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict()
     torch.save(sd, weights)
-    cfg = make_pretrain_config("shapes", {"dataset": str(shapes_small), "image.backbone": "inception-v3",
-                                          "image.image_size": 75, "epochs": 2, "batch_size": 8,
-                                          "cache_features": True, "device": "cpu", "image.frozen_bn": "train"})
+    values = {"dataset": str(shapes_small), "image.backbone": "inception-v3", "image.image_size": 75, "epochs": 2,
+              "batch_size": 8, "cache_features": True, "device": "cpu", "image.frozen_bn": "train"}
     with pytest.raises(InputError, match="cannot be combined"):  # the shapes preset groups its batches
-        pretrain(cfg, RunDir.create(tmp_path / "runs", "s", "pretrain"), inception_weights=weights)
-    cfg.group_by = []
+        pretrain_settings("shapes", {**values, "group_by": ["bg_color", "color"]}, inception_weights=weights)
     run = RunDir.create(tmp_path / "runs", "s", "pretrain")
     with attngan_caplog.at_level("INFO", logger="attngan_cli"):
-        final = pretrain(cfg, run, inception_weights=weights)
+        final = pretrain(pretrain_settings("shapes", {**values, "group_by": []}, inception_weights=weights), run)
     assert attngan_caplog.text.count("--cache-features: the frozen Inception layers use their stored") == 1
     assert load_checkpoint(final, kind="damsm").config["image"]["frozen_bn"] == "eval"
     assert not run.file("feature-cache.npy").exists()
@@ -142,11 +140,11 @@ def test_pretrain_inception_cached_features(shapes_small, tmp_path, attngan_capl
 # --------------------------------------------------------------------------------------------------
 # Pretraining runs on the shared loop: exact resume, Ctrl-C, NaN stop
 # --------------------------------------------------------------------------------------------------
-def _tiny_pretrain_cfg(data, **over):
+def _tiny_pretrain(data, resume=None, **over):
     values = {"dataset": str(data), "epochs": 2, "batch_size": 16, "image.width": 8, "image.image_size": 32,
               "device": "cpu", "snapshot_every": 1, "seed": 5}
     values.update(over)
-    return make_pretrain_config("shapes", values)
+    return pretrain_settings("shapes", values, resume=resume)
 
 
 class _Losses:
@@ -165,19 +163,19 @@ def test_pretrain_resume_repeats_the_uninterrupted_run(shapes_small, tmp_path):
     from attngan_cli.storage.checkpoints import load_checkpoint
     from attngan_cli.training.damsm import pretrain
 
-    cfg = _tiny_pretrain_cfg(shapes_small)
+    settings = _tiny_pretrain(shapes_small)
     full = _Losses()
-    final_a = pretrain(cfg, RunDir.create(tmp_path, "a", "pretrain"), callbacks=[full])
+    final_a = pretrain(settings, RunDir.create(tmp_path, "a", "pretrain"), callbacks=[full])
     assert sorted(full.losses) == [1, 2, 3, 4, 5, 6]
     part = _Losses()
     run_b = RunDir.create(tmp_path, "b", "pretrain")
     with pytest.raises(TrainingAborted, match="step 4"):
-        pretrain(_tiny_pretrain_cfg(shapes_small), run_b, callbacks=[part], abort=lambda: max(part.losses) >= 4)
+        pretrain(_tiny_pretrain(shapes_small), run_b, callbacks=[part], abort=lambda: max(part.losses) >= 4)
     ck = load_checkpoint(run_b.file("interrupted.pt"), kind="damsm")
     assert (ck.step, ck.epoch, ck.extra["batch_in_epoch"]) == (4, 1, 1)
     rest = _Losses()
-    final_c = pretrain(_tiny_pretrain_cfg(shapes_small), RunDir.create(tmp_path, "c", "pretrain"),
-                       resume=run_b.path, callbacks=[rest])
+    final_c = pretrain(_tiny_pretrain(shapes_small, resume=run_b.path), RunDir.create(tmp_path, "c", "pretrain"),
+                       callbacks=[rest])
     assert sorted(rest.losses) == [5, 6]
     for s in (5, 6):
         assert rest.losses[s] == full.losses[s], s
@@ -207,7 +205,7 @@ def test_pretrain_sigint_and_nan_keep_a_good_checkpoint(shapes_small, tmp_path):
     run = RunDir.create(tmp_path, "sig", "pretrain")
     rec = _Losses({1: ctrl_c_inside_next_step})
     with pytest.raises(KeyboardInterrupt):
-        pretrain(_tiny_pretrain_cfg(shapes_small), run, callbacks=[rec])
+        pretrain(_tiny_pretrain(shapes_small), run, callbacks=[rec])
     assert sorted(rec.losses) == [1, 2]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert load_checkpoint(run.file("interrupted.pt"), kind="damsm").step == 2
@@ -221,7 +219,7 @@ def test_pretrain_sigint_and_nan_keep_a_good_checkpoint(shapes_small, tmp_path):
 
     run = RunDir.create(tmp_path, "nan", "pretrain")
     with pytest.raises(TrainingAborted, match=r"non-finite loss at step 5.*checkpoint-1\.pt"):
-        pretrain(_tiny_pretrain_cfg(shapes_small, epochs=3), run, callbacks=[_Losses({4: poison})])
+        pretrain(_tiny_pretrain(shapes_small, epochs=3), run, callbacks=[_Losses({4: poison})])
     assert not run.file("final.pt").exists()
     ck = load_checkpoint(run.file("checkpoint-1.pt"), kind="damsm")
     assert ck.step == 3 and all(math.isfinite(float(v.float().sum())) for v in ck.state["text_encoder"].values())

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _sample_fixtures import pretrain_settings
 from PIL import Image
 
-from attngan_cli.config.presets import make_pretrain_config
 from attngan_cli.core.errors import TrainingAborted
 from attngan_cli.data.cub import prep_cub
 from attngan_cli.data.h5 import read_info
@@ -51,8 +51,10 @@ def bird_run(tmp_path_factory):
     weights = tmp / "inception_v3_google-test.pth"
     sd = inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict()
     torch.save(sd, weights)
-    cfg = make_pretrain_config("bird", {"dataset": str(data), "image.image_size": SIZE, "epochs": 2,
-                                        "batch_size": 3, "device": "cpu", "snapshot_every": 1, "workers": 0})
+    settings = pretrain_settings("bird", {"dataset": str(data), "image.image_size": SIZE, "epochs": 2,
+                                          "batch_size": 3, "device": "cpu", "snapshot_every": 1, "workers": 0},
+                                 inception_weights=weights)
+    cfg = settings.config
     seen = []
 
     def record(module, args):
@@ -71,7 +73,7 @@ def bird_run(tmp_path_factory):
     pt.ImageEncoder = encoder_with_hook
     try:
         run = RunDir.create(tmp / "runs", "cub", "pretrain")
-        final = pretrain(cfg, run, inception_weights=weights)
+        final = pretrain(settings, run)
     finally:
         pt.ImageEncoder = original
     return {"data": data, "sd": sd, "final": final, "run": run, "seen": seen, "cfg": cfg}
@@ -123,11 +125,11 @@ def _find_window(crop, stored):
 
 
 # --------------------------------------------------------------------------------------------------
-def _shapes_cfg(data, **over):
+def _shapes_settings(data, resume=None, **over):
     values = {"dataset": str(data), "epochs": 2, "batch_size": 16, "image.width": 8, "image.image_size": 32,
               "device": "cpu", "snapshot_every": 1, "seed": 5}
     values.update(over)
-    return make_pretrain_config("shapes", values)
+    return pretrain_settings("shapes", values, resume=resume)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +151,7 @@ def test_adam_is_rebuilt_at_every_epoch_start(shapes_small, tmp_path, per_epoch)
     from attngan_cli.training.damsm import pretrain
 
     run = RunDir.create(tmp_path, "s", "pretrain")
-    pretrain(_shapes_cfg(shapes_small, adam_per_epoch=per_epoch), run)
+    pretrain(_shapes_settings(shapes_small, adam_per_epoch=per_epoch), run)
     assert _adam_steps(run.file("checkpoint-1.pt")) == {3}
     assert _adam_steps(run.file("final.pt")) == ({3} if per_epoch else {6})
 
@@ -160,17 +162,17 @@ def test_resume_mid_epoch_with_adam_per_epoch_repeats_the_uninterrupted_run(shap
     from attngan_cli.training.damsm import pretrain
 
     full: dict[int, dict] = {}
-    final_a = pretrain(_shapes_cfg(shapes_small, adam_per_epoch=True), RunDir.create(tmp_path, "a", "pretrain"),
+    final_a = pretrain(_shapes_settings(shapes_small, adam_per_epoch=True), RunDir.create(tmp_path, "a", "pretrain"),
                        callbacks=[lambda info: full.__setitem__(info.step, dict(info.losses))])
     part: dict[int, dict] = {}
     run_b = RunDir.create(tmp_path, "b", "pretrain")
     with pytest.raises(TrainingAborted, match="step 4"):
-        pretrain(_shapes_cfg(shapes_small, adam_per_epoch=True), run_b,
+        pretrain(_shapes_settings(shapes_small, adam_per_epoch=True), run_b,
                  callbacks=[lambda info: part.__setitem__(info.step, dict(info.losses))], abort=lambda: max(part) >= 4)
     assert _adam_steps(run_b.file("interrupted.pt")) == {1}
     rest: dict[int, dict] = {}
-    final_c = pretrain(_shapes_cfg(shapes_small, adam_per_epoch=True), RunDir.create(tmp_path, "c", "pretrain"),
-                       resume=run_b.path, callbacks=[lambda info: rest.__setitem__(info.step, dict(info.losses))])
+    final_c = pretrain(_shapes_settings(shapes_small, resume=run_b.path, adam_per_epoch=True),
+                       RunDir.create(tmp_path, "c", "pretrain"), callbacks=[lambda info: rest.__setitem__(info.step, dict(info.losses))])
     assert sorted(rest) == [5, 6]
     for s in (5, 6):
         assert rest[s] == full[s], s

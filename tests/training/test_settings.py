@@ -160,12 +160,12 @@ def test_precision_auto_is_the_default_and_is_resolved_before_the_run(shapes_h5,
     """train, pretrain and captioner pretraining default to --precision auto, and the settings hold what it
     resolved to on this device (what config.json and the checkpoints record); a resumed run keeps its own."""
     from attngan_cli.core import device as dev
-    from attngan_cli.training.captioner import resolve_caption_pretrain
+    from attngan_cli.training.resolve import resolve_caption_pretrain
 
     monkeypatch.setenv(dev.AUTO_PRECISION_ENV, "bf16")  # as on a CPU with AVX-512 BF16
     assert resolve_train(shapes_h5, encoders=damsm_file).config.precision == "bf16"
     assert resolve_pretrain(shapes_h5).config.precision == "bf16"
-    assert resolve_caption_pretrain(shapes_h5)[0].precision == "bf16"
+    assert resolve_caption_pretrain(shapes_h5).config.precision == "bf16"
     assert resolve_train(shapes_h5, encoders=damsm_file, overrides={"precision": "fp32"}).config.precision == "fp32"
     cfg = make_train_config("shapes", {"dataset": str(shapes_h5), "encoders": str(damsm_file), "precision": "fp32"})
     fp32_run = save_checkpoint(Checkpoint(kind="gan", config=to_dict(cfg), vocab=vocab_words, state={}, step=3, epoch=1),
@@ -183,7 +183,7 @@ def test_precision_auto_is_the_default_and_is_resolved_before_the_run(shapes_h5,
     monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 16)
     cuda_run = resolve_train(shapes_h5, encoders=damsm_file).config
     assert cuda_run.compile is True and cuda_run.workers == 4 and resolve_pretrain(shapes_h5).config.workers == 4
-    assert resolve_caption_pretrain(shapes_h5)[0].workers == 4
+    assert resolve_caption_pretrain(shapes_h5).config.workers == 4
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's 8 processes on this node share its 16 cores
     assert resolve_train(shapes_h5, encoders=damsm_file).config.workers == 1
     explicit = resolve_train(shapes_h5, encoders=damsm_file, overrides={"compile": False, "workers": 0}).config
@@ -232,8 +232,8 @@ def test_the_commands_hand_the_loaded_checkpoint_to_the_loops(gan_run, damsm_fil
 
     calls = []
 
-    def fake_loop(cfg, run, progress=None, resume=None, **kwargs):
-        calls.append((cfg, run, resume))
+    def fake_loop(settings, run, progress=None, **kwargs):
+        calls.append((settings.config, run, settings.resume))
         return run.file("final.pt")
 
     monkeypatch.setattr(gan_module, "train_gan", fake_loop)

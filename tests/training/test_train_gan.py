@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _sample_fixtures import make_damsm, tiny_train_config
+from _sample_fixtures import make_damsm, tiny_train_config, tiny_train_settings
 from typer.testing import CliRunner
 
 from attngan_cli.archs.attngan.loss import AttnGANLoss, DiscriminatorLoss, GeneratorLoss
@@ -69,9 +69,9 @@ def test_gradients_reach_generator_and_discriminators(shapes_h5, damsm_path):
 
 
 def test_resume_is_exact_at_epoch_and_mid_epoch(shapes_h5, damsm_path, tmp_path):
-    cfg = tiny_cfg(shapes_h5, damsm_path)
+    settings = tiny_train_settings(shapes_h5, damsm_path)
     full = Recorder()
-    final_a = train_gan(cfg, RunDir.create(tmp_path, "a", "train"), callbacks=[full])
+    final_a = train_gan(settings, RunDir.create(tmp_path, "a", "train"), callbacks=[full])
     assert sorted(full.losses) == list(range(1, 9))
     run_a = final_a.parent
     assert (run_a / "checkpoint-1.pt").is_file() and not (run_a / "checkpoint-2.pt").exists()
@@ -83,7 +83,8 @@ def test_resume_is_exact_at_epoch_and_mid_epoch(shapes_h5, damsm_path, tmp_path)
 
     # resume from the epoch-1 checkpoint: steps 5..8 repeat exactly
     rec = Recorder()
-    final_b = train_gan(cfg, RunDir.create(tmp_path, "b", "train"), resume=run_a / "checkpoint-1.pt", callbacks=[rec])
+    final_b = train_gan(tiny_train_settings(shapes_h5, damsm_path, resume=run_a / "checkpoint-1.pt"),
+                        RunDir.create(tmp_path, "b", "train"), callbacks=[rec])
     assert sorted(rec.losses) == [5, 6, 7, 8]
     for s in rec.losses:
         assert rec.losses[s] == full.losses[s], s
@@ -94,19 +95,20 @@ def test_resume_is_exact_at_epoch_and_mid_epoch(shapes_h5, damsm_path, tmp_path)
     # stop mid-epoch (after step 6) through `abort`, then resume from the run directory
     rec_c = Recorder()
     with pytest.raises(TrainingAborted, match="step 6"):
-        train_gan(cfg, RunDir.create(tmp_path, "c", "train"), callbacks=[rec_c],
+        train_gan(settings, RunDir.create(tmp_path, "c", "train"), callbacks=[rec_c],
                   abort=lambda: max(rec_c.losses, default=0) >= 6)
     run_c = next(tmp_path.glob("*-c-train"))
     assert (run_c / "interrupted.pt").is_file() and not (run_c / "final.pt").exists()
     rec_d = Recorder()
-    train_gan(cfg, RunDir.create(tmp_path, "d", "train"), resume=run_c, callbacks=[rec_d])
+    train_gan(tiny_train_settings(shapes_h5, damsm_path, resume=run_c), RunDir.create(tmp_path, "d", "train"),
+              callbacks=[rec_d])
     assert sorted(rec_d.losses) == [7, 8]
     for s in rec_d.losses:
         assert rec_d.losses[s] == full.losses[s], s
 
 
 def test_keyboard_interrupt_saves_checkpoint(shapes_h5, damsm_path, tmp_path):
-    cfg = tiny_cfg(shapes_h5, damsm_path, epochs=1)
+    settings = tiny_train_settings(shapes_h5, damsm_path, epochs=1)
 
     def interrupt(info):
         if info.step == 2:
@@ -114,7 +116,7 @@ def test_keyboard_interrupt_saves_checkpoint(shapes_h5, damsm_path, tmp_path):
 
     run = RunDir.create(tmp_path, "k", "train")
     with pytest.raises(KeyboardInterrupt):
-        train_gan(cfg, run, callbacks=[interrupt])
+        train_gan(settings, run, callbacks=[interrupt])
     ck = load_checkpoint(run.file("interrupted.pt"), kind="gan")
     assert ck.step == 2 and ck.extra["batch_in_epoch"] == 2
 
@@ -126,9 +128,9 @@ def test_a_real_ctrl_c_mid_step_finishes_the_step_and_resumes_exactly(shapes_h5,
     import os
     import signal
 
-    cfg = tiny_cfg(shapes_h5, damsm_path, max_steps=6)  # 4 steps per epoch: the resumed part crosses an epoch
+    settings = tiny_train_settings(shapes_h5, damsm_path, max_steps=6)  # 4 steps per epoch: the resumed part crosses an epoch
     full = Recorder()
-    final_a = train_gan(cfg, RunDir.create(tmp_path, "a", "train"), callbacks=[full])
+    final_a = train_gan(settings, RunDir.create(tmp_path, "a", "train"), callbacks=[full])
 
     def ctrl_c_inside_next_step(info):
         def hook(module, args):
@@ -140,7 +142,7 @@ def test_a_real_ctrl_c_mid_step_finishes_the_step_and_resumes_exactly(shapes_h5,
     rec = Recorder()
     run = RunDir.create(tmp_path, "sig", "train")
     with pytest.raises(KeyboardInterrupt):
-        train_gan(cfg, run, callbacks=[rec, lambda info: info.step == 2 and ctrl_c_inside_next_step(info)])
+        train_gan(settings, run, callbacks=[rec, lambda info: info.step == 2 and ctrl_c_inside_next_step(info)])
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert sorted(rec.losses) == [1, 2, 3]  # step 3 was finished, no step 4 started
     assert rec.losses[3] == full.losses[3]
@@ -149,7 +151,8 @@ def test_a_real_ctrl_c_mid_step_finishes_the_step_and_resumes_exactly(shapes_h5,
     assert read_jsonl(run.file("stats.jsonl"))[-1]["end"] == "interrupted"
 
     rest = Recorder()
-    final_c = train_gan(cfg, RunDir.create(tmp_path, "c", "train"), resume=run.path, callbacks=[rest])
+    final_c = train_gan(tiny_train_settings(shapes_h5, damsm_path, resume=run.path, max_steps=6),
+                        RunDir.create(tmp_path, "c", "train"), callbacks=[rest])
     assert sorted(rest.losses) == [4, 5, 6]
     for s in rest.losses:
         assert rest.losses[s] == full.losses[s], s
@@ -163,7 +166,7 @@ def test_a_real_ctrl_c_mid_step_finishes_the_step_and_resumes_exactly(shapes_h5,
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(shapes_h5, damsm_path, tmp_path):
-    cfg = tiny_cfg(shapes_h5, damsm_path, epochs=3, keep_last=1)
+    settings = tiny_train_settings(shapes_h5, damsm_path, epochs=3, keep_last=1)
 
     def poison(info):
         if info.step == 9:
@@ -172,7 +175,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(shapes_h5, damsm_path, tm
 
     run = RunDir.create(tmp_path, "n", "train")
     with pytest.raises(TrainingAborted, match=r"non-finite loss at step 10.*checkpoint-2\.pt"):
-        train_gan(cfg, run, callbacks=[poison])
+        train_gan(settings, run, callbacks=[poison])
     assert not run.file("final.pt").exists()
     assert not run.file("checkpoint-1.pt").exists()  # pruned: --keep-last 1
     ck = load_checkpoint(run.file("checkpoint-2.pt"), kind="gan")
@@ -186,23 +189,23 @@ def test_encoders_of_another_vocabulary_fail_before_training(shapes_h5, damsm_pa
     words = list(read_vocab(shapes_h5).words)
     other = words[:1] + sorted(words[1:], reverse=True)
     bad = make_damsm(tmp_path / "other.pt", other)
-    cfg = tiny_cfg(shapes_h5, bad)
     run = RunDir.create(tmp_path / "runs", "m", "train")
     with pytest.raises(ConfigMismatchError, match="vocabulary.*other.pt.*first difference at index 1"):
-        train_gan(cfg, run)
+        train_gan(tiny_train_settings(shapes_h5, bad), run)
     assert not list(run.path.glob("*.pt"))
     bigger = make_damsm(tmp_path / "bigger.pt", words + ["zebra"])
     with pytest.raises(ConfigMismatchError, match=f"{len(words) + 1} words there, {len(words)} in"):
-        train_gan(tiny_cfg(shapes_h5, bigger), run)
+        train_gan(tiny_train_settings(shapes_h5, bigger), run)
     # a resumed run must keep the architecture
-    final = train_gan(tiny_cfg(shapes_h5, damsm_path, max_steps=1), RunDir.create(tmp_path / "runs", "ok", "train"))
+    final = train_gan(tiny_train_settings(shapes_h5, damsm_path, max_steps=1),
+                      RunDir.create(tmp_path / "runs", "ok", "train"))
     with pytest.raises(ConfigMismatchError, match="generator.ngf"):
-        train_gan(tiny_cfg(shapes_h5, damsm_path, **{"generator.ngf": 16}), run, resume=final)
+        train_gan(tiny_train_settings(shapes_h5, damsm_path, resume=final, **{"generator.ngf": 16}), run)
 
 
 def test_load_generator_gan_and_imported(shapes_h5, damsm_path, tmp_path):
-    cfg = tiny_cfg(shapes_h5, damsm_path, max_steps=2, lambda_damsm=0.0)
-    final = train_gan(cfg, RunDir.create(tmp_path, "g", "train"))
+    final = train_gan(tiny_train_settings(shapes_h5, damsm_path, max_steps=2, lambda_damsm=0.0),
+                      RunDir.create(tmp_path, "g", "train"))
     bundle = load_generator(final.parent)  # run directory -> final.pt, EMA weights
     assert isinstance(bundle, GeneratorBundle) and bundle.path == final
     assert not bundle.generator.training and not any(p.requires_grad for p in bundle.generator.parameters())
@@ -257,15 +260,15 @@ def test_cli_train_and_resume(shapes_h5, damsm_path, tmp_path):
 
 
 def test_max_minutes_ends_with_final_checkpoint(shapes_h5, damsm_path, tmp_path):
-    cfg = tiny_cfg(shapes_h5, damsm_path, max_minutes=1e-6, lambda_damsm=0.0)
-    final = train_gan(cfg, RunDir.create(tmp_path, "t", "train"))
+    settings = tiny_train_settings(shapes_h5, damsm_path, max_minutes=1e-6, lambda_damsm=0.0)
+    final = train_gan(settings, RunDir.create(tmp_path, "t", "train"))
     assert load_checkpoint(final).step == 1
 
 
 def test_bf16_channels_last_step(shapes_h5, damsm_path, tmp_path):
-    cfg = tiny_cfg(shapes_h5, damsm_path, max_steps=2, precision="bf16", channels_last=True)
+    settings = tiny_train_settings(shapes_h5, damsm_path, max_steps=2, precision="bf16", channels_last=True)
     rec = Recorder()
-    final = train_gan(cfg, RunDir.create(tmp_path, "bf", "train"), callbacks=[rec])
+    final = train_gan(settings, RunDir.create(tmp_path, "bf", "train"), callbacks=[rec])
     assert sorted(rec.losses) == [1, 2]
     assert all(math.isfinite(v) for r in rec.losses.values() for v in r.values())
     ck = load_checkpoint(final)
@@ -284,10 +287,10 @@ def test_a_failing_torch_compile_falls_back_to_eager(shapes_h5, damsm_path, tmp_
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    cfg = tiny_cfg(shapes_h5, damsm_path, max_steps=3, compile=True, lambda_damsm=0.0)
+    settings = tiny_train_settings(shapes_h5, damsm_path, max_steps=3, compile=True, lambda_damsm=0.0)
     rec = Recorder()
     with caplog.at_level("WARNING", logger="attngan_cli"):
-        final = train_gan(cfg, RunDir.create(tmp_path, "c", "train"), callbacks=[rec])
+        final = train_gan(settings, RunDir.create(tmp_path, "c", "train"), callbacks=[rec])
     assert tried == ["Generator"]  # G's compiled forward came first, and only once
     assert caplog.text.count("torch.compile failed (RuntimeError: backend='inductor' raised") == 1
     assert sorted(rec.losses) == [1, 2, 3] and load_checkpoint(final).step == 3
@@ -334,14 +337,14 @@ def test_resume_refuses_another_text_encoder(shapes_h5, damsm_path, tmp_path):
     from attngan_cli.config.serialize import to_dict
     from attngan_cli.data.h5 import read_vocab
     from attngan_cli.inference.pipeline import load_damsm
-    from attngan_cli.training.gan import check_resume
+    from attngan_cli.training.resolve import check_resume
 
     cfg = tiny_cfg(shapes_h5, damsm_path)
     words = list(read_vocab(shapes_h5).words)
     trained_with = load_damsm(damsm_path).text_encoder
     ckpt = Checkpoint(kind="gan", config=to_dict(cfg), vocab=words, state={}, path=tmp_path / "final.pt",
                       extra={"damsm_text_encoder": trained_with.state_dict(), "damsm_path": str(damsm_path)})
-    check_resume(ckpt, cfg, words, trained_with)  # the same encoder: accepted
+    check_resume(ckpt, cfg, words, trained_with.state_dict())  # the same encoder: accepted
     other = load_damsm(make_damsm(tmp_path / "other.pt", words, seed=1)).text_encoder
     with pytest.raises(ConfigMismatchError, match="differs from the one checkpoint"):
-        check_resume(ckpt, cfg, words, other)
+        check_resume(ckpt, cfg, words, other.state_dict())

@@ -117,24 +117,23 @@ def pretrain(
                                 inception_weights=inception_weights)
     init_from_env(settings.config.device)  # under torchrun: join the other processes (rank 0 makes the run)
     run = RunDir.create(runs, data.stem, "pretrain")
-    final = run_pretrain(settings.config, run, progress=NullProgress() if is_quiet() else progress(),
-                         resume=settings.resume, inception_weights=inception_weights)
+    final = run_pretrain(settings, run, progress=NullProgress() if is_quiet() else progress())
     report(str(final))
 
 
 def _pretrain_captioner(data: Path, *, preset: str | None, image_encoder: str | None, runs: Path,
                         resume: Path | None, inception_weights: Path | None, **options: object) -> None:
-    """``--model captioner``: MirrorGAN's STREAM on the same data (see train/caption_pretrain.py)."""
+    """``--model captioner``: MirrorGAN's STREAM on the same data (see training/captioner.py)."""
     from attngan_cli.core.distributed import init_from_env
-    from attngan_cli.training.captioner import pretrain_captioner, resolve_caption_pretrain
+    from attngan_cli.training.captioner import pretrain_captioner
+    from attngan_cli.training.resolve import resolve_caption_pretrain
 
     overrides = {"model.backbone": image_encoder, **options}
-    cfg, ckpt = resolve_caption_pretrain(data, preset=preset, overrides=overrides, resume=resume,
-                                         inception_weights=inception_weights)
-    init_from_env(cfg.device)  # under torchrun: join the other processes (rank 0 makes the run)
+    settings = resolve_caption_pretrain(data, preset=preset, overrides=overrides, resume=resume,
+                                        inception_weights=inception_weights)
+    init_from_env(settings.config.device)  # under torchrun: join the other processes (rank 0 makes the run)
     run = RunDir.create(runs, data.stem, "captioner")
-    final = pretrain_captioner(cfg, run, progress=NullProgress() if is_quiet() else progress(), resume=ckpt,
-                               inception_weights=inception_weights)
+    final = pretrain_captioner(settings, run, progress=NullProgress() if is_quiet() else progress())
     report(str(final))
 
 

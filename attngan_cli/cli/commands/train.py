@@ -171,5 +171,5 @@ def train(
     init_from_env(settings.config.device)  # under torchrun: join the other processes (rank 0 makes the run)
     run = RunDir.create(runs, Path(settings.config.dataset).stem, "train")
     with progress() as bar:
-        final = train_gan(settings.config, run, progress=bar, resume=settings.resume)
+        final = train_gan(settings, run, progress=bar)
     report(str(final))
