@@ -12,7 +12,7 @@ from attngan_cli.cli.commands import eval as eval_cmd
 from attngan_cli.cli.commands import import_ as import_cmd
 from attngan_cli.cli.commands import plot as plot_cmd
 from attngan_cli.cli.commands import runs as runs_cmd
-from attngan_cli.cli.console import set_quiet
+from attngan_cli.cli.console import set_quiet_before_command
 from attngan_cli.core.allocator import tune_host_allocator
 
 app = typer.Typer(
@@ -40,8 +40,7 @@ def _main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info messages.")] = False,
 ) -> None:
     tune_host_allocator()  # freed tensor memory is reused, not handed back to the kernel (allocator.py)
-    if quiet:
-        set_quiet(True)
+    set_quiet_before_command(quiet)  # per invocation: an earlier in-process one's -q does not leak
 
 
 app.add_typer(prep.app, name="prep")

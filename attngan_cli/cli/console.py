@@ -24,7 +24,7 @@ from rich.progress import (
 console = Console(stderr=True)
 stdout = Console()  # machine output (paths, --json) goes to stdout
 
-_state = {"quiet": False}
+_state = {"quiet": False, "quiet_before_command": False}  # the latter: `attngan -q COMMAND`
 
 
 # Every module logs to logging.getLogger(__name__), a child of this one, which reaches the console.
@@ -38,6 +38,15 @@ def set_quiet(quiet: bool) -> None:
 
 def is_quiet() -> bool:
     return _state["quiet"]
+
+
+def set_quiet_before_command(quiet: bool) -> None:
+    """``attngan -q COMMAND``: every command of this invocation is quiet, whatever its own ``--quiet``."""
+    _state["quiet_before_command"] = quiet
+
+
+def quiet_before_command() -> bool:
+    return _state["quiet_before_command"]
 
 
 def setup_logging() -> None:

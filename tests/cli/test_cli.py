@@ -51,3 +51,18 @@ def test_console_script_runs() -> None:
 def test_unknown_command_fails() -> None:
     res = runner.invoke(app, ["paint"])
     assert res.exit_code != 0
+
+
+def test_quiet_before_the_command_silences_its_info_messages(tmp_path):
+    from typer.testing import CliRunner
+
+    from attngan_cli.cli import app
+
+    args = ["prep", "shapes", "--train", "8", "--test", "4", "--image-size", "20"]
+    loud = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.h5")])
+    quiet = CliRunner().invoke(app, ["-q", *args, "--out", str(tmp_path / "b.h5")])
+    assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
+    assert "wrote 12 shapes images" in loud.output
+    assert "INFO" not in quiet.output and "wrote" not in quiet.output  # `attngan -q prep ...` as `prep ... -q`
+    again = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c.h5")])  # -q does not leak into the next run
+    assert "wrote 12 shapes images" in again.output

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import typer
 from rich.markup import escape
 
-from attngan_cli.cli.console import RichProgress, console, set_quiet, setup_logging
+from attngan_cli.cli.console import RichProgress, console, quiet_before_command, set_quiet, setup_logging
 from attngan_cli.cli.flags import field_message
 from attngan_cli.core.distributed import destroy as destroy_process_group
 from attngan_cli.core.distributed import is_main_process
@@ -30,7 +30,8 @@ def command(fn: F | None = None, *, flags: Mapping[str, str] | None = None) -> A
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        set_quiet(bool(kwargs.get("quiet")))  # per run: an earlier in-process run's --quiet does not leak
+        # per run (an earlier in-process run's --quiet does not leak); `attngan -q COMMAND` counts too
+        set_quiet(bool(kwargs.get("quiet")) or quiet_before_command())
         setup_logging()
         if not is_main_process():  # under torchrun rank 0 reports; the others only warn
             logging.getLogger("attngan_cli").setLevel(logging.WARNING)
