@@ -63,13 +63,24 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Whether this GPU computes bf16 natively (compute capability 8.0 or later: Ampere on). PyTorch's own
+    ``is_bf16_supported()`` also counts emulation, which on a V100 or T4 is far slower than fp32."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # a PyTorch without the argument
+        major, _minor = torch.cuda.get_device_capability(device)
+        return major >= 8
+
+
 AUTO_PRECISION_ENV = "ATTNGAN_AUTO_PRECISION"  # fp32 | bf16 | fp16: what ``auto`` means on this machine
 
 
 def resolve_precision(spec: str, device: torch.device) -> str:
-    """``auto`` -> bf16 where the hardware computes it (a CPU with AVX-512 BF16 / AMX, a GPU that supports
-    bf16), else fp32; the environment variable ATTNGAN_AUTO_PRECISION, when set, decides instead (e.g. fp32
-    to keep default runs exact and alike across machines). Any other value is returned as given."""
+    """``auto`` -> bf16 where the hardware computes it (a CPU with AVX-512 BF16 / AMX, a GPU with native
+    bf16: compute capability 8.0 or later), else fp32; the environment variable ATTNGAN_AUTO_PRECISION, when
+    set, decides instead (e.g. fp32 to keep default runs exact and alike across machines). Any other value
+    is returned as given."""
     if spec != "auto":
         return spec
     forced = os.environ.get(AUTO_PRECISION_ENV, "").strip().lower()
@@ -78,7 +89,7 @@ def resolve_precision(spec: str, device: torch.device) -> str:
             raise AttnGANError(f"{AUTO_PRECISION_ENV}={forced!r}: use fp32, bf16 or fp16 (or unset it)")
         return forced
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if cuda_has_bf16(device) else "fp32"
     if device.type == "cpu":
         return "bf16" if cpu_has_bf16() else "fp32"
     return "fp32"

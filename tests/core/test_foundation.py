@@ -161,6 +161,31 @@ def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch:
         dev.resolve_precision("auto", cpu)
 
 
+def test_auto_precision_on_cuda_is_bf16_only_where_the_gpu_computes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A V100 / T4 (compute capability 7.x) emulates bf16, far slower than fp32: `auto` chooses fp32 there
+    and bf16 from Ampere (8.0) on, with PyTorch's own query and with a PyTorch that lacks its argument."""
+    import types
+
+    from attngan_cli.core import device as dev
+
+    monkeypatch.delenv(dev.AUTO_PRECISION_ENV, raising=False)
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)  # emulation works
+    gpu = torch.device("cuda:0")
+    for capability, expected in (((7, 0), "fp32"), ((7, 5), "fp32"), ((8, 0), "bf16"), ((9, 0), "bf16")):
+        monkeypatch.setattr(torch.cuda, "get_device_properties",
+                            lambda d, c=capability: types.SimpleNamespace(major=c[0], minor=c[1]))
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert torch.cuda.is_bf16_supported(), "the mocked GPU emulates bf16"
+        assert dev.resolve_precision("auto", gpu) == expected, capability
+        with monkeypatch.context() as old_torch:
+            old_torch.setattr(torch.cuda, "is_bf16_supported", lambda: True)  # no including_emulation
+            assert dev.resolve_precision("auto", gpu) == expected, ("without including_emulation", capability)
+    assert dev.resolve_precision("bf16", gpu) == "bf16" and dev.resolve_precision("fp32", gpu) == "fp32"
+
+
 def test_read_jsonl_strict_and_lenient(tmp_path: Path) -> None:
     """Run logs are read leniently (a run killed mid-write leaves a torn last line); other files strictly."""
     from attngan_cli.core.fileio import read_jsonl
