@@ -4,8 +4,12 @@ pruning, and a stats line from every run that ends."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,12 +192,28 @@ def test_every_run_that_ends_writes_a_stats_line(tmp_path, how):
         assert load_checkpoint(run.file("final.pt"), kind="toy").extra["batch_in_epoch"] == 1
 
 
+_SIGTERM_CHILD = """
+import json, os, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import test_loop as t
+task = t.ToyTask()
+task.inside_step[3] = lambda: os.kill(os.getpid(), signal.SIGTERM)
+run, rec, _ = t.run_toy(Path(sys.argv[2]), "term", task=task)
+print(json.dumps({"error": type(getattr(rec, "error", None)).__name__, "reason": rec.reason, "run": str(run.path),
+                  "sigterm_default_again": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}))
+"""
+
+
 def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
     """A scheduler's SIGTERM mid-step: the step finishes, interrupted.pt is written, Terminated (a
-    KeyboardInterrupt, exit 143 in the CLI) is raised and SIGTERM's default action is back."""
-    task = ToyTask()
-    task.inside_step[3] = lambda: os.kill(os.getpid(), signal.SIGTERM)
-    run, rec, _ = run_toy(tmp_path, "term", task=task)
-    assert isinstance(rec.error, Terminated) and rec.reason == INTERRUPTED
-    assert load_checkpoint(run.file("interrupted.pt"), kind="toy").step == 3
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    KeyboardInterrupt, exit 143 in the CLI) is raised and SIGTERM's default action is back. The signal is
+    sent in a child process: without the loop's handler it kills that child, not the test session."""
+    child = subprocess.run([sys.executable, "-c", _SIGTERM_CHILD, str(Path(__file__).parent), str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, (f"the SIGTERM killed the training process (exit {child.returncode}): "
+                                   f"no handler saved a checkpoint\n{child.stderr[-2000:]}")
+    got = json.loads(child.stdout.strip().splitlines()[-1])
+    assert got["error"] == Terminated.__name__ and got["reason"] == INTERRUPTED
+    assert load_checkpoint(Path(got["run"]) / "interrupted.pt", kind="toy").step == 3
+    assert got["sigterm_default_again"]
