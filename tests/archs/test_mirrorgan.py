@@ -45,6 +45,41 @@ def test_mirrorgan_is_registered_with_sentence_attention():
     assert arch.sentence_attention and arch.word_attention and "MirrorGAN" in arch.paper
 
 
+def test_sentence_attention_matches_a_hand_computation():
+    """The official GLAttentionGeneral: at every region a softmax over the channels of conv1x1(h * U c)
+    weighs U c (the context); the map is each region's share of the context's size, summing to 1 over
+    H*W per image. Tiny known tensors: ngf 2, U c = (1, 2) and (-1, 0.5), the conv the identity."""
+    import math
+
+    from attngan_cli.archs.mirrorgan.glam import SentenceAttention
+
+    att = SentenceAttention(ngf=2, condition_dim=1)
+    with torch.no_grad():
+        att.linear.weight.copy_(torch.tensor([[1.0], [2.0]]))
+        att.linear.bias.zero_()
+        att.conv_sentence_vis.weight.copy_(torch.eye(2)[:, :, None, None])
+    c = torch.tensor([[1.0], [-0.5]])
+    h = torch.tensor([[[[0.0, 1.0], [2.0, -1.0]], [[1.0, 0.0], [-1.0, 0.5]]],
+                      [[[0.3, -2.0], [1.0, 0.0]], [[0.0, 0.7], [1.5, -1.0]]]])
+    context, share = att(h, c)
+    expected_ctx, expected_share = torch.zeros(2, 2, 2, 2), torch.zeros(2, 1, 2, 2)
+    for b in range(2):
+        u = [float(c[b, 0]) * 1.0, float(c[b, 0]) * 2.0]
+        amount = {}
+        for i in range(2):
+            for j in range(2):
+                e = [math.exp(float(h[b, k, i, j]) * u[k]) for k in range(2)]
+                for k in range(2):
+                    expected_ctx[b, k, i, j] = u[k] * e[k] / sum(e)
+                amount[i, j] = sum(abs(float(expected_ctx[b, k, i, j])) for k in range(2))
+        for (i, j), a in amount.items():
+            expected_share[b, 0, i, j] = a / sum(amount.values())
+    torch.testing.assert_close(context, expected_ctx)
+    torch.testing.assert_close(share, expected_share)
+    torch.testing.assert_close(share.sum(dim=(2, 3)), torch.ones(2, 1))
+    assert not torch.allclose(share[0], share[1]), "the two images' maps should differ"
+
+
 def test_glam_shapes_and_sentence_maps():
     G = build_generator(tiny_gcfg()).eval()
     z, sent, words, mask = _inputs()
