@@ -204,3 +204,74 @@ def captioner_worker(data: str, overrides: dict[str, Any], runs: str, out: str) 
         CaptionTask.step = real_step
     params = {k: v.detach().clone() for k, v in holder["model"].named_parameters()}
     _save(Path(out), {"seen": holder["seen"], "params": params, "run": str(run.path)})
+
+
+# ------------------------------------------------------------------------------------- each rank's noise
+class _NoiseTask:
+    """A toy task whose every step draws from the global RNG (as noise, dropout and crops do) and records
+    the draw; 6 steps per epoch, the same batches on every rank."""
+
+    label, unit, batch_size, steps_per_epoch = "toy", "step", 4, 6
+
+    def __init__(self, model: torch.nn.Module, drawn: dict[int, torch.Tensor]) -> None:
+        self.models, self.drawn = model, drawn
+
+    def start_epoch(self, epoch: int) -> None:
+        pass
+
+    def batches(self, epoch: int, skip: int):
+        for i in range(skip, self.steps_per_epoch):
+            yield torch.arange(4 * i, 4 * i + 4)
+
+    def step(self, batch, state):
+        self.drawn[state.step + 1] = torch.randn(3)
+        return {"loss": self.models(self.drawn[state.step + 1]).sum().detach()}
+
+    def end_epoch(self, state, complete):
+        return {}
+
+    def checkpoint(self, state):
+        from attngan_cli.core.device import rng_state
+        from attngan_cli.storage.checkpoints import Checkpoint
+        from attngan_cli.training.loop import cpu_state
+
+        return Checkpoint(kind="toy", config={}, state={"model": cpu_state(self.models)}, optim={},
+                          step=state.step, epoch=state.epoch, rng=rng_state(),
+                          extra={"batch_in_epoch": state.batch_in_epoch})
+
+
+def noise_worker(runs: str, out: str, max_steps: int, resume: str | None = None) -> None:
+    """The job skeleton (``run_job``) on :class:`_NoiseTask`: a new run, or ``resume`` (a checkpoint),
+    to ``max_steps``; leaves each step's draw and the final checkpoint's path."""
+    from dataclasses import dataclass
+
+    from attngan_cli.storage.checkpoints import Checkpoint, load_checkpoint
+    from attngan_cli.storage.rundirs import RunDir
+    from attngan_cli.training.job import Built, LoopOptions, Started, run_job
+
+    @dataclass
+    class Config:
+        device: str = "cpu"
+        seed: int = 5
+        precision: str = "fp32"
+        epochs: int = 1
+        max_minutes: float = 0.0
+        snapshot_every: int = 0
+        tensorboard: bool = False
+
+    @dataclass(frozen=True)
+    class Settings:
+        config: Config
+        resume: Checkpoint | None
+
+    drawn: dict[int, torch.Tensor] = {}
+
+    def build(job) -> Built:
+        model = torch.nn.Linear(3, 1)
+        return Built(lambda ckpt: model.load_state_dict(ckpt.state["model"]),
+                     lambda: Started(_NoiseTask(model, drawn)))
+
+    run = RunDir.create(runs, "noise", "toy")
+    settings = Settings(Config(), load_checkpoint(resume, kind="toy") if resume else None)
+    final = run_job(settings, run, build, options=LoopOptions(max_steps=max_steps))
+    _save(Path(out), {"drawn": drawn, "final": str(final)})

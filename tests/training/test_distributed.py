@@ -123,6 +123,30 @@ def test_checkpoints_resume_across_world_sizes(runs) -> None:
     assert load_checkpoint(c_run / "final.pt").step == 7
 
 
+def test_every_rank_draws_its_own_noise_and_resumes_its_own_rng(tmp_path) -> None:
+    """Under torchrun each rank draws its own noise (dropout, crops, z): not rank 0's. A run stopped
+    at step 3 and resumed on 2 ranks continues each rank's own draws, as the run that was not stopped."""
+    from _ddp_workers import noise_worker
+
+    out = {name: tmp_path / name for name in ("full", "part", "rest")}
+    for p in out.values():
+        p.mkdir()
+    launch(noise_worker, 2, str(tmp_path / "runs-full"), str(out["full"]), 6)
+    launch(noise_worker, 2, str(tmp_path / "runs-part"), str(out["part"]), 3)
+    part = _ranks(out["part"])
+    launch(noise_worker, 2, str(tmp_path / "runs-rest"), str(out["rest"]), 6, part[0]["final"])
+    full, rest = _ranks(out["full"]), _ranks(out["rest"])
+    assert sorted(full[0]["drawn"]) == [1, 2, 3, 4, 5, 6] and sorted(rest[1]["drawn"]) == [4, 5, 6]
+    for s in range(1, 7):
+        assert not torch.equal(full[0]["drawn"][s], full[1]["drawn"][s]), f"step {s}: rank 1 drew rank 0's noise"
+    for r in range(2):
+        for s in (1, 2, 3):
+            assert torch.equal(part[r]["drawn"][s], full[r]["drawn"][s]), (r, s)
+        for s in (4, 5, 6):
+            assert torch.equal(rest[r]["drawn"][s], full[r]["drawn"][s]), \
+                f"rank {r} step {s}: the resume did not restore this rank's own RNG state"
+
+
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
