@@ -4,6 +4,7 @@ process as one rank of a gloo group, and leaves what it saw in ``out/rank<r>.pt`
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -213,8 +214,8 @@ class _NoiseTask:
 
     label, unit, batch_size, steps_per_epoch = "toy", "step", 4, 6
 
-    def __init__(self, model: torch.nn.Module, drawn: dict[int, torch.Tensor]) -> None:
-        self.models, self.drawn = model, drawn
+    def __init__(self, model: torch.nn.Module, drawn: dict[int, torch.Tensor], die_at: int = 0) -> None:
+        self.models, self.drawn, self.die_at = model, drawn, die_at
 
     def start_epoch(self, epoch: int) -> None:
         pass
@@ -224,6 +225,10 @@ class _NoiseTask:
             yield torch.arange(4 * i, 4 * i + 4)
 
     def step(self, batch, state):
+        from attngan_cli.core.distributed import rank
+
+        if state.step + 1 == self.die_at and rank() == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
         self.drawn[state.step + 1] = torch.randn(3)
         return {"loss": self.models(self.drawn[state.step + 1]).sum().detach()}
 
@@ -240,9 +245,10 @@ class _NoiseTask:
                           extra={"batch_in_epoch": state.batch_in_epoch})
 
 
-def noise_worker(runs: str, out: str, max_steps: int, resume: str | None = None) -> None:
+def noise_worker(runs: str, out: str, max_steps: int, resume: str | None = None, die_at: int = 0) -> None:
     """The job skeleton (``run_job``) on :class:`_NoiseTask`: a new run, or ``resume`` (a checkpoint),
-    to ``max_steps``; leaves each step's draw and the final checkpoint's path."""
+    to ``max_steps`` (2 epochs of 6 steps, a checkpoint after each); leaves each step's draw and the final
+    checkpoint's path, or the error the job ended with. ``die_at``: rank 1 is SIGKILLed at that step."""
     from dataclasses import dataclass
 
     from attngan_cli.storage.checkpoints import Checkpoint, load_checkpoint
@@ -254,9 +260,9 @@ def noise_worker(runs: str, out: str, max_steps: int, resume: str | None = None)
         device: str = "cpu"
         seed: int = 5
         precision: str = "fp32"
-        epochs: int = 1
+        epochs: int = 2
         max_minutes: float = 0.0
-        snapshot_every: int = 0
+        snapshot_every: int = 1
         tensorboard: bool = False
 
     @dataclass(frozen=True)
@@ -269,9 +275,28 @@ def noise_worker(runs: str, out: str, max_steps: int, resume: str | None = None)
     def build(job) -> Built:
         model = torch.nn.Linear(3, 1)
         return Built(lambda ckpt: model.load_state_dict(ckpt.state["model"]),
-                     lambda: Started(_NoiseTask(model, drawn)))
+                     lambda: Started(_NoiseTask(model, drawn, die_at)))
 
-    run = RunDir.create(runs, "noise", "toy")
+    run = RunDir.create(runs, "noise", "train")
     settings = Settings(Config(), load_checkpoint(resume, kind="toy") if resume else None)
-    final = run_job(settings, run, build, options=LoopOptions(max_steps=max_steps))
+    try:
+        final = run_job(settings, run, build, options=LoopOptions(max_steps=max_steps))
+    except Exception as e:  # noqa: BLE001 - the test looks at it
+        _save(Path(out), {"drawn": drawn, "error": f"{type(e).__name__}: {e}", "run": str(run.path)})
+        return
     _save(Path(out), {"drawn": drawn, "final": str(final)})
+
+
+def launch_survivors(fn: Callable[..., Any], world: int, *args: Any, timeout: float = 300) -> list[int | None]:
+    """:func:`launch`, but a process that dies leaves the others running: each process's exit code."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.start_processes(_entry, args=(world, free_port(), fn, args), nprocs=world, start_method="spawn",
+                             join=False)
+    for p in ctx.processes:
+        p.join(timeout)
+    codes = [p.exitcode for p in ctx.processes]
+    for p in ctx.processes:
+        if p.is_alive():
+            p.kill()
+    return codes

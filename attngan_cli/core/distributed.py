@@ -214,3 +214,16 @@ def destroy() -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+_PEER_GONE = ("connection reset", "connection closed", "closed by peer", "broken pipe", "connection refused",
+              "communicator was aborted")
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective failing because another torchrun process died (gloo's "Connection
+    reset by peer" / "Connection closed by peer", NCCL's aborted communicator); False outside torchrun."""
+    if not is_distributed() or not isinstance(exc, RuntimeError):  # DistBackendError is a RuntimeError
+        return False
+    text = str(exc).lower()
+    return any(words in text for words in _PEER_GONE)

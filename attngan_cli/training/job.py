@@ -31,7 +31,8 @@ import torch
 
 from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.device import resolve_device, restore_rank_rng, seed_everything
-from attngan_cli.core.distributed import init_from_env, rank_seed
+from attngan_cli.core.distributed import init_from_env, is_peer_failure, rank_seed
+from attngan_cli.core.errors import TrainingAborted
 from attngan_cli.core.progress import Progress
 from attngan_cli.storage.checkpoints import Checkpoint
 from attngan_cli.storage.rundirs import RunDir
@@ -116,6 +117,16 @@ class LoopOptions:
     keep_last: int = 0  # periodic checkpoints kept (0: all)
 
 
+def peer_died_message(run: RunDir, step: int) -> str:
+    """The one line a surviving torchrun process ends with when another process of its run died."""
+    command = "attngan train" if run.path.name.endswith("-train") else "the same command with"
+    if any(run.path.glob("*.pt")):
+        then = f"resume it from its last checkpoint: {command} --resume {run.path}"
+    else:
+        then = "no checkpoint was saved yet: start the run again"
+    return f"another torchrun process of this run died (after step {step}); this one stops too; {then}"
+
+
 def run_job(settings: JobSettings, run: RunDir, build: Callable[[JobContext], Built], *,
             options: LoopOptions = LoopOptions(), progress: Progress | None = None,
             abort: Callable[[], bool] | None = None,
@@ -149,6 +160,10 @@ def run_job(settings: JobSettings, run: RunDir, build: Callable[[JobContext], Bu
         log.info("training %s (%d per epoch, batch %d, %s) on %s into %s", budget, task.steps_per_epoch,
                  task.batch_size, cfg.precision, device, run.path)
         return loop.run_loop()
+    except RuntimeError as e:
+        if not is_peer_failure(e):
+            raise
+        raise TrainingAborted(peer_died_message(run, state.step)) from None
     finally:
         if started.close is not None:
             started.close()

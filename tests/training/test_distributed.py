@@ -147,6 +147,21 @@ def test_every_rank_draws_its_own_noise_and_resumes_its_own_rng(tmp_path) -> Non
                 f"rank {r} step {s}: the resume did not restore this rank's own RNG state"
 
 
+def test_a_killed_rank_ends_the_others_with_one_line(tmp_path) -> None:
+    """A torchrun process SIGKILLed mid-run (the OOM killer): the survivor's collective fails, and it
+    ends with one line naming what happened and how to resume, not gloo's "Connection reset by peer"."""
+    from _ddp_workers import launch_survivors, noise_worker
+
+    codes = launch_survivors(noise_worker, 2, str(tmp_path / "runs"), str(tmp_path), 12, None, 8)
+    assert codes[1] == -9 and codes[0] == 0, codes
+    got = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    assert "error" in got, "rank 0 finished although rank 1 died"
+    run = got["run"]
+    assert got["error"] == ("TrainingAborted: another torchrun process of this run died (after step 8); this one "
+                            f"stops too; resume it from its last checkpoint: attngan train --resume {run}"), got["error"]
+    assert load_checkpoint(Path(run) / "checkpoint-1.pt").step == 6
+
+
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
