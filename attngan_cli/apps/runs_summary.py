@@ -8,6 +8,9 @@ runs): ``config.json`` (kind, dataset, preset), ``stats.jsonl`` (position, last 
 - ``NaN``: its last stats line says ``"end": "non-finite loss"`` (the last good checkpoint is intact);
 - ``interrupted``: Ctrl-C or an abort (``interrupted.pt``, or a last stats line ``"end": "interrupted"``
   or ``"aborted"``); continue it with ``--resume``;
+- ``save failed``: its last stats line says ``"end": "save failed"`` (a checkpoint could not be written,
+  e.g. a full disk; the last good checkpoint is intact);
+- ``failed``: its last stats line says ``"end": "error: <one line>"`` (the run died of an error);
 - ``running``: none of these and a file changed in the last ``RUNNING_WINDOW_S`` seconds;
 - ``stopped``: none of these and nothing changed for longer (the process was killed or crashed).
 """
@@ -24,11 +27,20 @@ from typing import Any
 
 from attngan_cli.core.errors import InputError
 from attngan_cli.core.fileio import read_jsonl
-from attngan_cli.storage.rundirs import ABORTED, FINAL_NAME, INTERRUPTED, INTERRUPTED_NAME, NON_FINITE
+from attngan_cli.storage.rundirs import (
+    ABORTED,
+    ERROR_PREFIX,
+    FINAL_NAME,
+    INTERRUPTED,
+    INTERRUPTED_NAME,
+    NON_FINITE,
+    SAVE_FAILED,
+)
 
 RUNNING_WINDOW_S = 30 * 60  # a run whose files changed this recently, and that did not end, is running
 FINISHED_STATUS, NAN_STATUS, INTERRUPTED_STATUS, RUNNING_STATUS, STOPPED_STATUS = (
     "finished", "NaN", "interrupted", "running", "stopped")
+SAVE_FAILED_STATUS, FAILED_STATUS = "save failed", "failed"
 
 # the losses shown for each kind of run (all of the last record's numbers are in ``last``)
 SHOWN_LOSSES = {"train": ("d", "g"), "pretrain": ("train_loss", "test_loss")}
@@ -112,6 +124,10 @@ def run_status(path: Path, stats: list[dict[str, Any]], modified: float, now: fl
         return NAN_STATUS
     if end in (INTERRUPTED, ABORTED):
         return INTERRUPTED_STATUS
+    if end == SAVE_FAILED:
+        return SAVE_FAILED_STATUS
+    if isinstance(end, str) and end.startswith(ERROR_PREFIX):
+        return FAILED_STATUS
     recent = now - modified < window_s
     interrupted = path / INTERRUPTED_NAME
     if interrupted.is_file():

@@ -30,7 +30,13 @@ from attngan_cli.config.fields import bounded, one_of, validate
 from attngan_cli.config.schema import PRECISIONS
 from attngan_cli.core.distributed import barrier, gather_object, is_main_process, rank, world_size
 from attngan_cli.core.errors import AttnGANError, InputError, OutputError
-from attngan_cli.core.fileio import append_jsonl, atomic_path, atomic_write_json, check_output_location
+from attngan_cli.core.fileio import (
+    append_jsonl,
+    atomic_path,
+    atomic_write_json,
+    check_output_location,
+    write_failed,
+)
 from attngan_cli.core.progress import NullProgress, Progress
 from attngan_cli.data.vocab import Vocabulary
 from attngan_cli.inference.pipeline import GeneratorBundle, generate
@@ -247,7 +253,8 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
                   ) -> Iterator[Path]:
     """Generate ``settings.n`` images per caption of ``source`` into ``out_dir``, yielding each written
     path (in order) as soon as it is on disk. Also writes ``captions.jsonl`` (index, source line, text,
-    words used, words dropped). All captions are validated before the first image is generated.
+    words used, words dropped), a caption's line once all its files are on disk (a full disk leaves an
+    index of what exists). All captions are validated before the first image is generated.
     ``overview``: also one PNG there with a row per caption and its samples of the last stage side by
     side (kept in memory until the end: meant for a handful of captions).
 
@@ -270,10 +277,20 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
         index_path.write_text("", encoding="utf-8")  # this run's index (streamed: one line per caption)
     barrier()
 
+    listed: list[dict[str, Any]] = []  # this rank's captions whose files are all on disk (other ranks')
+
+    def list_caption(cap: Caption) -> None:
+        """Add ``cap`` to ``captions.jsonl`` once all its files are written: the index lists only what exists."""
+        if not main:
+            listed.append(cap.to_record())
+            return
+        try:
+            append_jsonl(index_path, cap.to_record())
+        except OSError as e:
+            raise write_failed(index_path, e) from None
+
     def jobs() -> Iterator[tuple[Caption, int]]:
         for cap in iter_encoded(source, bundle.vocab, max_words):
-            if main:
-                append_jsonl(index_path, cap.to_record())
             if cap.index % world_size() != rank():
                 continue
             for s in range(settings.n):
@@ -295,6 +312,7 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
     with (progress or NullProgress()).task("sampling", total=own * settings.n, unit="img") as task, \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="attngan-png") as pool:
         pending: list[Future[Path]] = []
+        completes: dict[Future[Path], Caption] = {}  # the last file of a caption -> the caption
         for batch in batches():
             if abort is not None and abort():
                 log.warning("sampling stopped early; the images written so far are complete")
@@ -323,12 +341,26 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
                         if len(keep) == 1:  # only the last stage: the samples in a near-square grid
                             rows = wrap([r[0] for r in rows])
                         current.append(pool.submit(save_png, make_grid(rows), out / grid_name(cap.index)))
+                if s == settings.n - 1:
+                    completes[current[-1]] = cap
             for f in pending:  # the previous batch's files, written while this batch was generated
                 yield _written(f)
+                if f in completes:
+                    list_caption(completes.pop(f))
             pending = current
             task.advance(len(batch))
         for f in pending:
             yield _written(f)
+            if f in completes:
+                list_caption(completes.pop(f))
+    if world_size() > 1:  # rank 0 lists the other ranks' captions
+        parts = gather_object(listed) or []
+        if main:
+            for record in sorted((r for part in parts[1:] for r in part), key=lambda r: r["index"]):
+                try:
+                    append_jsonl(index_path, record)
+                except OSError as e:
+                    raise write_failed(index_path, e) from None
     if overview is not None:
         parts = gather_object(overview_rows) or []  # every rank's captions, on rank 0
         rows = {k: v for part in parts for k, v in part.items()}

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import io
 import json
 import os
 import pickle
+import shutil
 import signal
 import tempfile
 import threading
@@ -93,12 +95,50 @@ def _output_error(path: Path, e: OSError) -> OutputError:
     return OutputError(f"cannot write {path}: {e.strerror or e}")
 
 
+NO_SPACE_ERRNOS = frozenset(n for n in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if n is not None)
+
+
+def is_no_space(e: BaseException) -> bool:
+    """Whether ``e`` is a write that failed for want of space (a full disk, a quota, a file-size limit)."""
+    return isinstance(e, OSError) and not isinstance(e, OutputError) and e.errno in NO_SPACE_ERRNOS
+
+
+def _size_text(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def free_space_text(path: str | os.PathLike[str]) -> str:
+    """``1.2 GB free on /data/runs``: the free space of the folder ``path`` is (or would be) written in."""
+    folder = _nearest_folder(Path(path).parent)
+    try:
+        return f"{_size_text(shutil.disk_usage(folder).free)} free on {folder}"
+    except OSError:
+        return f"free space on {folder} unknown"
+
+
+def write_failed(path: str | os.PathLike[str], e: BaseException) -> OutputError:
+    """The :class:`OutputError` for a write of ``path`` that failed midway: the reason (no space left, an
+    I/O error) and the free space where it was written."""
+    if is_no_space(e):
+        reason = "no space left on device"
+    else:
+        text = (getattr(e, "strerror", None) or str(e) or type(e).__name__).strip()
+        reason = text.splitlines()[0] if text else type(e).__name__
+    return OutputError(f"cannot write {path}: {reason} ({free_space_text(path)}); free some space or choose "
+                       "another output path")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
 
     On an exception (including KeyboardInterrupt) the temporary file is removed and ``path`` is untouched.
-    A folder that cannot be created or written raises :class:`OutputError` naming it.
+    A folder that cannot be created or written raises :class:`OutputError` naming it, and so does a
+    write that runs out of space (:func:`write_failed`: the file and the free space).
     """
     path = Path(path)
     try:
@@ -106,6 +146,10 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     except (PermissionError, FileExistsError, NotADirectoryError) as e:
         raise _output_error(path, e) from None
+    except OSError as e:
+        if is_no_space(e):
+            raise write_failed(path, e) from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -114,9 +158,11 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
             os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if is_no_space(e):
+            raise write_failed(path, e) from None
         raise
 
 

@@ -178,6 +178,7 @@ class H5Writer:
         self.block = block
         self.attr_names = list(attributes or {})
         self.f = h5py.File(self.path, "w")
+        self._fd: int | None = self.f.id.get_vfd_handle()  # the file's descriptor while it is open (see abort)
         f = self.f
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
@@ -267,16 +268,29 @@ class H5Writer:
         """Flush, trim to the rows written and close. Returns the number of images."""
         self._flush()
         if self.n == 0:
-            self.f.close()
+            self.abort()
             raise InputError("no usable images: nothing to write")
         for ds in self._all():
             ds.resize(self.n, axis=0)
+        self.f.flush()  # a full disk fails here, with the file still open for abort (a failed close leaves it half-closed)
         self.f.close()
+        self._fd = None
         return self.n
 
     def abort(self) -> None:
+        """Close the file after a failed or interrupted write (it is then deleted). HDF5's closing writes
+        go to the null device: on a full disk they would fail and leave the file open, and HDF5 would
+        flush it again at exit and crash the interpreter (a segfault)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                try:
+                    os.dup2(null, self._fd)
+                finally:
+                    os.close(null)
         with contextlib.suppress(Exception):
             self.f.close()
+        self._fd = None
 
 
 def check_output(out: str | os.PathLike[str], overwrite: bool) -> Path:
@@ -306,7 +320,7 @@ def write_dataset(out: str | os.PathLike[str], *, overwrite: bool = False, **kwa
         writer = H5Writer(tmp, **kwargs)
         try:
             yield writer
+            writer.finish()
         except BaseException:
             writer.abort()
             raise
-        writer.finish()

@@ -27,7 +27,7 @@ import torch
 from attngan_cli import __version__
 from attngan_cli.config.serialize import check_matches, from_dict, to_dict
 from attngan_cli.core.errors import CheckpointError, ConfigMismatchError
-from attngan_cli.core.fileio import atomic_path
+from attngan_cli.core.fileio import atomic_path, write_failed
 from attngan_cli.data.vocab import vocab_sha256
 from attngan_cli.storage.rundirs import resolve_checkpoint
 
@@ -79,10 +79,17 @@ class Checkpoint:
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str]) -> Path:
-    """Write ``ckpt`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``ckpt`` to ``path`` atomically (temporary file, fsync, rename). A write that fails (a full
+    disk) raises :class:`OutputError` naming ``path`` and the free space; a file already at ``path`` stays."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(ckpt.to_payload(), tmp)
+        try:
+            with open(tmp, "wb") as f:  # a file object: a full disk is an OSError with its errno (given a
+                torch.save(ckpt.to_payload(), f)  # file name, torch's own writer raises a bare RuntimeError)
+        except RuntimeError as e:
+            if "PytorchStreamWriter" in str(e) or "inline_container" in str(e):
+                raise write_failed(path, e) from None
+            raise
     return path
 
 

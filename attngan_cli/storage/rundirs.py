@@ -79,6 +79,8 @@ class RunDir:
 # Why a training loop ended: the "end" of a run's last stats.jsonl line (attngan_cli.training.loop writes it,
 # attngan_cli.apps.runs_summary reads it; here so that listing runs does not import torch).
 FINISHED, TIME_BUDGET, INTERRUPTED, ABORTED, NON_FINITE = "finished", "time budget", "interrupted", "aborted", "non-finite loss"
+SAVE_FAILED = "save failed"  # a checkpoint could not be written (a full disk); the last good one is kept
+ERROR_PREFIX = "error: "  # "error: <one line>": the run died of an error after its directory existed
 
 FINAL_NAME = "final.pt"
 INTERRUPTED_NAME = "interrupted.pt"

@@ -14,6 +14,9 @@
 8. the :class:`attngan_cli.training.loop.Loop` with the callbacks every job has (progress bar,
    ``stats.jsonl``, checkpoint pruning, TensorBoard) around the job's own and the caller's, and run it.
 
+A run that dies of an error at any of these steps (its directory exists) still ends ``stats.jsonl`` with
+a line saying why (``"end": "error: <one line>"``), as the loop does for the ways it ends.
+
 The settings come from :mod:`attngan_cli.training.resolve`, which checked them before any run directory
 existed: the skeleton and the jobs do not check them again.
 """
@@ -45,6 +48,7 @@ from attngan_cli.training.loop import (
     StatsLog,
     StepInfo,
     Task,
+    end_reason,
 )
 from attngan_cli.training.tensorboard import tensorboard_callbacks
 
@@ -134,21 +138,23 @@ def run_job(settings: JobSettings, run: RunDir, build: Callable[[JobContext], Bu
     """Run one training job into ``run``; returns its final checkpoint (``run/final.pt``). See the module
     docstring for the order of the steps; ``callbacks`` follow every other callback."""
     cfg, resume = settings.config, settings.resume
-    init_from_env(cfg.device)
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)  # the same on every rank: the models start the same
     state = LoopState.of(resume) if resume is not None else LoopState()
-    built = build(JobContext(device, dataclasses.replace(state), resume))  # a copy: the loop advances its own
-    seed_everything(rank_seed(cfg.seed))  # each rank its own noise, dropout and crops (rank 0: as one process)
-    if resume is not None:
-        built.load(resume)
-        restore_rank_rng(resume, cfg.seed)
-        log.info("resuming from %s (epoch %d, step %d)", resume.path, state.epoch, state.step)
-    config = to_dict(cfg)
-    run.write_config(config)
-    started = built.start()
-    task = started.task
+    loop: Loop | None = None
+    started: Started | None = None
     try:
+        init_from_env(cfg.device)
+        device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)  # the same on every rank: the models start the same
+        built = build(JobContext(device, dataclasses.replace(state), resume))  # a copy: the loop advances its own
+        seed_everything(rank_seed(cfg.seed))  # each rank its own noise, dropout and crops (rank 0: as one process)
+        if resume is not None:
+            built.load(resume)
+            restore_rank_rng(resume, cfg.seed)
+            log.info("resuming from %s (epoch %d, step %d)", resume.path, state.epoch, state.step)
+        config = to_dict(cfg)
+        run.write_config(config)
+        started = built.start()
+        task = started.task
         loop = Loop(task, run, state, epochs=cfg.epochs, max_steps=options.max_steps, max_minutes=cfg.max_minutes,
                     snapshot_every=cfg.snapshot_every, nan_hint=options.nan_hint, progress=progress, abort=abort,
                     callbacks=[ProgressBar(options.show, epoch_keys=options.epoch_keys),
@@ -160,10 +166,21 @@ def run_job(settings: JobSettings, run: RunDir, build: Callable[[JobContext], Bu
         log.info("training %s (%d per epoch, batch %d, %s) on %s into %s", budget, task.steps_per_epoch,
                  task.batch_size, cfg.precision, device, run.path)
         return loop.run_loop()
-    except RuntimeError as e:
-        if not is_peer_failure(e):
-            raise
-        raise TrainingAborted(peer_died_message(run, state.step)) from None
+    except BaseException as e:
+        if loop is None or not loop.ended:  # died before the loop could say why: the end line says it
+            _end_line(run, loop.state if loop is not None else state, e)
+        if isinstance(e, RuntimeError) and is_peer_failure(e):  # under torchrun: another process died
+            raise TrainingAborted(peer_died_message(run, state.step)) from None
+        raise
     finally:
-        if started.close is not None:
+        if started is not None and started.close is not None:
             started.close()
+
+
+def _end_line(run: RunDir, state: LoopState, e: BaseException) -> None:
+    """The last ``stats.jsonl`` line of a run that died of ``e`` outside the loop (reading the data,
+    building the models, starting the loop): ``"end": "error: <one line>"`` (or ``"interrupted"``)."""
+    try:
+        run.log_stats({"step": state.step, "epoch": state.epoch, "end": end_reason(e)})
+    except OSError as err:  # a full disk: the error that ended the run is the one to report
+        log.warning("could not write the end line of %s: %s", run.file("stats.jsonl"), err)

@@ -30,16 +30,18 @@ from torch import nn
 
 from attngan_cli.core.device import rng_state, set_rng_state
 from attngan_cli.core.distributed import agree, all_gather_object, barrier, is_main_process
-from attngan_cli.core.errors import Terminated, TrainingAborted
+from attngan_cli.core.errors import AttnGANError, OutputError, Terminated, TrainingAborted
 from attngan_cli.core.progress import NullProgress, Progress
 from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 from attngan_cli.storage.rundirs import (  # the end reasons: Callback.on_end's ``reason`` and the last stats line's "end"
     ABORTED,
+    ERROR_PREFIX,
     FINAL_NAME,
     FINISHED,
     INTERRUPTED,
     INTERRUPTED_NAME,
     NON_FINITE,
+    SAVE_FAILED,
     TIME_BUDGET,
     RunDir,
     checkpoint_files,
@@ -48,6 +50,18 @@ from attngan_cli.storage.rundirs import (  # the end reasons: Callback.on_end's 
 
 log = logging.getLogger(__name__)
 
+
+
+def end_reason(e: BaseException) -> str:
+    """The ``"end"`` of the last ``stats.jsonl`` line of a run that died of ``e``: ``interrupted`` for a
+    Ctrl-C or SIGTERM, else ``error: <one line>`` (an error of this tool: its message; else its type too)."""
+    if isinstance(e, KeyboardInterrupt):
+        return INTERRUPTED
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else ""
+    if not isinstance(e, AttnGANError):
+        line = f"{type(e).__name__}: {line}" if line else type(e).__name__
+    return ERROR_PREFIX + (line if len(line) <= 300 else line[:297] + "...")
 
 
 @dataclass
@@ -210,6 +224,8 @@ class Loop:
         self.progress = progress or NullProgress()
         self.callbacks = [cb if isinstance(cb, Callback) else _StepFunction(cb) for cb in callbacks]
         self.abort = abort
+        self.save_failed = False  # a checkpoint could not be written: the run ends with "save failed"
+        self.ended = False  # on_end was emitted: the last stats.jsonl line says how the run ended
 
     # ---------------------------------------------------------------------------------------- events
     def _emit(self, event: str, *args: Any) -> None:
@@ -233,18 +249,24 @@ class Loop:
         ckpt = self.task.checkpoint(self.state)
         ckpt.extra["rank_rng"] = all_gather_object(rng_state())
         if is_main_process():
-            save_checkpoint(ckpt, path)
+            try:
+                save_checkpoint(ckpt, path)
+            except OutputError as e:
+                self.save_failed = True
+                raise OutputError(f"{e}; {self._last_good()}") from None
         barrier()
         self._emit("on_checkpoint", path, kind)
         return path
 
-    def _non_finite(self, bad: dict[str, float]) -> TrainingAborted:
-        """The error for non-finite losses ``bad``, naming the last good checkpoint."""
+    def _last_good(self, hint: str = "") -> str:
         files = checkpoint_files(self.run.path)
         last = files[-1] if files else None
-        hint = f", perhaps with {self.nan_hint}" if self.nan_hint else ""
-        where = (f"the last good checkpoint {last} is intact (resume with --resume {last}{hint})" if last
-                 else "no checkpoint had been written yet")
+        return (f"the last good checkpoint {last} is intact (resume with --resume {last}{hint})" if last
+                else "no checkpoint had been written yet")
+
+    def _non_finite(self, bad: dict[str, float]) -> TrainingAborted:
+        """The error for non-finite losses ``bad``, naming the last good checkpoint."""
+        where = self._last_good(f", perhaps with {self.nan_hint}" if self.nan_hint else "")
         names = ", ".join(f"{k}={v}" for k, v in bad.items())
         st = self.state
         return TrainingAborted(f"non-finite loss at step {st.step} (epoch {st.epoch + 1}): {names}; training "
@@ -304,6 +326,10 @@ class Loop:
                         self.save(periodic_name(st.epoch), "periodic")
                 if reason is None:
                     reason = FINISHED
+            if reason == TIME_BUDGET:
+                log.info("stopped after %.1f minutes (time budget) at step %d of %d", self.max_minutes, st.step,
+                         self.total)
+            final = self.save(FINAL_NAME, "final")
         except KeyboardInterrupt:
             reason = INTERRUPTED
             if between_steps:
@@ -312,11 +338,13 @@ class Loop:
             else:
                 log.warning("interrupted during step %d; the last checkpoint in %s is kept", st.step + 1, self.run.path)
             raise
+        except Exception as e:
+            if not isinstance(e, TrainingAborted):  # a non-finite loss or an abort keeps its own reason
+                reason = end_reason(e)
+            raise
         finally:
-            self._emit("on_end", reason or ABORTED)
-        if reason == TIME_BUDGET:
-            log.info("stopped after %.1f minutes (time budget) at step %d of %d", self.max_minutes, st.step, self.total)
-        final = self.save(FINAL_NAME, "final")
+            self.ended = True
+            self._emit("on_end", SAVE_FAILED if self.save_failed else reason or ABORTED)
         log.info("saved %s", final)
         return final
 
@@ -389,7 +417,12 @@ class StatsLog(Callback):
     def on_end(self, loop: Loop, reason: str) -> None:
         if self.n or not self.written or reason not in (FINISHED, TIME_BUDGET):
             st = loop.state  # the epoch under way, or the one just completed
-            self._flush(loop, st.epoch + (1 if st.batch_in_epoch else 0), {"end": reason})
+            try:
+                self._flush(loop, st.epoch + (1 if st.batch_in_epoch else 0), {"end": reason})
+            except OSError as e:  # a full disk: the error that ended the run is the one to report
+                if reason in (FINISHED, TIME_BUDGET):
+                    raise
+                log.warning("could not write the end line of %s: %s", loop.run.file("stats.jsonl"), e)
 
 
 class PruneCheckpoints(Callback):

@@ -31,7 +31,7 @@ import numpy as np
 
 from attngan_cli.core.distributed import is_main_process
 from attngan_cli.storage.rundirs import RunDir
-from attngan_cli.training.loop import FINISHED, TIME_BUDGET, Callback, Loop
+from attngan_cli.training.loop import Callback, Loop
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,7 @@ class TensorBoard(Callback):
 
     def on_checkpoint(self, loop: Loop, path: Path, kind: str) -> None:
         self._do(loop, "flushing", lambda w: w.flush())
-        if kind == "final":  # the last event of a run that ended normally (after on_end)
-            self.close(loop)
 
-    def on_end(self, loop: Loop, reason: str) -> None:
+    def on_end(self, loop: Loop, reason: str) -> None:  # the last event of a run, after final.pt
         self._do(loop, "writing the end", lambda w: (w.add_text("end", reason, loop.state.step), w.flush()))
-        if reason not in (FINISHED, TIME_BUDGET):  # no final.pt follows
-            self.close(loop)
+        self.close(loop)

@@ -197,3 +197,35 @@ def test_cli_old_stage_spelling_still_works_with_a_deprecation(tmp_path, ckpt3) 
     sizes = {p.stem.rsplit("-", 1)[1] for p in tmp_path.glob("c*.png")}
     assert len(sizes) == 1  # only the last stage, as --which last
     assert "--stage" not in runner.invoke(app, ["sample", "--help"]).output  # hidden: --which is the one to learn
+
+
+def test_a_full_disk_ends_in_one_line_and_the_index_lists_only_what_exists(tmp_path, ckpt3, monkeypatch) -> None:
+    """The PNG writer runs out of space at the 6th image, caption 2's second sample (issue 31, item 14):
+    one line naming the file and the free space, captions.jsonl lists only the captions whose images are
+    all on disk, no temporary file is left."""
+    import errno
+
+    real = Image.Image.save
+
+    def full_at_the_6th(self, fp, *args, **kwargs):
+        if ".c00002-s01-" in str(fp):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", full_at_the_6th)
+    out = tmp_path / "out"
+    caps = tmp_path / "caps.txt"
+    caps.write_text("\n".join(["this bird is red", "white belly", "a small bird"] * 2) + "\n")
+    r = runner.invoke(app, ["sample", "-f", str(caps), "-c", str(ckpt3), "-n", "2", "--which", "last",
+                            "-b", "2", "--device", "cpu", "-o", str(out), "-q"])
+    assert r.exit_code == 1, r.output
+    assert r.output.count("error:") == 1 and "Traceback" not in r.output, r.output
+    msg = " ".join(r.output[r.output.index("error:"):].split())  # after the paths written before it
+    assert msg.startswith(f"error: cannot write {out}/c00002-s01-32.png: no space left on device ("), msg
+    assert msg.endswith(f"free on {out}); free some space or choose another output path"), msg
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+    index = [json.loads(x) for x in (out / "captions.jsonl").read_text().splitlines()]
+    assert [c["index"] for c in index] == [0, 1]  # caption 2 has one image of 2: not listed
+    for c in index:
+        assert all(len(list(out.glob(f"c{c['index']:05d}-s{s:02d}-*.png"))) == 1 for s in range(2))
+    assert (out / "c00002-s00-32.png").is_file() and not (out / "c00002-s01-32.png").exists()

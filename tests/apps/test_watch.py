@@ -347,6 +347,21 @@ def test_runs_of_a_missing_folder_or_none_and_the_end_reasons_agree(tmp_path):
         loop_module.INTERRUPTED, loop_module.ABORTED, loop_module.NON_FINITE)
 
 
+@pytest.mark.parametrize("end,status", [("save failed", "save failed"), ("error: d.h5: image chunk 2 is damaged", "failed")])
+def test_runs_shows_a_failed_save_and_a_failed_run(tmp_path, end, status):
+    """A run whose checkpoint could not be written, or that died of an error, is not shown as running
+    (issue 31, items 8 and 10)."""
+    run = RunDir.create(tmp_path, "bad", "train")
+    run.log_stats({"step": 4, "epoch": 1, "d": 1.0, "g": 2.0})
+    run.log_stats({"step": 6, "epoch": 1, "end": end})
+    res = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.stdout)
+    assert (row["status"], row["end"]) == (status, end)
+    res = runner.invoke(app, ["runs", str(tmp_path)])
+    assert res.exit_code == 0 and status in res.stdout
+
+
 # --------------------------------------------------------------------------------------------------
 # attngan plot
 # --------------------------------------------------------------------------------------------------

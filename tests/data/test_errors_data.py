@@ -419,3 +419,38 @@ def test_non_ascii_letters_are_reported(tmp_path, attngan_caplog):
     assert "'café' -> 'caf'" in warnings[0] and "'crème' -> 'crme'" in warnings[0]
     assert "'brûlée' -> 'brle'" in warnings[0]
     assert "caf" in read_info(out).vocab  # the official behaviour is kept
+
+
+def test_a_full_disk_during_prep_overwrite_ends_in_one_line_and_keeps_the_old_file(tmp_path):
+    """The HDF5 writer runs out of space mid-write (issue 31, item 8), in a process of its own as a real
+    prep (a file HDF5 could not close made the interpreter segfault at exit): exit 1, one line naming the
+    file and the free space, the old file intact, no temporary file left."""
+    out = tmp_path / "s.h5"
+    r = _prep("shapes", "--out", str(out), "--train", "4", "--test", "2", "--image-size", "16", "-q")
+    assert r.exit_code == 0, r.output
+    before = out.read_bytes()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-c", _FULL_DISK_SCRIPT, str(out)], capture_output=True, text=True,
+                       env=env, cwd=tmp_path)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])  # not 139 (a segfault)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {out}: no space left on device ("), p.stderr
+    assert f"free on {tmp_path}); free some space or choose another output path" in lines[0], p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["s.h5"]  # no .s.h5.*.tmp.h5 left
+    assert out.read_bytes() == before
+
+
+_FULL_DISK_SCRIPT = """
+import errno, sys
+import attngan_cli.data.h5 as h5
+from attngan_cli.cli import main
+
+def full_disk(self):  # mid-write: the temporary .h5 is open, and one image is in HDF5's cache
+    self.images[0] = 0
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+h5.H5Writer._flush = full_disk
+sys.argv = ["attngan", "prep", "shapes", "--out", sys.argv[1], "--train", "40", "--test", "2",
+            "--image-size", "16", "--seed", "1", "--overwrite", "-q"]
+main()
+"""

@@ -38,9 +38,13 @@ def test_a_save_that_dies_half_way_leaves_the_old_checkpoint_intact(tmp_path: Pa
     before = path.read_bytes()
     written = []
 
-    def dies_half_way(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
-        written.append(Path(f))
+    def dies_half_way(obj, f, *args, **kwargs):  # ``f``: a path or an open file
+        if hasattr(f, "write"):
+            f.write(b"PK\x03\x04 half a checkpoint")
+            f.flush()
+        else:
+            Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
+        written.append(Path(getattr(f, "name", f)))
         raise error("disk full")
 
     monkeypatch.setattr(torch, "save", dies_half_way)

@@ -247,3 +247,30 @@ def test_cached_features_set_eval_batchnorm_in_the_settings(shapes_h5, tmp_path)
     settings = resolve.resolve_pretrain(shapes_h5, overrides={"image.backbone": "inception-v3", "cache_features": True,
                                                               "image.frozen_bn": "train"}, inception_weights=weights)
     assert settings.config.image.frozen_bn == "eval" and settings.inception_weights == weights
+
+
+@pytest.mark.parametrize("where", ["build", "start"])
+def test_a_run_dying_before_its_loop_leaves_an_end_line(tmp_path, where):
+    """A damaged dataset found while the job builds or starts (its run directory exists): stats.jsonl ends
+    with a line saying why, so `attngan runs` shows the run as failed (issue 31, item 10)."""
+    from attngan_cli.apps.runs_summary import run_info
+
+    run = RunDir.create(tmp_path, "bad", "toy")
+    job = ToyJob(run)
+
+    def build(ctx: JobContext) -> Built:
+        if where == "build":
+            raise InputError("bad.h5: caption chunk 0 is damaged")
+        built = job.build(ctx)
+
+        def start() -> Started:
+            raise InputError("bad.h5: image chunk 2 is damaged")
+
+        return Built(built.load, start)
+
+    with pytest.raises(InputError):
+        run_job(ToySettings(ToyConfig()), run, build, options=LoopOptions())
+    what = "caption chunk 0" if where == "build" else "image chunk 2"
+    assert read_jsonl(run.file("stats.jsonl")) == [{"step": 0, "epoch": 0, "end": f"error: bad.h5: {what} is damaged"}]
+    info = run_info(run.path)
+    assert (info.status, info.end) == ("failed", f"error: bad.h5: {what} is damaged")

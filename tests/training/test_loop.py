@@ -4,6 +4,7 @@ pruning, and a stats line from every run that ends."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -15,10 +16,10 @@ import pytest
 import torch
 
 from attngan_cli.core.device import rng_state, set_rng_state
-from attngan_cli.core.errors import Terminated, TrainingAborted
+from attngan_cli.core.errors import InputError, OutputError, Terminated, TrainingAborted
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.storage.checkpoints import Checkpoint, load_checkpoint
-from attngan_cli.storage.rundirs import RunDir, resolve_checkpoint
+from attngan_cli.storage.rundirs import SAVE_FAILED, RunDir, resolve_checkpoint
 from attngan_cli.training.loop import (
     FINISHED,
     INTERRUPTED,
@@ -217,3 +218,52 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
     assert got["error"] == Terminated.__name__ and got["reason"] == INTERRUPTED
     assert load_checkpoint(Path(got["run"]) / "interrupted.pt", kind="toy").step == 3
     assert got["sigterm_default_again"]
+
+
+@pytest.mark.parametrize("failing", ["checkpoint-2.pt", "final.pt", "interrupted.pt"])
+def test_a_failed_save_ends_in_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, failing):
+    """A full disk while a checkpoint is written (issue 31, item 8): one line naming the file and the free
+    space, the end line says "save failed", the last good checkpoint and nothing half-written is left."""
+    real = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if Path(getattr(f, "name", f)).name.startswith(f".{failing}."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    kw = {"abort": lambda: True} if failing == "interrupted.pt" else {}
+    with pytest.raises(OutputError) as e:
+        run_toy(tmp_path, "full", **kw)
+    run = RunDir(next(tmp_path.iterdir()))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"cannot write {run.file(failing)}: no space left on device ("), msg
+    assert f"free on {run.path})" in msg, msg
+    stats = read_jsonl(run.file("stats.jsonl"))
+    assert stats[-1]["end"] == SAVE_FAILED
+    assert not any(p.name.endswith(".tmp") for p in run.path.iterdir())
+    assert not run.file(failing).exists()
+    if failing == "final.pt":  # the periodic checkpoints of the epochs before stay, and are named
+        assert f"the last good checkpoint {run.file('checkpoint-2.pt')} is intact" in msg
+        assert load_checkpoint(run.file("checkpoint-2.pt"), kind="toy").step == 12
+    elif failing == "checkpoint-2.pt":
+        assert f"the last good checkpoint {run.file('checkpoint-1.pt')} is intact" in msg
+        assert stats[-1]["step"] == 12
+    else:
+        assert "no checkpoint had been written yet" in msg
+
+
+def test_an_error_in_a_step_leaves_an_end_line_saying_why(tmp_path):
+    """A run dying of an error after its directory exists (a damaged chunk of the data) says why in its
+    last stats.jsonl line (issue 31, item 10)."""
+    task = ToyTask()
+
+    def damaged():
+        raise InputError("data.h5: image 5 is damaged\nsecond line")
+
+    task.inside_step[5] = damaged
+    with pytest.raises(InputError):
+        run_toy(tmp_path, "bad", task=task)
+    run = RunDir(next(tmp_path.iterdir()))
+    last = read_jsonl(run.file("stats.jsonl"))[-1]
+    assert (last["step"], last["end"]) == (4, "error: data.h5: image 5 is damaged")

@@ -17,7 +17,8 @@ from attngan_cli.cli.commands.common import command
 from attngan_cli.cli.commands.options import Json
 from attngan_cli.cli.console import stdout
 
-STATUS_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "NaN": "bold red", "stopped": "red"}
+STATUS_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "NaN": "bold red", "stopped": "red",
+                "save failed": "bold red", "failed": "bold red"}
 
 
 @command
@@ -30,8 +31,10 @@ def runs(
     status and size on disk.
 
     Status: finished (final.pt), interrupted (Ctrl-C or abort: continue with --resume), NaN (stopped on a
-    non-finite loss), running (no end yet and files changed in the last 30 minutes) or stopped (no end
-    and no change for longer: the process was killed). Best R-precision: the DAMSM's per-epoch value
+    non-finite loss), save failed (a checkpoint could not be written, e.g. a full disk: the last good one is
+    kept), failed (the run died of an error: its stats.jsonl's last line says which), running (no end yet
+    and files changed in the last 30 minutes) or stopped (no end and no change for longer: the process
+    was killed). Best R-precision: the DAMSM's per-epoch value
     (pretrain) or `attngan eval`'s (metrics.jsonl).
 
     Examples:
