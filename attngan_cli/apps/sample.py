@@ -277,11 +277,13 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
         index_path.write_text("", encoding="utf-8")  # this run's index (streamed: one line per caption)
     barrier()
 
-    listed: list[dict[str, Any]] = []  # this rank's captions whose files are all on disk (other ranks')
+    # under torchrun: this rank's captions whose files are all on disk, listed by rank 0 at the end in
+    # caption order (one process streams them as they are written, in that order already)
+    listed: list[dict[str, Any]] = []
 
     def list_caption(cap: Caption) -> None:
         """Add ``cap`` to ``captions.jsonl`` once all its files are written: the index lists only what exists."""
-        if not main:
+        if world_size() > 1:
             listed.append(cap.to_record())
             return
         try:
@@ -353,10 +355,10 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
             yield _written(f)
             if f in completes:
                 list_caption(completes.pop(f))
-    if world_size() > 1:  # rank 0 lists the other ranks' captions
+    if world_size() > 1:  # rank 0 lists every rank's captions, in caption order as one process does
         parts = gather_object(listed) or []
         if main:
-            for record in sorted((r for part in parts[1:] for r in part), key=lambda r: r["index"]):
+            for record in sorted((r for part in parts for r in part), key=lambda r: r["index"]):
                 try:
                     append_jsonl(index_path, record)
                 except OSError as e:
