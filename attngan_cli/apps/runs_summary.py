@@ -29,6 +29,7 @@ from attngan_cli.core.errors import InputError
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.storage.rundirs import (
     ABORTED,
+    ENVIRONMENT_NAME,
     ERROR_PREFIX,
     FINAL_NAME,
     INTERRUPTED,
@@ -67,6 +68,8 @@ class RunInfo:
     last: dict[str, float] = field(default_factory=dict)  # the numbers of the last stats line with losses
     best_rprec: float | None = None  # best R-precision: stats "rprec" (pretrain) or metrics.jsonl (eval)
     evals: int = 0  # lines in metrics.jsonl
+    world_size: int | None = None  # processes (torchrun) the run ran on (environment.json; None: not recorded)
+    device: str | None = None  # the devices they ran on (environment.json's device names, distinct ones)
     size_bytes: int = 0
     modified: float = 0.0  # newest modification time of a file in the run (seconds since the epoch)
 
@@ -159,6 +162,7 @@ def run_info(path: str | os.PathLike[str], now: float | None = None, window_s: f
         info.epochs = config["epochs"]
     if kind == "train" and isinstance(config.get("max_steps"), int) and config["max_steps"] > 0:
         info.max_steps = config["max_steps"]
+    info.world_size, info.device = _environment(path)
     if stats:
         info.step, info.epoch = stats[-1].get("step"), stats[-1].get("epoch")
         info.end = stats[-1].get("end")
@@ -171,6 +175,20 @@ def run_info(path: str | os.PathLike[str], now: float | None = None, window_s: f
     finite = [v for v in rprecs if v is not None and math.isfinite(v)]
     info.best_rprec = max(finite) if finite else None
     return info
+
+
+def _environment(path: Path) -> tuple[int | None, str | None]:
+    """The world size and the distinct device names that ``environment.json`` records (None: not recorded)."""
+    try:
+        env = json.loads((path / ENVIRONMENT_NAME).read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(env, dict):
+        return None, None
+    world = env.get("world_size") if isinstance(env.get("world_size"), int) else None
+    names = env.get("device_names") if isinstance(env.get("device_names"), list) else [env.get("device")]
+    distinct = list(dict.fromkeys(str(n) for n in names if n))
+    return world, ", ".join(distinct) or None
 
 
 def list_runs(root: str | os.PathLike[str] = "runs", now: float | None = None,
@@ -192,6 +210,13 @@ def progress_text(info: RunInfo) -> str:
     if info.kind == "pretrain":
         return f"epoch {info.epoch}/{info.epochs}" if info.epochs else f"epoch {info.epoch}"
     return f"step {info.step}/{info.max_steps}" if info.max_steps else f"step {info.step}"
+
+
+def where_text(info: RunInfo) -> str:
+    """``2 x NVIDIA H200`` (processes x device), or ``-`` for a run that recorded neither."""
+    if info.world_size is None and info.device is None:
+        return "-"
+    return f"{info.world_size or '?'} x {info.device or '?'}"
 
 
 def losses_text(info: RunInfo) -> str:

@@ -47,6 +47,34 @@ def init_from_env(device: str = "auto") -> None:
     dist.init_process_group(backend="nccl" if cuda else "gloo")
 
 
+def environment(device: Any, batch_size: int, grad_accum: int = 1) -> dict[str, Any]:
+    """How a run runs, for its run directory and checkpoints: the processes (``world_size``, ``backend``:
+    None in one process), the batch (``batch_size`` the total per step, ``per_process_batch`` each rank's
+    share, ``grad_accum`` micro-batches per step), the versions (torch, CUDA) and each rank's device (its
+    GPU's name on CUDA). Every rank must call it (the device names are gathered)."""
+    import platform
+
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{device.type} ({platform.processor() or platform.machine() or 'unknown'})"
+    world = world_size()
+    return {
+        "world_size": world,
+        "backend": _dist().get_backend() if is_distributed() else None,
+        "batch_size": batch_size,
+        "per_process_batch": batch_size // world,
+        "grad_accum": grad_accum,
+        "torch": str(torch.__version__),
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "device_names": all_gather_object(name),
+    }
+
+
 def _dist():
     import torch.distributed as dist
 

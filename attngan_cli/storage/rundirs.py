@@ -61,6 +61,13 @@ class RunDir:
             atomic_write_json(p, config)
         return p
 
+    def write_environment(self, environment: dict[str, Any]) -> Path:
+        """``environment.json``: how the run ran (:func:`attngan_cli.core.distributed.environment`)."""
+        p = self.file(ENVIRONMENT_NAME)
+        if is_main_process():
+            atomic_write_json(p, environment)
+        return p
+
     def log_stats(self, record: dict[str, Any]) -> None:
         if is_main_process():
             append_jsonl(self.file("stats.jsonl"), record)
@@ -83,6 +90,7 @@ SAVE_FAILED = "save failed"  # a checkpoint could not be written (a full disk); 
 ERROR_PREFIX = "error: "  # "error: <one line>": the run died of an error after its directory existed
 
 FINAL_NAME = "final.pt"
+ENVIRONMENT_NAME = "environment.json"  # how the run ran: processes, batch, versions, devices
 INTERRUPTED_NAME = "interrupted.pt"
 _PERIODIC_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
 

@@ -10,7 +10,10 @@
    rank's RNG state from it (:func:`attngan_cli.core.device.restore_rank_rng`); the loop continues at the
    checkpoint's position (:meth:`LoopState.of`);
 6. write the resolved config into the run directory;
-7. the job's ``start`` (its :class:`attngan_cli.training.loop.Task` and its own callbacks, :class:`Started`);
+7. the job's ``start`` (its :class:`attngan_cli.training.loop.Task` and its own callbacks, :class:`Started`),
+   and how the run runs (:func:`attngan_cli.core.distributed.environment`: the torchrun processes, the
+   batch per process, the versions and devices) into ``environment.json`` and every checkpoint's
+   ``extra.environment``;
 8. the :class:`attngan_cli.training.loop.Loop` with the callbacks every job has (progress bar,
    ``stats.jsonl``, checkpoint pruning, TensorBoard) around the job's own and the caller's, and run it.
 
@@ -34,7 +37,7 @@ import torch
 
 from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.device import resolve_device, restore_rank_rng, seed_everything
-from attngan_cli.core.distributed import init_from_env, is_peer_failure, rank_seed
+from attngan_cli.core.distributed import environment, init_from_env, is_peer_failure, rank_seed
 from attngan_cli.core.errors import TrainingAborted
 from attngan_cli.core.progress import Progress
 from attngan_cli.storage.checkpoints import Checkpoint
@@ -155,8 +158,11 @@ def run_job(settings: JobSettings, run: RunDir, build: Callable[[JobContext], Bu
         run.write_config(config)
         started = built.start()
         task = started.task
+        env = environment(device, task.batch_size, getattr(cfg, "grad_accum", 1))
+        run.write_environment(env)
         loop = Loop(task, run, state, epochs=cfg.epochs, max_steps=options.max_steps, max_minutes=cfg.max_minutes,
                     snapshot_every=cfg.snapshot_every, nan_hint=options.nan_hint, progress=progress, abort=abort,
+                    environment=env,
                     callbacks=[ProgressBar(options.show, epoch_keys=options.epoch_keys),
                                StatsLog(every=options.stats_every, prefix=options.stats_prefix),
                                *started.callbacks, PruneCheckpoints(options.keep_last),

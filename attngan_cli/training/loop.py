@@ -214,8 +214,9 @@ class Loop:
     def __init__(self, task: Task, run: RunDir, state: LoopState, *, epochs: int, max_steps: int = 0,
                  max_minutes: float = 0.0, snapshot_every: int = 0, nan_hint: str = "",
                  progress: Progress | None = None, callbacks: Sequence[Callback | Callable[[StepInfo], None]] = (),
-                 abort: Callable[[], bool] | None = None) -> None:
+                 abort: Callable[[], bool] | None = None, environment: dict[str, Any] | None = None) -> None:
         self.task, self.run, self.state = task, run, state
+        self.environment = environment  # how the run runs: every checkpoint's ``extra.environment``
         self.snapshot_every, self.max_minutes = snapshot_every, max_minutes
         self.total = epochs * task.steps_per_epoch
         if max_steps > 0:
@@ -248,6 +249,8 @@ class Loop:
         path = self.run.file(name)
         ckpt = self.task.checkpoint(self.state)
         ckpt.extra["rank_rng"] = all_gather_object(rng_state())
+        if self.environment is not None:
+            ckpt.extra["environment"] = self.environment
         if is_main_process():
             try:
                 save_checkpoint(ckpt, path)

@@ -32,10 +32,10 @@ from attngan_cli.config.presets import (
     preset_value,
 )
 from attngan_cli.config.schema import PretrainConfig, TrainConfig, default_image_size
-from attngan_cli.config.serialize import apply_overrides, from_dict
+from attngan_cli.config.serialize import apply_overrides, from_dict, to_dict
 from attngan_cli.core.device import resolve_device, settle_precision
 from attngan_cli.core.distributed import check_batch, is_distributed
-from attngan_cli.core.errors import ConfigMismatchError, InputError
+from attngan_cli.core.errors import ConfigMismatchError, FieldError, InputError
 from attngan_cli.data.h5 import read_info
 from attngan_cli.inference.pipeline import damsm_config
 from attngan_cli.networks.image_encoder import inception_weights_file
@@ -67,6 +67,14 @@ DAMSM_RESUME_FIELDS = [
 ]
 CAPTIONER_RESUME_FIELDS = ["model.vocab_size", "model.backbone", "model.image_size", "model.width",
                            "model.embed_dim", "model.hidden_dim", "model.layers"]
+
+# Fields a resumed DAMSM or captioner run may change: how long, where and how it runs, not what it
+# computes. Any other field given with a value other than the checkpoint's is refused (the weight shapes by
+# :func:`check_checkpoint_config`, the rest, which set the data order and the updates, by :func:`resumed_config`).
+PRETRAIN_RESUME_MAY_CHANGE = ("dataset", "epochs", "max_minutes", "snapshot_every", "workers", "device", "precision",
+                              "tensorboard")
+# Of those, the ones whose change makes the run differ from an uninterrupted one (a warning).
+RESUME_CHANGES_NUMBERS = ("device", "precision")
 
 MISSING_ENCODERS = "give the pretrained DAMSM encoders with --encoders PRETRAIN_RUN_OR_CHECKPOINT"
 
@@ -136,6 +144,7 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
         cfg = apply_overrides(saved, {**_option_overrides(option_overrides, overrides), **overrides,
                                       "arch_options": stored})
         check_checkpoint_config(ckpt, cfg, GAN_RESUME_FIELDS)
+        check_not_finished(ckpt, cfg.epochs, cfg.max_steps)
     else:
         if data is None:
             raise InputError("give the prepared dataset (DATA.h5) to train on, or --resume a run")
@@ -237,6 +246,8 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
     """
     overrides = _own_overrides(overrides, ("dataset", "text.vocab_size"))
     info = read_info(data)
+    if resume is not None:
+        return _resumed_pretrain(data, info, preset, overrides, resume)
     preset, named = resolve_preset(preset or preset_for_source(info.source))
     overrides = {**named, **overrides}
     backbone = overrides.get("image.backbone")
@@ -269,17 +280,30 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
     if info.n_train < 2:
         raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; DAMSM needs at least 2")
     cfg = settle_precision(cfg)
-    if resume is None:
-        cfg = device_defaults(cfg, overrides, ("workers",))
+    cfg = device_defaults(cfg, overrides, ("workers",))
     check_batch(min(cfg.batch_size, info.n_train), cfg.grad_accum)
-    ckpt, weights = None, None
-    if resume is not None:
-        ckpt = load_resume(resume, DAMSM_KIND, "DAMSM checkpoint")
-        check_checkpoint_config(ckpt, cfg, DAMSM_RESUME_FIELDS)
-        check_vocab(ckpt, info.vocab.words, f"dataset {data}")
-    elif cfg.image.backbone == "inception-v3":
-        weights = inception_weights_file(inception_weights)
-    return PretrainSettings(cfg, ckpt, weights)
+    weights = inception_weights_file(inception_weights) if cfg.image.backbone == "inception-v3" else None
+    return PretrainSettings(cfg, None, weights)
+
+
+def _resumed_pretrain(data: PathLike, info: Any, preset: str | None, overrides: dict[str, Any],
+                      resume: PathLike) -> PretrainSettings:
+    """:func:`resolve_pretrain` with ``resume``: the checkpoint's config with the overrides a resumed run
+    may take (:func:`resumed_config`), on the same vocabulary, not yet finished."""
+    ckpt = load_resume(resume, DAMSM_KIND, "DAMSM checkpoint")
+    saved = from_dict(PretrainConfig, ckpt.config, where=f"checkpoint {ckpt.path}")
+    overrides = {**overrides, "dataset": str(Path(data).resolve()), "text.vocab_size": len(info.vocab)}
+    cfg = resumed_config(ckpt, saved, preset, overrides, DAMSM_RESUME_FIELDS)
+    check_vocab(ckpt, info.vocab.words, f"dataset {data}")
+    info.check_attributes(cfg.group_by, what=f"checkpoint {ckpt.path} groups batches by {', '.join(cfg.group_by)}, but")
+    if info.n_train < 2:
+        raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; DAMSM needs at least 2")
+    if cfg.cache_features and cfg.image.backbone == "inception-v3" and is_distributed():
+        raise InputError(f"--cache-features runs in one process: checkpoint {ckpt.path} continues a run that cached "
+                         "features, which cannot go on under torchrun")
+    cfg = settle_precision(cfg)
+    check_batch(min(cfg.batch_size, info.n_train), cfg.grad_accum)
+    return PretrainSettings(cfg, ckpt, None)
 
 
 def resolve_caption_pretrain(data: PathLike, *, preset: str | None = None, overrides: dict[str, Any] | None = None,
@@ -294,19 +318,22 @@ def resolve_caption_pretrain(data: PathLike, *, preset: str | None = None, overr
     info = read_info(data)
     overrides["dataset"] = str(Path(data).resolve())
     overrides["model.vocab_size"] = len(info.vocab)
-    preset, named = resolve_preset(preset or preset_for_source(info.source))
-    cfg = make_caption_pretrain_config(preset, {**named, **overrides})
+    ckpt, weights = None, None
+    if resume is not None:
+        ckpt = load_resume(resume, CAPTIONER_KIND, "captioner checkpoint")
+        saved = from_dict(CaptionPretrainConfig, ckpt.config, where=f"checkpoint {ckpt.path}")
+        cfg = resumed_config(ckpt, saved, preset, overrides, CAPTIONER_RESUME_FIELDS)
+        check_captioner_resume(ckpt, cfg, list(info.vocab.words))
+    else:
+        preset, named = resolve_preset(preset or preset_for_source(info.source))
+        cfg = make_caption_pretrain_config(preset, {**named, **overrides})
     if info.n_train < 2:
         raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; the captioner needs at least 2")
     cfg = settle_precision(cfg)
     if resume is None:
         cfg = device_defaults(cfg, overrides, ("workers",))
     check_batch(min(cfg.batch_size, info.n_train))
-    ckpt, weights = None, None
-    if resume is not None:
-        ckpt = load_resume(resume, CAPTIONER_KIND, "captioner checkpoint")
-        check_captioner_resume(ckpt, cfg, list(info.vocab.words))
-    elif cfg.model.backbone == "inception-v3":
+    if resume is None and cfg.model.backbone == "inception-v3":
         weights = inception_weights_file(inception_weights)
     return CaptionPretrainSettings(cfg, ckpt, weights)
 
@@ -316,6 +343,56 @@ def check_captioner_resume(ckpt: Checkpoint, cfg: CaptionPretrainConfig, vocab_w
     check_checkpoint_config(ckpt, cfg, CAPTIONER_RESUME_FIELDS)
     check_vocab(ckpt, vocab_words, f"dataset {cfg.dataset}")
     require_state(ckpt, "captioner")
+
+
+def resumed_config(ckpt: Checkpoint, saved: Any, preset: str | None, overrides: dict[str, Any],
+                   shape_fields: list[str]) -> Any:
+    """The config a resumed DAMSM or captioner run continues with: ``saved`` (the checkpoint's) with the
+    ``overrides`` (``None`` values: not given) that a resumed run may change
+    (:data:`PRETRAIN_RESUME_MAY_CHANGE`, logged). A ``preset`` other than the run's, a weight shape
+    (``shape_fields``) or any other field given another value than the checkpoint's is an error naming it:
+    they decide the weights, the data order or the updates, so the run would not continue as configured.
+    The run must not be finished already (:func:`check_not_finished`)."""
+    if preset and preset != saved.preset:
+        raise InputError(f"--preset {preset}: checkpoint {ckpt.path} continues a run of preset {saved.preset}; "
+                         "a resumed run keeps its settings (leave out --preset)")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    cfg = apply_overrides(saved, given)
+    check_checkpoint_config(ckpt, cfg, shape_fields)
+    before, after = to_dict(saved), to_dict(cfg)
+    changed = {key: (_dotted(before, key), _dotted(after, key)) for key in given}
+    changed = {key: values for key, values in changed.items() if values[0] != values[1]}
+    for key, (old, new) in changed.items():
+        if key not in PRETRAIN_RESUME_MAY_CHANGE:
+            raise FieldError(key, f"is {old!r} in the run checkpoint {ckpt.path} continues, not {new!r}: a resumed "
+                                  "run keeps the settings of its weights and data order (leave the option out)")
+    check_not_finished(ckpt, cfg.epochs)
+    for key, (old, new) in changed.items():
+        if key in RESUME_CHANGES_NUMBERS:
+            log.warning("resuming with %s=%r (the run had %r): it will not repeat an uninterrupted run exactly",
+                        key, new, old)
+        else:
+            log.info("resuming with %s=%r (the run had %r)", key, new, old)
+    return cfg
+
+
+def check_not_finished(ckpt: Checkpoint, epochs: int, max_steps: int = 0) -> None:
+    """A resumed run must have steps left: a checkpoint at (or past) the ``epochs`` or ``max_steps``
+    (0: no limit) asked for would train nothing and still write a new run directory."""
+    if ckpt.epoch >= epochs:
+        raise InputError(f"checkpoint {ckpt.path} is of a finished run ({ckpt.epoch} epochs of {epochs}): to continue "
+                         f"it give --epochs N larger than {ckpt.epoch}")
+    if max_steps > 0 and ckpt.step >= max_steps:
+        raise InputError(f"checkpoint {ckpt.path} is of a finished run (step {ckpt.step}, --max-steps {max_steps}): "
+                         f"to continue it give --max-steps N larger than {ckpt.step}, or 0 (no limit)")
+
+
+def _dotted(config: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` in a config dict (None where there is none)."""
+    value: Any = config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def device_defaults(cfg: Any, overrides: dict[str, Any], fields: tuple[str, ...]) -> Any:

@@ -306,6 +306,8 @@ def test_runs_lists_each_run_with_its_status(tmp_path):
     running = RunDir.create(root, "live", "pretrain")
     running.write_config({"preset": "shapes", "dataset": "/data/live.h5", "image": {}, "text": {}, "epochs": 5})
     running.log_stats({"step": 3, "epoch": 1, "train_loss": 9.5, "test_loss": 9.9, "rprec": 0.25})
+    running.write_environment({"world_size": 2, "backend": "nccl", "device": "cuda:0",
+                               "device_names": ["NVIDIA H200", "NVIDIA H200"]})
     stopped = RunDir.create(root, "dead", "train")
     stopped.log_stats({"step": 40, "epoch": 2, "d": 1.0, "g": 3.0})
     old = time.time() - 3 * 3600
@@ -327,11 +329,13 @@ def test_runs_lists_each_run_with_its_status(tmp_path):
     assert nan_row["end"] == "non-finite loss" and nan_row["step"] == 13 and nan_row["last"]["d"] > 0
     assert rows["00001-abort-train"]["end"] == "aborted" and (aborted / "interrupted.pt").is_file()
     assert (live["kind"], live["dataset"], live["best_rprec"], live["epochs"]) == ("pretrain", "live", 0.25, 5)
+    assert (live["world_size"], live["device"]) == (2, "NVIDIA H200")
+    assert (fin["world_size"], fin["device"]) == (None, None)  # no environment.json
     assert not (nan / "final.pt").exists()
 
     res = runner.invoke(app, ["runs", str(root)])  # the table
     assert res.exit_code == 0, res.output
-    for word in ("00002-nan-train", "NaN", "interrupted", "running", "stopped", "72.0 %"):
+    for word in ("00002-nan-train", "NaN", "interrupted", "running", "stopped", "72.0 %", "2 x NVIDIA H200"):
         assert word in res.stdout, word
 
 

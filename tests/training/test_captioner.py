@@ -3,6 +3,7 @@ values, overfitting a tiny set, and `attngan pretrain --model captioner` (stats,
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from attngan_cli.config.presets import make_caption_pretrain_config
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.evaluation.bleu import corpus_bleu
 from attngan_cli.networks.captioner import Captioner, caption_targets
+from attngan_cli.storage.checkpoints import load_checkpoint
 
 runner = CliRunner()
 
@@ -127,7 +129,7 @@ def test_pretrain_captioner_cli_logs_and_resumes_exactly(shapes_h5, tmp_path, on
     from attngan_cli.archs.stream import load_captioner
 
     runs = tmp_path / "runs"
-    res = _pretrain(shapes_h5, runs, "--epochs", "2", "--snapshot-every", "1")
+    res = _pretrain(shapes_h5, runs, "--epochs", "2", "--snapshot-every", "1", "--seed", "5")
     assert res.exit_code == 0, res.output
     run = sorted(runs.iterdir())[0]
     assert run.name.endswith("-captioner")
@@ -139,14 +141,30 @@ def test_pretrain_captioner_cli_logs_and_resumes_exactly(shapes_h5, tmp_path, on
     assert bundle.config.model.backbone == "compact" and bundle.vocab.words[0] == "<end>"
     assert not any(p.requires_grad for p in bundle.captioner.parameters())
 
-    # resume from the epoch-1 checkpoint: the same epoch 2 as the uninterrupted run
-    (run / "final.pt").rename(tmp_path / "full-final.pt")
-    (run / "checkpoint-2.pt").unlink(missing_ok=True)
-    res = _pretrain(shapes_h5, tmp_path / "runs2", "--epochs", "2", "--resume", str(run / "checkpoint-1.pt"))
+    # the finished run resumed without a larger --epochs: refused before a run directory exists
+    res = runner.invoke(app, ["pretrain", str(shapes_h5), "--model", "captioner", "--resume", str(run),
+                              "--runs", str(tmp_path / "runs2")])
+    assert res.exit_code == 1 and "finished run" in res.output and "--epochs N larger than 2" in res.output, res.output
+    res = runner.invoke(app, ["pretrain", str(shapes_h5), "--model", "captioner", "--resume", str(run), "--epochs", "3",
+                              "--seed", "6", "--runs", str(tmp_path / "runs2")])
+    assert res.exit_code == 1 and "--seed (seed) is 5" in res.output, res.output
+    assert not (tmp_path / "runs2").exists()
+
+    # resume from the epoch-1 checkpoint with no flags: the run's own batch, seed and epochs; the same
+    # epoch 2 and final weights as the uninterrupted run
+    res = runner.invoke(app, ["pretrain", str(shapes_h5), "--model", "captioner", "--resume",
+                              str(run / "checkpoint-1.pt"), "--runs", str(tmp_path / "runs2"), "--quiet"])
     assert res.exit_code == 0, res.output
-    resumed = read_jsonl(sorted((tmp_path / "runs2").iterdir())[0] / "stats.jsonl")
+    run2 = sorted((tmp_path / "runs2").iterdir())[0]
+    cfg2 = json.loads((run2 / "config.json").read_text())
+    assert (cfg2["batch_size"], cfg2["seed"], cfg2["epochs"]) == (16, 5, 2)
+    resumed = read_jsonl(run2 / "stats.jsonl")
+    assert [r["epoch"] for r in resumed] == [2]
     assert resumed[-1]["train_loss"] == pytest.approx(stats[-1]["train_loss"], rel=1e-6)
     assert resumed[-1]["bleu4"] == pytest.approx(stats[-1]["bleu4"], abs=1e-9)
+    full, part = load_checkpoint(run / "final.pt", kind="captioner"), load_checkpoint(run2 / "final.pt", kind="captioner")
+    for k, v in full.state["captioner"].items():
+        assert torch.equal(v, part.state["captioner"][k]), k
 
 
 def test_pretrain_captioner_refuses_damsm_options(shapes_h5, tmp_path):

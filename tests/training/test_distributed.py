@@ -272,6 +272,18 @@ def test_captioner_pretrain_on_two_ranks(shapes_h5, tmp_path) -> None:
     different = [k for k in r0["params"] if not torch.equal(r0["params"][k], r1["params"][k])]
     assert r0["params"] and not different, different[:5]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["00000-shapes-captioner"]
+    # how it ran: in environment.json, every checkpoint and `attngan runs`
+    run = tmp_path / "runs" / "00000-shapes-captioner"
+    env = json.loads((run / "environment.json").read_text())
+    assert {k: env[k] for k in ("world_size", "backend", "batch_size", "per_process_batch", "grad_accum", "device")} \
+        == {"world_size": 2, "backend": "gloo", "batch_size": 16, "per_process_batch": 8, "grad_accum": 1, "device": "cpu"}
+    assert env["torch"] == torch.__version__ and env["cuda"] == torch.version.cuda
+    assert len(env["device_names"]) == 2 and all(n.startswith("cpu") for n in env["device_names"])
+    assert load_checkpoint(run / "final.pt").extra["environment"] == env
+    from attngan_cli.apps.runs_summary import run_info, where_text
+
+    info = run_info(run)
+    assert info.world_size == 2 and where_text(info) == f"2 x {env['device_names'][0]}"
 
 
 @pytest.mark.parametrize("arch", ["stackgan++", "mirrorgan"])

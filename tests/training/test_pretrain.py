@@ -37,7 +37,7 @@ def test_pretrain_cli_run_dir_and_resume(shapes_small, tmp_path):
     runs = tmp_path / "runs"
     common = [str(shapes_small), "--preset", "shapes", "--batch-size", "16", "--runs", str(runs),
               "--device", "cpu", "--quiet"]
-    res = _invoke(["pretrain", *common, "--epochs", "2", "--snapshot-every", "1"])
+    res = _invoke(["pretrain", *common, "--epochs", "2", "--snapshot-every", "1", "--seed", "5"])
     run = runs / "00000-shapes-pretrain"
     assert res.stdout.strip().endswith(str(run / "final.pt"))
     names = {p.name for p in run.iterdir()}
@@ -52,12 +52,42 @@ def test_pretrain_cli_run_dir_and_resume(shapes_small, tmp_path):
         assert 0 <= s["i2t_top1"] <= 1 and 0 <= s["rprec"] <= 1 and s["rprec_k"] >= 1
     bundle = load_damsm(run)
     assert bundle.path == run / "final.pt" and bundle.config.epochs == 2
+    # resumed from epoch 1 with no flags: the run's own batch, seed and epochs, and the uninterrupted weights
+    runs_b = tmp_path / "runs-b"
+    _invoke(["pretrain", str(shapes_small), "--resume", str(run / "checkpoint-1.pt"), "--runs", str(runs_b), "--quiet"])
+    run_b = runs_b / "00000-shapes-pretrain"
+    cfg_b = json.loads((run_b / "config.json").read_text())
+    assert (cfg_b["batch_size"], cfg_b["seed"], cfg_b["epochs"]) == (16, 5, 2)
+    assert [s["epoch"] for s in read_jsonl(run_b / "stats.jsonl")] == [2]
+    env = json.loads((run_b / "environment.json").read_text())
+    assert (env["world_size"], env["backend"], env["per_process_batch"], env["grad_accum"], env["device"]) == \
+        (1, None, 16, 1, "cpu")
+    _assert_same_weights(run / "final.pt", run_b / "final.pt", "damsm", ("text_encoder", "image_encoder"))
+    # a flag that changes the data order or the updates is refused, naming it; no run directory is made
+    for flag, value in (("--batch-size", "32"), ("--seed", "6"), ("--lr", "0.01"), ("--group-by", "color")):
+        res = runner.invoke(app, ["pretrain", str(shapes_small), "--resume", str(run), "--epochs", "3", flag, value,
+                                  "--runs", str(runs_b)])
+        assert res.exit_code == 1 and f"{flag} (" in res.output and "resumed run keeps" in res.output, res.output
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    # the finished run resumed without a larger --epochs: refused before a run directory exists
+    res = runner.invoke(app, ["pretrain", str(shapes_small), "--resume", str(run), "--runs", str(runs_b)])
+    assert res.exit_code == 1 and "finished run" in res.output and "--epochs N larger than 2" in res.output, res.output
+    assert sorted(p.name for p in runs_b.iterdir()) == ["00000-shapes-pretrain"]
     # resume from the run directory: continues at epoch 3 in a new run directory
     res = _invoke(["pretrain", *common, "--epochs", "3", "--resume", str(run)])
     run2 = runs / "00001-shapes-pretrain"
     assert [s["epoch"] for s in read_jsonl(run2 / "stats.jsonl")] == [3]
     # the resumed run started from the saved weights: its first epoch's lr continues the schedule
     assert read_jsonl(run2 / "stats.jsonl")[0]["lr"] == pytest.approx(0.002 * 0.98**2)
+
+
+def _assert_same_weights(a_path, b_path, kind, parts):
+    from attngan_cli.storage.checkpoints import load_checkpoint
+
+    a, b = load_checkpoint(a_path, kind=kind), load_checkpoint(b_path, kind=kind)
+    for part in parts:
+        for k, v in a.state[part].items():
+            assert torch.equal(v, b.state[part][k]), (part, k)
 
 
 def test_pretrain_cli_errors(shapes_small, tmp_path):

@@ -40,7 +40,7 @@ def gan_run(shapes_h5: Path, damsm_file: Path, vocab_words: list[str], tmp_path_
     """A train run directory whose newest checkpoint was trained with 1 stage, ngf 8 and lr_g 0.123."""
     run = tmp_path_factory.mktemp("runs") / "00000-shapes-train"
     cfg = make_train_config("shapes", {"dataset": str(shapes_h5), "encoders": str(damsm_file), "lr_g": 0.123,
-                                       "generator.stages": 1, "generator.ngf": 8, "max_steps": 3})
+                                       "generator.stages": 1, "generator.ngf": 8, "max_steps": 6})
     save_checkpoint(Checkpoint(kind="gan", config=to_dict(cfg), vocab=vocab_words, state={}, step=3, epoch=1),
                     run / "interrupted.pt")
     return run
@@ -132,6 +132,24 @@ def test_resume_starts_from_the_checkpoint_config(gan_run, shapes_h5) -> None:
 def test_resume_rejects_a_weight_shape_override_naming_the_field(gan_run, override, value) -> None:
     with pytest.raises(ConfigMismatchError, match=rf"{override} is \S+ there but {value!r} was requested"):
         resolve_train(None, resume=gan_run, overrides={override: value})
+
+
+def test_resuming_a_finished_train_run_is_refused_before_a_run_directory(gan_run, shapes_h5, damsm_file,
+                                                                         vocab_words, tmp_path) -> None:
+    # gan_run's checkpoint is at step 3 of max_steps 6 and epoch 1 of the preset's epochs
+    with pytest.raises(InputError, match=r"finished run \(step 3, --max-steps 3\): to continue it give --max-steps N "
+                                         r"larger than 3, or 0 \(no limit\)"):
+        resolve_train(None, resume=gan_run, overrides={"max_steps": 3})
+    cfg = make_train_config("shapes", {"dataset": str(shapes_h5), "encoders": str(damsm_file), "epochs": 2})
+    finished = tmp_path / "00000-shapes-train"
+    save_checkpoint(Checkpoint(kind="gan", config=to_dict(cfg), vocab=vocab_words, state={}, step=8, epoch=2),
+                    finished / "final.pt")
+    runs = tmp_path / "runs"
+    res = CliRunner().invoke(app, ["train", "--resume", str(finished), "--runs", str(runs)])
+    assert res.exit_code == 1 and not runs.exists(), res.output
+    assert res.output.startswith(f"error: checkpoint {finished / 'final.pt'} is of a finished run (2 epochs of 2): "
+                                 "to continue it give --epochs N larger than 2"), res.output
+    assert resolve_train(None, resume=finished, overrides={"epochs": 3}).config.epochs == 3
 
 
 def test_the_resume_checkpoint_is_loaded_once(gan_run, damsm_file, shapes_h5, monkeypatch) -> None:

@@ -45,7 +45,7 @@ def pretrain(
                                                        "attention-map image every N epochs.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="End (with final.pt) after this many "
                                                       "minutes, finishing the current epoch's evaluation.")] = None,
-    precision: Precision = "auto",
+    precision: Annotated[str | None, Precision.__metadata__[0]] = None,  # type: ignore[attr-defined]  # None: auto, or the resumed run's
     cache_features: Annotated[bool, typer.Option("--cache-features", help="Faster mode (a departure from the "
                                                  "official code): compute the frozen Inception features of 2 fixed "
                                                  "augmented views once, with eval-mode BatchNorm, and train on them.")] = False,
@@ -66,8 +66,8 @@ def pretrain(
     tensorboard: TensorBoardOption = None,
     resume: Resume = None,
     runs: RunsRoot = Path("runs"),
-    device: Device = "auto",
-    seed: Seed = 0,
+    device: Annotated[str | None, Device.__metadata__[0]] = None,  # type: ignore[attr-defined]
+    seed: Annotated[int | None, Seed.__metadata__[0]] = None,  # type: ignore[attr-defined]  # None: the preset's, or the resumed run's
     workers: Annotated[int | None, Workers.__metadata__[0]] = None,  # type: ignore[attr-defined]  # None: by device
     quiet: Quiet = False,
 ) -> None:
@@ -76,7 +76,9 @@ def pretrain(
     Writes runs/NNNNN-<dataset>-pretrain/ with config.json, stats.jsonl (losses, retrieval accuracy and
     R-precision per epoch), checkpoint-<epoch>.pt, final.pt, attention-map images and TensorBoard events
     (with the tensorboard package; view them with `tensorboard --logdir runs`), and prints the final
-    checkpoint's path.
+    checkpoint's path. A resumed run (--resume) continues as it was configured: only --epochs,
+    --max-minutes, --snapshot-every, --workers, --device, --precision and --tensorboard may change; a
+    flag that sets its weights, data order or updates (--batch-size, --seed, --lr, ...) is refused.
 
     Examples:
 
@@ -109,7 +111,7 @@ def pretrain(
     overrides = {
         "image.backbone": image_encoder, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "snapshot_every": snapshot_every, "max_minutes": max_minutes, "precision": precision,
-        "cache_features": cache_features, "image.frozen_bn": frozen_bn, "adam_per_epoch": adam_per_epoch,
+        "cache_features": cache_features or None, "image.frozen_bn": frozen_bn, "adam_per_epoch": adam_per_epoch,
         "device": device, "seed": seed, "workers": workers, "grad_accum": grad_accum,
         "group_by": _group_by_names(group_by), "tensorboard": tensorboard,
     }

@@ -12,7 +12,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from attngan_cli.apps.runs_summary import RunInfo, list_runs, losses_text, progress_text, size_text
+from attngan_cli.apps.runs_summary import (
+    RunInfo,
+    list_runs,
+    losses_text,
+    progress_text,
+    size_text,
+    where_text,
+)
 from attngan_cli.cli.commands.common import command
 from attngan_cli.cli.commands.options import Json
 from attngan_cli.cli.console import stdout
@@ -28,7 +35,7 @@ def runs(
     json_: Json = False,
 ) -> None:
     """List the run directories with their kind, dataset, preset, progress, last losses, best R-precision,
-    status and size on disk.
+    status, size on disk and what they ran on (processes x device, from environment.json).
 
     Status: finished (final.pt), interrupted (Ctrl-C or abort: continue with --resume), NaN (stopped on a
     non-finite loss), save failed (a checkpoint could not be written, e.g. a full disk: the last good one is
@@ -59,17 +66,18 @@ def _print_table(root: Path, infos: list[RunInfo]) -> None:
     last = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(i.modified for i in infos)))
     table = Table(title=f"runs in {root}", title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
                   caption=f"R-prec: the best R-precision (pretrain: per epoch; train: attngan eval); last change {last}")
-    # on a narrow terminal the run name and status stay whole; the other columns wrap
+    # on a narrow terminal the run name, status and devices stay whole; the other columns wrap
     for name, justify, min_width in (("run", "left", 0), ("status", "left", 0), ("kind", "left", 5),
                                      ("progress", "left", 6), ("last losses", "left", 7), ("R-prec", "right", 6),
-                                     ("size", "right", 5), ("data", "left", 4), ("preset", "left", 5)):
+                                     ("size", "right", 5), ("data", "left", 4), ("preset", "left", 5),
+                                     ("ran on", "left", 0)):
         table.add_column(name, justify=justify, no_wrap=not min_width, min_width=min_width or None)  # type: ignore[arg-type]
     for i in infos:
         rprec = f"{100 * i.best_rprec:.1f} %" if i.best_rprec is not None else "-"
         style = STATUS_STYLE.get(i.status, "")
         status = f"[{style}]{i.status}[/]" if style else i.status
         table.add_row(i.name, status, i.kind, progress_text(i), losses_text(i), rprec, size_text(i.size_bytes),
-                      i.dataset, i.preset)
+                      i.dataset, i.preset, where_text(i))
     # piped (not a terminal, where Rich assumes 80 columns): wide enough for one line per run
     out = stdout if stdout.is_terminal else Console(width=max(stdout.width, 130), highlight=False)
     out.print(table)
