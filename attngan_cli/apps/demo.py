@@ -18,6 +18,7 @@ from typing import Any
 
 from attngan_cli.apps.plot import plot_runs_if_possible
 from attngan_cli.apps.sample import CaptionSource, SampleSettings, attend, sample_to_dir
+from attngan_cli.config.fields import seed_field, validate
 from attngan_cli.core.device import resolve_device, resolve_precision
 from attngan_cli.core.errors import AttnGANError, InputError
 from attngan_cli.core.fileio import atomic_write_json, read_jsonl
@@ -54,7 +55,7 @@ class DemoOptions:
     out: Path = Path("demo")
     minutes: float = 10.0
     device: str = "auto"
-    seed: int = 0
+    seed: int = seed_field()
     precision: str = "auto"  # bf16 where the hardware computes it, else fp32 (device.resolve_precision)
     lambda_damsm: float | None = None  # None: the shapes preset's value
     n_train: int = 4000
@@ -146,6 +147,7 @@ def _run_encoders(run: Path) -> Path | None:
 
 def run_demo(options: DemoOptions, progress: Progress | None = None,
              abort: Callable[[], bool] | None = None) -> DemoResult:
+    validate(options)
     if not options.minutes > 0:
         raise InputError(f"--minutes must be more than 0, got {options.minutes:g}")
     for name in ("n_train", "n_test", "eval_samples"):

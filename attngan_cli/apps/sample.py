@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from attngan_cli.archs.registry import get_arch
-from attngan_cli.config.fields import bounded, one_of, validate
+from attngan_cli.config.fields import bounded, one_of, seed_field, validate
 from attngan_cli.config.schema import PRECISIONS
 from attngan_cli.core.distributed import barrier, gather_object, is_main_process, rank, world_size
 from attngan_cli.core.errors import AttnGANError, InputError, OutputError
@@ -189,7 +189,7 @@ class SampleSettings:
     """How to sample; checked by :func:`attngan_cli.config.fields.validate` (as :func:`sample_to_dir` does)."""
 
     n: int = bounded(1, low=1)  # images per caption
-    seed: int = 0
+    seed: int = seed_field()
     which: str = one_of("all", WHICH_CHOICES)  # all: every stage's image; last: only the final one
     grid: bool = False  # also one grid PNG per caption
     batch_size: int = bounded(16, low=1)

@@ -39,6 +39,7 @@ FLAGS: dict[str, dict[str, str]] = {
     "sample": {  # SampleSettings
         "n": "--n", "which": "--which", "batch_size": "--batch-size", "precision": "--precision", "seed": "--seed",
     },
+    "demo": {"seed": "--seed", "minutes": "--minutes"},  # DemoOptions
     "eval": {  # EvalOptions
         "num_samples": "--num-samples", "batch_size": "--batch-size", "workers": "--workers", "seed": "--seed",
         "device": "--device",

@@ -26,6 +26,18 @@ class Check(Protocol):
         """What is wrong with ``value`` (``must be >= 1, got 0``), or None when it is allowed."""
 
 
+def _number(x: float) -> str:
+    """``x`` as a bound is written: whole numbers in full (``4294967295``, not ``4.29497e+09``)."""
+    return str(int(x)) if math.isfinite(x) and float(x).is_integer() else f"{x:g}"
+
+
+def finite_problem(value: Any) -> str | None:
+    """``must be a finite number, got inf`` for a float that is NaN or infinite, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class Bound:
     """A number between ``low`` and ``high``, each end included unless said otherwise."""
@@ -38,21 +50,22 @@ class Bound:
     def describe(self) -> str:
         lo = "[" if self.low_inclusive else "("
         hi = "]" if self.high_inclusive else ")"
+        low, high = _number(self.low), _number(self.high)
         if self.high == math.inf:
-            return f">= {self.low:g}" if self.low_inclusive else f"> {self.low:g}"
+            return f">= {low}" if self.low_inclusive else f"> {low}"
         if self.low == -math.inf:
-            return f"<= {self.high:g}" if self.high_inclusive else f"< {self.high:g}"
-        return f"in {lo}{self.low:g}, {self.high:g}{hi}"
+            return f"<= {high}" if self.high_inclusive else f"< {high}"
+        return f"in {lo}{low}, {high}{hi}"
 
     def allows(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
         above = value >= self.low if self.low_inclusive else value > self.low
         below = value <= self.high if self.high_inclusive else value < self.high
         return above and below
 
     def problem(self, value: Any) -> str | None:
-        return None if self.allows(value) else f"must be {self.describe()}, got {value!r}"
+        return finite_problem(value) or (None if self.allows(value) else f"must be {self.describe()}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -112,14 +125,28 @@ def field_check(cls: type, name: str) -> Check | None:
 
 def validate(obj: Any, prefix: str = "") -> None:
     """Check every field of the dataclass instance ``obj`` (and of the dataclasses it holds) against the
-    check in its metadata; raise a :class:`FieldError` naming the first failing field by its dotted path."""
+    check in its metadata; raise a :class:`FieldError` naming the first failing field by its dotted path.
+    A float field, checked or not (alone or in a tuple or list), must be finite: NaN and infinity never are
+    settings."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         path = f"{prefix}{f.name}"
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        problem = next((p for p in map(finite_problem, items) if p is not None), None)
+        if problem is not None and isinstance(value, (tuple, list)):
+            problem = f"must hold finite numbers, got {list(value)!r}"
         check = f.metadata.get(CHECK)
-        if check is not None:
+        if problem is None and check is not None:
             problem = check.problem(value)
-            if problem is not None:
-                raise FieldError(path, problem)
+        if problem is not None:
+            raise FieldError(path, problem)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             validate(value, f"{path}.")
+
+
+SEED_MAX = 2**32 - 1  # numpy's seed must be below 2**32
+
+
+def seed_field(default: int = 0) -> Any:
+    """A random seed: an integer in [0, 2**32 - 1], what torch, numpy and Python's ``random`` all accept."""
+    return bounded(default, low=0, high=SEED_MAX)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from attngan_cli.config.fields import Choices, bounded, one_of, satisfying
+from attngan_cli.config.fields import Choices, bounded, one_of, satisfying, seed_field
 from attngan_cli.core.errors import FieldError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 where the hardware computes it (device.py)
@@ -121,7 +121,7 @@ class RunOptions:
     max_minutes: float = bounded(0.0, low=0)  # 0 = no limit; otherwise end (with the final checkpoint) after this long
     precision: str = one_of("auto", PRECISIONS)
     workers: int = bounded(0, low=0)  # DataLoader worker processes (0 = load in the main process)
-    seed: int = 0
+    seed: int = seed_field()
     device: str = "auto"
     tensorboard: bool = True  # TensorBoard events in the run directory (when the package is installed)
 

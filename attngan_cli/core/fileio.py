@@ -79,6 +79,20 @@ def check_output_location(path: str | os.PathLike[str]) -> None:
                           "output path or make that folder writable")
 
 
+def check_output_folder(path: str | os.PathLike[str], flag: str) -> None:
+    """Raise :class:`OutputError` naming ``flag`` when the folder ``path`` (given by that option) cannot be
+    made because it, or a folder of its path, is a file. Run before any work."""
+    path = Path(path)
+    try:
+        blocker = _blocking_ancestor(path)
+    except PermissionError as e:
+        raise _output_error(path / "x", e) from None
+    if blocker == path:
+        raise OutputError(f"{flag} {path} is a file, not a directory")
+    if blocker is not None:
+        raise OutputError(f"{flag} {path}: {blocker} is a file, not a directory")
+
+
 def _output_error(path: Path, e: OSError) -> OutputError:
     """The :class:`OutputError` for an ``OSError`` raised while creating ``path``'s folder or temporary file."""
     try:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attngan_cli.config.fields import bounded, validate
+from attngan_cli.config.fields import bounded, seed_field, validate
 from attngan_cli.core.device import resolve_device, seed_everything
 from attngan_cli.core.distributed import (
     broadcast_object,
@@ -36,7 +36,7 @@ from attngan_cli.core.distributed import (
     world_size,
 )
 from attngan_cli.core.errors import AttnGANError, ConfigMismatchError, FieldError, InputError
-from attngan_cli.core.fileio import append_jsonl, atomic_write_text
+from attngan_cli.core.fileio import append_jsonl, atomic_write_text, check_output_folder
 from attngan_cli.core.progress import NullProgress, Progress
 from attngan_cli.data.dataset import TextImageDataset, pad_caption
 from attngan_cli.data.h5 import open_h5
@@ -62,7 +62,7 @@ class EvalOptions:
     inception_weights: Path | None = None
     encoders: Path | None = None  # DAMSM checkpoint or pretrain run dir (default: the one the generator names)
     save_images: Path | None = None
-    seed: int = 0
+    seed: int = seed_field()
     device: str = "auto"
     is_splits: int = bounded(10, low=1)
     rp_folds: int = bounded(10, low=1)
@@ -353,6 +353,8 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
     if "is" in names and options.num_samples < options.is_splits:
         raise FieldError("num_samples", f"must be >= {options.is_splits} for the Inception Score (is_splits "
                                         f"{options.is_splits}), got {options.num_samples}")
+    if options.save_images is not None:
+        check_output_folder(options.save_images, "--save-images")
     device = resolve_device(options.device)
     seed_everything(options.seed)
 

@@ -103,6 +103,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, kind: str | tuple[str, ...]
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; pass a checkpoint file (or a run directory where a command accepts one)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
@@ -112,7 +114,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, kind: str | tuple[str, ...]
         raise CheckpointError(f"{path} is not a readable attngan checkpoint (UnpicklingError"
                               + (f": {detail[:200]}" if detail else "") + ")") from None
     except (RuntimeError, EOFError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable attngan checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path} is not a readable attngan checkpoint ({type(e).__name__}: {_first_line(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
@@ -170,6 +172,12 @@ def require_state(ckpt: Checkpoint, *keys: str, section: str = "state") -> None:
         if key not in held:
             raise CheckpointError(f"checkpoint {ckpt.path} has no {section} {key!r} (it holds: "
                                   f"{', '.join(sorted(held)) or 'nothing'}); it is damaged or of another kind")
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of ``e``'s message (at most 200 characters), or its type's name when it has none."""
+    lines = str(e).splitlines()
+    return lines[0][:200] if lines else "no message"
 
 
 def _unpickler_detail(message: str) -> str:

@@ -167,11 +167,14 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     if not cfg.encoders:
         raise InputError(MISSING_ENCODERS)
     cfg = settle_precision(cfg)  # fp16 needs CUDA
+    check_sync_bn(cfg, overrides)
     if ckpt is None:
         cfg = device_defaults(cfg, overrides, ("compile", "workers"))
     info = read_info(cfg.dataset)
-    if info.n_train < cfg.batch_size:
-        raise InputError(f"--batch-size {cfg.batch_size} is larger than the {info.n_train} training images of {cfg.dataset}")
+    check_batch_fits(cfg.batch_size, info.n_train, cfg.dataset)
+    if overrides.get("words") is not None and cfg.words > info.max_len:
+        raise InputError(f"--words {cfg.words} is more than the longest caption of {cfg.dataset} ({info.max_len} "
+                         f"words): give at most {info.max_len}")
     dataset_words = list(info.vocab.words)
     encoders_path = resolve_checkpoint(cfg.encoders, what="DAMSM checkpoint")  # a file, or a run directory with one
     encoders_ckpt = load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True)
@@ -182,6 +185,19 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     if arch.check_settings is not None:
         cfg = arch.check_settings(cfg, SettingsContext(ckpt is not None, list(dataset_words), encoders_path))
     return TrainSettings(cfg, ckpt)
+
+
+def check_batch_fits(batch_size: int, n_train: int, dataset: str) -> None:
+    """A batch must fit in the training split (a larger one would be cut while config.json keeps the asked size)."""
+    if batch_size > n_train:
+        raise InputError(f"--batch-size {batch_size} is larger than the {n_train} training images of {dataset}")
+
+
+def check_sync_bn(cfg: TrainConfig, overrides: dict[str, Any]) -> None:
+    """``--sync-bn`` does something only under torchrun on CUDA devices: asked for elsewhere, it is refused."""
+    if overrides.get("sync_bn") and not (is_distributed() and resolve_device(cfg.device).type == "cuda"):
+        raise InputError("--sync-bn needs torchrun on CUDA devices (SyncBatchNorm syncs the processes' batch "
+                         "statistics); leave it off in one process or on CPUs")
 
 
 def _option_overrides(option_overrides: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -279,9 +295,13 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
         cfg = apply_overrides(cfg, {"image.frozen_bn": "eval"})
     if info.n_train < 2:
         raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; DAMSM needs at least 2")
+    if cfg.batch_size < 2:
+        raise InputError("--batch-size must be at least 2 (the DAMSM losses score each caption against the other "
+                         "images of its batch)")
+    check_batch_fits(cfg.batch_size, info.n_train, cfg.dataset)
     cfg = settle_precision(cfg)
     cfg = device_defaults(cfg, overrides, ("workers",))
-    check_batch(min(cfg.batch_size, info.n_train), cfg.grad_accum)
+    check_batch(cfg.batch_size, cfg.grad_accum)
     weights = inception_weights_file(inception_weights) if cfg.image.backbone == "inception-v3" else None
     return PretrainSettings(cfg, None, weights)
 
@@ -298,11 +318,12 @@ def _resumed_pretrain(data: PathLike, info: Any, preset: str | None, overrides: 
     info.check_attributes(cfg.group_by, what=f"checkpoint {ckpt.path} groups batches by {', '.join(cfg.group_by)}, but")
     if info.n_train < 2:
         raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; DAMSM needs at least 2")
+    check_batch_fits(cfg.batch_size, info.n_train, cfg.dataset)
     if cfg.cache_features and cfg.image.backbone == "inception-v3" and is_distributed():
         raise InputError(f"--cache-features runs in one process: checkpoint {ckpt.path} continues a run that cached "
                          "features, which cannot go on under torchrun")
     cfg = settle_precision(cfg)
-    check_batch(min(cfg.batch_size, info.n_train), cfg.grad_accum)
+    check_batch(cfg.batch_size, cfg.grad_accum)
     return PretrainSettings(cfg, ckpt, None)
 
 
@@ -329,10 +350,14 @@ def resolve_caption_pretrain(data: PathLike, *, preset: str | None = None, overr
         cfg = make_caption_pretrain_config(preset, {**named, **overrides})
     if info.n_train < 2:
         raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; the captioner needs at least 2")
+    if cfg.batch_size < 2:
+        raise InputError("--batch-size must be at least 2 (the captioner's image encoder ends in BatchNorm, which "
+                         "needs a batch)")
+    check_batch_fits(cfg.batch_size, info.n_train, cfg.dataset)
     cfg = settle_precision(cfg)
     if resume is None:
         cfg = device_defaults(cfg, overrides, ("workers",))
-    check_batch(min(cfg.batch_size, info.n_train))
+    check_batch(cfg.batch_size)
     if resume is None and cfg.model.backbone == "inception-v3":
         weights = inception_weights_file(inception_weights)
     return CaptionPretrainSettings(cfg, ckpt, weights)

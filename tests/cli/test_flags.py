@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import typer
 
+from attngan_cli.apps.demo import DemoOptions
 from attngan_cli.apps.sample import SampleSettings
 from attngan_cli.cli import app
 from attngan_cli.cli.flags import FLAGS
@@ -16,7 +17,7 @@ from attngan_cli.config.schema import PretrainConfig, TrainConfig
 from attngan_cli.evaluation.evaluate import EvalOptions
 
 CONFIGS = {"train": (TrainConfig,), "pretrain": (PretrainConfig, CaptionPretrainConfig), "sample": (SampleSettings,),
-           "eval": (EvalOptions,)}
+           "eval": (EvalOptions,), "demo": (DemoOptions,)}
 
 
 def _has_field(cls: type, dotted: str) -> bool:

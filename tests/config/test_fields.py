@@ -125,7 +125,7 @@ def test_range_messages() -> None:
              (TrainConfig(lr_g=0.0), "lr_g must be > 0, got 0.0"),
              (TrainConfig(ema_decay=1.5), "ema_decay must be in [0, 1], got 1.5"),
              (PretrainConfig(lr_decay=0.0), "lr_decay must be in (0, 1], got 0.0"),
-             (TrainConfig(lambda_damsm=float("nan")), "lambda_damsm must be >= 0, got nan"),
+             (TrainConfig(lambda_damsm=float("nan")), "lambda_damsm must be a finite number, got nan"),
              (TrainConfig(batch_size=True), "batch_size must be >= 1, got True"),  # a bool is no number
              (TrainConfig(betas=(0.5, 1.0)), "betas must be two numbers in [0, 1), got [0.5, 1.0]"),
              (TrainConfig(betas=(0.5,)), "betas must be two numbers in [0, 1), got [0.5]"),

@@ -12,9 +12,10 @@ from rich.table import Table
 from attngan_cli.cli.commands.common import command, progress
 from attngan_cli.cli.commands.options import Device, Json, Quiet, Seed
 from attngan_cli.cli.console import console, stdout
+from attngan_cli.cli.flags import FLAGS
 
 
-@command
+@command(flags=FLAGS["demo"])
 def demo(
     minutes: Annotated[float, typer.Option("--minutes", "-m", help="Time budget for the whole demo (training "
                                            "phases share it; prep, sampling and eval come on top).")] = 10.0,

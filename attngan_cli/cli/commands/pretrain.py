@@ -22,6 +22,7 @@ from attngan_cli.cli.commands.watch_options import TensorBoardOption
 from attngan_cli.cli.console import is_quiet
 from attngan_cli.cli.flags import FLAGS
 from attngan_cli.core.errors import InputError
+from attngan_cli.core.fileio import check_output_folder
 from attngan_cli.core.progress import NullProgress
 from attngan_cli.storage.rundirs import RunDir
 
@@ -92,6 +93,7 @@ def pretrain(
     """
     if model not in ("damsm", "captioner"):
         raise InputError(f"--model must be damsm or captioner, got {model!r}")
+    check_output_folder(runs, "--runs")
     if model == "captioner":
         damsm_only = {"--cache-features": cache_features or None, "--frozen-bn": frozen_bn,
                       "--adam-per-epoch/--one-adam": adam_per_epoch, "--group-by": group_by}

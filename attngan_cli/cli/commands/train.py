@@ -15,6 +15,7 @@ from attngan_cli.cli.commands.options import Device, Precision, Quiet, Resume, R
 from attngan_cli.cli.commands.watch_options import TensorBoardOption
 from attngan_cli.cli.flags import FLAGS
 from attngan_cli.core.errors import InputError
+from attngan_cli.core.fileio import check_output_folder
 from attngan_cli.storage.rundirs import RunDir
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ def train(
     if "help" in (arch_option or []):
         report(describe_options(get_arch(arch or DEFAULT_ARCH)))
         return
+    check_output_folder(runs, "--runs")
     options = parse_option_pairs(arch_option or [])
     if stage is not None:
         log.warning("--stage is deprecated: use --arch-option stage=%d", stage)
