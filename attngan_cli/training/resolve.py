@@ -187,6 +187,21 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     return TrainSettings(cfg, ckpt)
 
 
+# why a pretraining needs batches of at least 2
+DAMSM_BATCH_WHY = "the DAMSM losses score each caption against the other images of its batch"
+CAPTIONER_BATCH_WHY = "the captioner's image encoder ends in BatchNorm, which needs a batch"
+
+
+def check_pretrain_batch(cfg: Any, n_train: int, model: str, why: str) -> None:
+    """A pretraining's split and batch: at least 2 training images, batches of at least 2 (``why``), and a
+    batch that fits the split."""
+    if n_train < 2:
+        raise InputError(f"{cfg.dataset}: the train split has {n_train} images; {model} needs at least 2")
+    if cfg.batch_size < 2:
+        raise InputError(f"--batch-size must be at least 2 ({why})")
+    check_batch_fits(cfg.batch_size, n_train, cfg.dataset)
+
+
 def check_batch_fits(batch_size: int, n_train: int, dataset: str) -> None:
     """A batch must fit in the training split (a larger one would be cut while config.json keeps the asked size)."""
     if batch_size > n_train:
@@ -293,12 +308,7 @@ def resolve_pretrain(data: PathLike, *, preset: str | None = None, overrides: di
         log.info("--cache-features: the frozen Inception layers use their stored BatchNorm statistics (eval "
                  "mode), not the official batch statistics; image.frozen_bn is set to eval for this run")
         cfg = apply_overrides(cfg, {"image.frozen_bn": "eval"})
-    if info.n_train < 2:
-        raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; DAMSM needs at least 2")
-    if cfg.batch_size < 2:
-        raise InputError("--batch-size must be at least 2 (the DAMSM losses score each caption against the other "
-                         "images of its batch)")
-    check_batch_fits(cfg.batch_size, info.n_train, cfg.dataset)
+    check_pretrain_batch(cfg, info.n_train, "DAMSM", DAMSM_BATCH_WHY)
     cfg = settle_precision(cfg)
     cfg = device_defaults(cfg, overrides, ("workers",))
     check_batch(cfg.batch_size, cfg.grad_accum)
@@ -316,9 +326,7 @@ def _resumed_pretrain(data: PathLike, info: Any, preset: str | None, overrides: 
     cfg = resumed_config(ckpt, saved, preset, overrides, DAMSM_RESUME_FIELDS)
     check_vocab(ckpt, info.vocab.words, f"dataset {data}")
     info.check_attributes(cfg.group_by, what=f"checkpoint {ckpt.path} groups batches by {', '.join(cfg.group_by)}, but")
-    if info.n_train < 2:
-        raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; DAMSM needs at least 2")
-    check_batch_fits(cfg.batch_size, info.n_train, cfg.dataset)
+    check_pretrain_batch(cfg, info.n_train, "DAMSM", DAMSM_BATCH_WHY)
     if cfg.cache_features and cfg.image.backbone == "inception-v3" and is_distributed():
         raise InputError(f"--cache-features runs in one process: checkpoint {ckpt.path} continues a run that cached "
                          "features, which cannot go on under torchrun")
@@ -348,12 +356,7 @@ def resolve_caption_pretrain(data: PathLike, *, preset: str | None = None, overr
     else:
         preset, named = resolve_preset(preset or preset_for_source(info.source))
         cfg = make_caption_pretrain_config(preset, {**named, **overrides})
-    if info.n_train < 2:
-        raise InputError(f"{cfg.dataset}: the train split has {info.n_train} images; the captioner needs at least 2")
-    if cfg.batch_size < 2:
-        raise InputError("--batch-size must be at least 2 (the captioner's image encoder ends in BatchNorm, which "
-                         "needs a batch)")
-    check_batch_fits(cfg.batch_size, info.n_train, cfg.dataset)
+    check_pretrain_batch(cfg, info.n_train, "the captioner", CAPTIONER_BATCH_WHY)
     cfg = settle_precision(cfg)
     if resume is None:
         cfg = device_defaults(cfg, overrides, ("workers",))
