@@ -27,7 +27,6 @@ import dataclasses
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from attngan_cli.config.schema import GeneratorConfig, TrainConfig
@@ -36,6 +35,8 @@ from attngan_cli.core.errors import InputError
 if TYPE_CHECKING:  # annotations only: the CLI imports this module before torch
     import torch
     from torch import nn
+
+    from attngan_cli.storage.checkpoints import Checkpoint
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class SettingsContext:
 
     resuming: bool  # the config continues a checkpoint (else: a new run)
     dataset_words: list[str]  # the dataset's vocabulary
-    encoders_path: Path  # the DAMSM checkpoint file
+    encoders: Checkpoint  # the DAMSM checkpoint the run uses, memory-mapped (its ``path``: the file)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
         check_resume(ckpt, cfg, dataset_words, encoders_ckpt.state.get("text_encoder"))
     arch.option_values(cfg.arch_options)  # the stored options are ones the architecture knows
     if arch.check_settings is not None:
-        cfg = arch.check_settings(cfg, SettingsContext(ckpt is not None, list(dataset_words), encoders_path))
+        cfg = arch.check_settings(cfg, SettingsContext(ckpt is not None, list(dataset_words), encoders_ckpt))
     return TrainSettings(cfg, ckpt)
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from attngan_cli.archs.attngan import check_captioner, make_loss
 from attngan_cli.archs.attngan.discriminators import make_discriminators
-from attngan_cli.archs.attngan.loss import AttnGANLoss, attngan_loss
-from attngan_cli.archs.base import Architecture, LossContext, SettingsContext, refuse_unused
+from attngan_cli.archs.base import Architecture, SettingsContext, refuse_unused
 from attngan_cli.archs.mirrorgan.glam import MirrorGANGenerator
-from attngan_cli.archs.stream import check_train_captioner, stream_for_training
 from attngan_cli.config.schema import TrainConfig
 from attngan_cli.core.errors import InputError
 
@@ -30,12 +29,6 @@ NAMED_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def make_loss(cfg: TrainConfig, ctx: LossContext) -> AttnGANLoss:
-    term, record = stream_for_training(cfg.captioner, cfg.stream_weight, cfg.dataset, ctx.vocab_words,
-                                       ARCH.image_sizes(cfg.generator)[-1], ctx.device)
-    return attngan_loss(cfg, ctx, [term] if term is not None else [], record)
-
-
 def check_settings(cfg: TrainConfig, ctx: SettingsContext) -> TrainConfig:
     """The captioner (when given) reads this data's vocabulary and the last stage's images; a named
     preset's run needs one (or ``--stream-weight 0``)."""
@@ -44,8 +37,7 @@ def check_settings(cfg: TrainConfig, ctx: SettingsContext) -> TrainConfig:
         raise InputError(f"the {cfg.preset} preset trains with MirrorGAN's re-description loss: give the pretrained "
                          "captioner with --captioner RUN (`attngan pretrain DATA --model captioner`), or --stream-weight "
                          "0 for GLAM alone")
-    if cfg.captioner:
-        check_train_captioner(cfg.captioner, cfg.dataset, list(ctx.dataset_words), ARCH.image_sizes(cfg.generator)[-1])
+    check_captioner(cfg, ctx)
     return cfg
 
 

@@ -48,7 +48,7 @@ def check_settings(cfg: TrainConfig, ctx: SettingsContext) -> TrainConfig:
     refuse_unused(cfg, ARCH, uses=("init",))
     if ctx.resuming:  # a resumed run keeps its stage and its Stage-I
         return cfg
-    return check_stage_schedule(cfg, ctx.dataset_words, ctx.encoders_path)
+    return check_stage_schedule(cfg, ctx.dataset_words, ctx.encoders.state.get("text_encoder"))
 
 
 def default_encoders(cfg: TrainConfig) -> str:

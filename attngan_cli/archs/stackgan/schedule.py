@@ -21,7 +21,6 @@ from attngan_cli.config.serialize import apply_overrides, from_dict
 from attngan_cli.core.errors import ConfigMismatchError, InputError
 from attngan_cli.data.h5 import read_info
 from attngan_cli.storage.checkpoints import (
-    DAMSM_KIND,
     GAN_KIND,
     Checkpoint,
     check_vocab,
@@ -105,9 +104,10 @@ def _check_same_dataset(where: str, stage_one_data: str, data: str) -> None:
                          f"a different dataset than {data} ({b.source}, {b.n_train} train images)")
 
 
-def check_stage_schedule(cfg: TrainConfig, dataset_words: list[str], encoders_path: Path) -> TrainConfig:
+def check_stage_schedule(cfg: TrainConfig, dataset_words: list[str], text_encoder_state: dict | None) -> TrainConfig:
     """A new Stage-II run (``stage=2``) needs ``--init``, a finished Stage-I of this data (checked by
-    :func:`check_stage_one`; stored as its absolute ``final.pt``); ``--init`` is for nothing else."""
+    :func:`check_stage_one`, against ``text_encoder_state``, the run's DAMSM text encoder; stored as its
+    absolute ``final.pt``); ``--init`` is for nothing else."""
     staged = cfg.generator.stages == 2
     if staged and not cfg.init:
         raise InputError("--arch stackgan --arch-option stage=2 trains Stage-II on a finished Stage-I: pass --init "
@@ -116,8 +116,7 @@ def check_stage_schedule(cfg: TrainConfig, dataset_words: list[str], encoders_pa
         raise InputError(f"--init is for --arch stackgan --stage 2 (--arch-option stage=2: Stage-II on a finished "
                          f"Stage-I), not a StackGAN with {cfg.generator.stages} stage(s)")
     if staged:
-        text_state = load_checkpoint(encoders_path, kind=DAMSM_KIND, mmap=True).state.get("text_encoder")
-        cfg = apply_overrides(cfg, {"init": str(check_stage_one(cfg, dataset_words, text_state))})
+        cfg = apply_overrides(cfg, {"init": str(check_stage_one(cfg, dataset_words, text_encoder_state))})
     return cfg
 
 
