@@ -27,7 +27,6 @@ from attngan_cli.config.captioner import CaptionerConfig
 from attngan_cli.core.errors import AttnGANError
 from attngan_cli.networks.image_encoder import ImageEncoder
 
-
 # The region projection (``encoder.emb_features``) that captioners saved before it was dropped hold: the
 # captioner reads the global feature only, so the weight never reached a loss and loading ignores it.
 UNUSED_LEGACY_KEYS = ("encoder.emb_features.weight",)
