@@ -16,7 +16,9 @@ from attngan_cli.archs.stream import StreamLoss, load_captioner
 from attngan_cli.config.captioner import CaptionerConfig
 from attngan_cli.config.presets import make_caption_pretrain_config
 from attngan_cli.config.schema import TrainConfig
+from attngan_cli.core.errors import AttnGANError
 from attngan_cli.networks.captioner import UNUSED_LEGACY_KEYS, Captioner
+from attngan_cli.networks.image_encoder import ImageEncoder
 from attngan_cli.storage.checkpoints import load_checkpoint
 from attngan_cli.training.captioner import CaptionLossStep, without_legacy_adam_entry
 from attngan_cli.training.optim import adam, load_optimizer_state
@@ -47,6 +49,9 @@ def test_captioner_presets_have_the_official_parameter_counts(preset, vocab):
     trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
     assert trainable - _decoder_parameters(m) == OFFICIAL_IMAGE_HEAD  # no region conv beside the head
     assert not any("emb_features" in k for k in m.state_dict())
+    with_regions = ImageEncoder(cfg.image_config())  # the DAMSM's encoder, with the region projection
+    assert sum(p.numel() for p in with_regions.parameters() if p.requires_grad) == \
+        sum(p.numel() for p in m.encoder.parameters() if p.requires_grad) + UNUSED_REGION_CONV
     assert OFFICIAL_DECODER[5450] - OFFICIAL_DECODER_HIDDEN_256[5450] == 2_445_824
 
 
@@ -117,6 +122,8 @@ def test_every_trainable_captioner_parameter_reaches_the_loss(one_thread):
     loss.backward()
     unused = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
     assert unused == []
+    with pytest.raises(AttnGANError, match="without region features"):
+        m.encoder(images)
 
 
 def test_an_old_captioner_loads_with_its_width_and_without_the_unused_conv():
