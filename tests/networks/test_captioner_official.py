@@ -5,18 +5,22 @@ captioner checkpoints saved before the unused region projection was dropped."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
+from typer.testing import CliRunner
 
 from attngan_cli.archs.stream import StreamLoss, load_captioner
+from attngan_cli.cli import app
 from attngan_cli.config.captioner import CaptionerConfig
 from attngan_cli.config.presets import make_caption_pretrain_config
 from attngan_cli.config.schema import TrainConfig
 from attngan_cli.core.errors import AttnGANError
+from attngan_cli.data.shapes import make_shapes
 from attngan_cli.networks.captioner import UNUSED_LEGACY_KEYS, Captioner
 from attngan_cli.networks.image_encoder import ImageEncoder
 from attngan_cli.storage.checkpoints import load_checkpoint
@@ -148,3 +152,15 @@ def test_an_old_captioners_adam_state_loads_without_the_unused_conv():
     for name, p in model.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(opt.state[p]["exp_avg"], saved["state"][old_names.index(name)]["exp_avg"])
+
+
+def test_an_old_captioner_pretraining_resumes(tmp_path, one_thread):
+    shutil.copy(FORMAT1 / "captioner.pt", tmp_path / "captioner.pt")
+    make_shapes(tmp_path / "shapes.h5", n_train=24, n_test=8, image_size=76, seed=0)  # the data it was made on
+    result = CliRunner().invoke(app, ["pretrain", str(tmp_path / "shapes.h5"), "--model", "captioner", "--resume",
+                                      str(tmp_path / "captioner.pt"), "--epochs", "2", "--runs",
+                                      str(tmp_path / "runs"), "--device", "cpu"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    state = load_checkpoint(run / "final.pt").state["captioner"]
+    assert not set(UNUSED_LEGACY_KEYS) & set(state) and state["lstm.weight_hh_l0"].shape == (32, 8)
