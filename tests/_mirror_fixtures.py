@@ -29,7 +29,7 @@ def make_captioner(path: Path, words: list[str], image_size: int = 32, seed: int
     if train_on is not None:
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         for _ in range(steps):
-            loss, _acc = model.caption_loss(*train_on)
+            loss, _acc = model.caption_loss(*train_on, end_target=True)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -24,7 +24,7 @@ from torch import nn
 from attngan_cli.config.captioner import CAPTIONER_KIND, CaptionPretrainConfig, captioner_config_from_dict
 from attngan_cli.core.errors import CheckpointError, ConfigMismatchError, InputError
 from attngan_cli.data.vocab import Vocabulary
-from attngan_cli.networks.captioner import Captioner
+from attngan_cli.networks.captioner import Captioner, drop_unused_legacy_keys
 from attngan_cli.storage.checkpoints import Checkpoint, load_checkpoint, load_module_state, require_state
 from attngan_cli.storage.rundirs import resolve_checkpoint
 
@@ -55,7 +55,10 @@ def captioner_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cp
         raise CheckpointError(f"captioner checkpoint {ckpt.path} holds no vocabulary")
     require_state(ckpt, "captioner")
     model = Captioner(cfg.model)
-    load_module_state(model, ckpt.state["captioner"], "captioner", ckpt.path)
+    state = ckpt.state["captioner"]
+    if isinstance(state, dict):
+        state = drop_unused_legacy_keys(state)  # a region projection the captioner never read (older files)
+    load_module_state(model, state, "captioner", ckpt.path)
     model.to(device).eval()
     model.requires_grad_(False)
     return CaptionerBundle(model, Vocabulary(list(ckpt.vocab)), cfg, ckpt.path)
@@ -87,19 +90,25 @@ def check_captioner_for(path: Path | None, config: CaptionPretrainConfig, vocab:
 
 class StreamLoss(nn.Module):
     """The re-description loss (MirrorGAN section 3.4): the frozen captioner's cross-entropy of its own
-    input caption, read off the generated image. Gradients reach the image, never the captioner."""
+    input caption, read off the generated image. Gradients reach the image, never the captioner.
 
-    def __init__(self, captioner: Captioner) -> None:
+    The targets are the caption's words, as MirrorGAN's ``generator_loss`` (``miscc/losses.py``:
+    ``pack_padded_sequence(captions, cap_lens)``: no ``<end>`` target); ``end_target=True`` also scores the
+    ``<end>`` after each caption (what runs saved before ``TrainConfig.stream_end_target`` existed did)."""
+
+    def __init__(self, captioner: Captioner, end_target: bool = False) -> None:
         super().__init__()
         captioner.eval()
         captioner.requires_grad_(False)
         self.captioner = captioner
+        self.end_target = end_target
 
     def train(self, mode: bool = True) -> StreamLoss:  # the captioner stays in eval mode (BatchNorm, dropout)
         return super().train(False)
 
     def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        loss, _acc = self.captioner.caption_loss(images, captions, lengths, backbone_grad=True)
+        loss, _acc = self.captioner.caption_loss(images, captions, lengths, end_target=self.end_target,
+                                                 backbone_grad=True)
         return loss
 
 
@@ -132,16 +141,18 @@ class StreamTerm:
 
 
 def stream_for_training(captioner: str, stream_weight: float, dataset: str, vocab_words: list[str],
-                        image_size: int, device: torch.device) -> tuple[StreamTerm | None, dict[str, str]]:
-    """The frozen STREAM term of a run (None without a captioner or with weight 0) and what the GAN
-    checkpoint records of it (``extra``: the captioner's path and vocabulary hash, for ``sample
-    --caption-back``)."""
+                        image_size: int, device: torch.device,
+                        end_target: bool = False) -> tuple[StreamTerm | None, dict[str, str]]:
+    """The frozen STREAM term of a run (None without a captioner or with weight 0; ``end_target``: see
+    :class:`StreamLoss`) and what the GAN checkpoint records of it (``extra``: the captioner's path and
+    vocabulary hash, for ``sample --caption-back``)."""
     if not captioner:
         return None, {}
     bundle = load_captioner(captioner, device)
     check_captioner_for(bundle.path, bundle.config, bundle.vocab, vocab_words, image_size, f"dataset {dataset}")
     record = {"captioner_path": str(bundle.path), "captioner_vocab_sha256": bundle.vocab.sha256}
-    return (StreamTerm(StreamLoss(bundle.captioner), stream_weight) if stream_weight > 0 else None), record
+    term = StreamTerm(StreamLoss(bundle.captioner, end_target), stream_weight) if stream_weight > 0 else None
+    return term, record
 
 
 # --------------------------------------------------------------------------------------------------

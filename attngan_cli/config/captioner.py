@@ -5,9 +5,12 @@ pretraining job (each preset's starting point: the "captioner" of its definition
 Kept beside :mod:`attngan_cli.config.schema` (whose run options and field checks they share) so the GAN and
 DAMSM configs stay as they are. The STREAM of the official MirrorGAN code is the image captioner
 of yunjey/pytorch-tutorial (Show-and-Tell: a CNN encoder, linear + BatchNorm to the embedding, an LSTM
-decoder with embedding and hidden size 256, one layer, Adam 1e-3); ``bird`` and ``coco`` keep those sizes
-with the Inception-v3 backbone this toolkit already uses for the DAMSM (local weights, frozen), ``shapes``
-is CPU-sized (the compact CNN, trained from scratch).
+decoder, one layer, Adam 1e-3). Its sizes are MirrorGAN's: embedding 256 and LSTM hidden size 512
+(``trainer.py`` line 78 builds ``CAPTION_RNN(cfg.CAP.embed_size, cfg.CAP.hidden_size * 2, ...)`` with
+``cfg/train_bird.yml``'s ``hidden_size: 256``; yunjey's ``train.py`` defaults are 256 and 512 too).
+``bird`` and ``coco`` keep those sizes with the Inception-v3 backbone this toolkit already uses for the
+DAMSM (local weights, frozen); ``shapes`` is CPU-sized (the compact CNN, trained from scratch). A
+captioner checkpoint records its sizes, so ones saved with another width (256 before) load as they were.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ class CaptionerConfig:
     backbone: str = one_of("inception-v3", BACKBONE_IMAGE_SIZES)
     image_size: int = bounded(299, low=16)  # the backbone's input size; other sizes are resized to it
     width: int = bounded(64, low=1)  # compact backbone only
-    embed_dim: int = bounded(256, low=1)  # image feature and word embedding size (yunjey: embed_size 256)
-    hidden_dim: int = bounded(256, low=1)  # LSTM hidden size (hidden_size 256)
+    embed_dim: int = bounded(256, low=1)  # image feature and word embedding size (MirrorGAN and yunjey: 256)
+    # LSTM hidden size (MirrorGAN trainer.py:78: cfg.CAP.hidden_size * 2 = 512; yunjey's --hidden_size 512)
+    hidden_dim: int = bounded(512, low=1)
     layers: int = bounded(1, low=1)  # LSTM layers (num_layers 1)
 
     def image_config(self) -> ImageEncoderConfig:

@@ -170,6 +170,10 @@ class TrainConfig(RunOptions):
     # re-description loss (the paper's lambda, 20); see attngan_cli.archs.stream
     captioner: str = ""
     stream_weight: float = bounded(20.0, low=0)
+    # False: the re-description loss scores each caption's words, as MirrorGAN's generator_loss
+    # (pack_padded_sequence over the words); True: also the <end> after them (what runs saved before this
+    # field did, and what a resumed one of them keeps)
+    stream_end_target: bool = False
     mismatch: bool = True  # the official extra D term on (real image, wrong sentence)
     # weight of StackGAN++'s colour-consistency term (0 = off; --color-consistency)
     color_consistency: float = bounded(0.0, low=0)

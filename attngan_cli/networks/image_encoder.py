@@ -54,9 +54,15 @@ _FROM_7A = INCEPTION_LAYERS[INCEPTION_LAYERS.index("Mixed_7a"):]
 
 
 class ImageEncoder(nn.Module):
-    """Images (B, 3, H, W) in [-1, 1] -> regions (B, D, h, w) and global feature (B, D)."""
+    """Images (B, 3, H, W) in [-1, 1] -> regions (B, D, h, w) and global feature (B, D).
 
-    def __init__(self, cfg: ImageEncoderConfig) -> None:
+    ``regions=False`` builds the global feature alone, without the ``emb_features`` projection of the
+    regions: what the STREAM captioner reads (:meth:`global_feature`); :meth:`forward` and :meth:`project`
+    then refuse."""
+
+    emb_features: nn.Conv2d | None
+
+    def __init__(self, cfg: ImageEncoderConfig, regions: bool = True) -> None:
         super().__init__()
         if cfg.backbone not in BACKBONES:
             raise AttnGANError(f"image.backbone must be one of {', '.join(BACKBONES)}, got {cfg.backbone!r}")
@@ -73,7 +79,7 @@ class ImageEncoder(nn.Module):
             for name in INCEPTION_LAYERS:
                 for p in getattr(self, name).parameters():
                     p.requires_grad_(False)
-            self.emb_features = nn.Conv2d(768, D, kernel_size=1, bias=False)
+            self.emb_features = nn.Conv2d(768, D, kernel_size=1, bias=False) if regions else None
             self.emb_cnn_code = nn.Linear(2048, D)
         elif cfg.compact_version == 1:
             w = cfg.width
@@ -83,7 +89,7 @@ class ImageEncoder(nn.Module):
                 _conv_block(2 * w, 4 * w, stride=2), _conv_block(4 * w, 4 * w),
             )
             self.head = nn.Sequential(_conv_block(4 * w, 8 * w, stride=2), _conv_block(8 * w, 8 * w))
-            self.emb_features = nn.Conv2d(4 * w, D, kernel_size=1, bias=False)
+            self.emb_features = nn.Conv2d(4 * w, D, kernel_size=1, bias=False) if regions else None
             self.emb_cnn_code = nn.Linear(8 * w, D)
         elif cfg.compact_version == 2:
             w, s = cfg.width, cfg.image_size
@@ -94,11 +100,12 @@ class ImageEncoder(nn.Module):
                 _conv_block(5, w), pool, _conv_block(w, 2 * w), pool, _conv_block(2 * w, 4 * w), pool,
             )
             self.head = nn.Sequential(_conv_block(4 * w, 4 * w), pool, _conv_block(4 * w, 8 * w))  # 1/16, 8w
-            self.emb_features = nn.Conv2d(4 * w, D, kernel_size=1, bias=False)
+            self.emb_features = nn.Conv2d(4 * w, D, kernel_size=1, bias=False) if regions else None
             self.emb_cnn_code = nn.Linear(8 * w * (s // 16) ** 2, D)
         else:
             raise AttnGANError(f"image.compact_version must be 1 or 2, got {cfg.compact_version}")
-        nn.init.uniform_(self.emb_features.weight, -0.1, 0.1)  # official init of the projections
+        if self.emb_features is not None:
+            nn.init.uniform_(self.emb_features.weight, -0.1, 0.1)  # official init of the projections
         nn.init.uniform_(self.emb_cnn_code.weight, -0.1, 0.1)
 
     # ---------------------------------------------------------------------------------------------
@@ -139,6 +146,9 @@ class ImageEncoder(nn.Module):
 
     def project(self, local: torch.Tensor, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trainable projections on top of backbone features (inception: also on cached features)."""
+        if self.emb_features is None:
+            raise AttnGANError("this image encoder was built without region features (regions=False): "
+                               "use global_feature")
         return self.emb_features(local), self.emb_cnn_code(pooled)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,12 +156,26 @@ class ImageEncoder(nn.Module):
             with torch.no_grad():
                 local, pooled = self.backbone_features(images)
             return self.project(local, pooled)  # (B, D, 17, 17), (B, D)
+        return self.project(*self._compact_maps(images))
+
+    def global_feature(self, images: torch.Tensor, backbone_grad: bool = True) -> torch.Tensor:
+        """The global feature alone: (B, 3, H, W) -> (B, D). With the frozen inception-v3 backbone,
+        ``backbone_grad=False`` runs it without building a graph; True lets gradients reach ``images``.
+        The compact backbone trains, so gradients always flow."""
+        if self.frozen_backbone:
+            with torch.set_grad_enabled(backbone_grad and torch.is_grad_enabled()):
+                _local, pooled = self.backbone_features(images)  # (B, 2048)
+            return self.emb_cnn_code(pooled)
+        return self.emb_cnn_code(self._compact_maps(images)[1])
+
+    def _compact_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The compact backbone: regions (B, 4w, s/8, s/8) and the unprojected global vector."""
         x = self.resize(images)  # (B, 3, s, s)
         if self.cfg.compact_version == 1:
             x = self.features(x)  # (B, 4w, s/8, s/8)
-            return self.project(x, self.head(x).mean(dim=(2, 3)))  # global from (B, 8w)
+            return x, self.head(x).mean(dim=(2, 3))  # global from (B, 8w)
         x = self.features(torch.cat((x, _coordinates(x)), dim=1))  # (B, 4w, s/8, s/8)
-        return self.project(x, self.head(x).flatten(1))  # global from (B, 8w * s/16 * s/16)
+        return x, self.head(x).flatten(1)  # global from (B, 8w * s/16 * s/16)
 
 
 def _coordinates(x: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,10 @@
 
 Teacher forcing with cross-entropy over the dataset's vocabulary on real (image, caption) pairs (a random
 caption of each image per epoch), Adam; as the official STREAM (yunjey/pytorch-tutorial's captioner).
+The targets are the caption's words and the ``<end>`` after them, each read by the step before it (the
+image predicts the first word). yunjey's ``train.py`` scores ``<start>`` (read off the image), the words
+and ``<end>``: AttnGAN's vocabulary has no ``<start>``, and MirrorGAN's re-description loss reads the first
+word off the image, so the step that would predict ``<start>`` is left out (docs/differences.md).
 Each epoch logs to ``stats.jsonl`` the train loss and token accuracy, and on the test split the loss, the
 token accuracy (teacher forced) and corpus BLEU-4 of greedy captions against all of each image's
 captions. Checkpoints (kind ``captioner``) hold the config, vocabulary, weights, Adam and RNG states and
@@ -27,7 +31,7 @@ from attngan_cli.core.distributed import is_main_process, mean_over_ranks, rank_
 from attngan_cli.core.progress import NullProgress, Progress
 from attngan_cli.data.dataset import TextImageDataset
 from attngan_cli.evaluation.bleu import corpus_bleu
-from attngan_cli.networks.captioner import Captioner
+from attngan_cli.networks.captioner import UNUSED_LEGACY_KEYS, Captioner, drop_unused_legacy_keys
 from attngan_cli.networks.image_encoder import load_inception_weights
 from attngan_cli.storage.checkpoints import Checkpoint, load_module_state
 from attngan_cli.storage.rundirs import RunDir
@@ -73,7 +77,7 @@ def evaluate_captioner(model: Captioner, ds: TextImageDataset | None, cfg: Capti
         images = b["images"][0].to(device)
         caps, lens = b["caption"].to(device), torch.as_tensor(b["length"]).to(device)
         with autocast(device, cfg.precision):
-            loss, acc = model.caption_loss(images, caps, lens, backbone_grad=False)
+            loss, acc = model.caption_loss(images, caps, lens, end_target=True, backbone_grad=False)
         k = int((lens.clamp(max=caps.shape[1]) + 1).sum())
         loss_sum += float(loss) * k
         acc_sum += float(acc) * k
@@ -98,7 +102,7 @@ class CaptionLossStep(torch.nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.caption_loss(images, captions, lengths, backbone_grad=False)
+        return self.model.caption_loss(images, captions, lengths, end_target=True, backbone_grad=False)
 
 
 class CaptionTask:
@@ -110,8 +114,8 @@ class CaptionTask:
     def __init__(self, cfg: CaptionPretrainConfig, model: Captioner, opt: torch.optim.Optimizer,
                  train_ds: TextImageDataset, test_ds: TextImageDataset | None, device: torch.device) -> None:
         self.cfg, self.models, self.opt, self.device = cfg, model, opt, device
-        # in DDP under torchrun (gradients averaged); the caption loss leaves the encoder's region layers out
-        self.loss_run = wrap_ddp(CaptionLossStep(model), device, find_unused_parameters=True)
+        # in DDP under torchrun (gradients averaged); every trainable parameter is in the loss
+        self.loss_run = wrap_ddp(CaptionLossStep(model), device)
         self.train_ds, self.test_ds = train_ds, test_ds
         self.vocab_words = list(train_ds.vocab.words)
         self.batch_size = min(cfg.batch_size, len(train_ds))
@@ -158,6 +162,21 @@ class CaptionTask:
                           extra={"dataset": str(self.cfg.dataset), "batch_in_epoch": state.batch_in_epoch})
 
 
+def without_legacy_adam_entry(model: Captioner, state: dict[str, Any]) -> dict[str, Any]:
+    """An Adam state saved with a captioner that still had ``encoder.emb_features`` (registered just
+    before ``encoder.emb_cnn_code``), without that parameter's entry: the same state for the parameters
+    of ``model``. A state of another shape is returned as it is (loading it names the mismatch)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    groups = state.get("param_groups", [])
+    if len(groups) != 1 or len(groups[0]["params"]) != len(names) + 1:
+        return state
+    ids = list(groups[0]["params"])
+    del ids[names.index("encoder.emb_cnn_code.weight")]  # the dropped weight's id
+    renumber = {old: new for new, old in enumerate(ids)}
+    return {**state, "state": {renumber[k]: v for k, v in state["state"].items() if k in renumber},
+            "param_groups": [{**groups[0], "params": list(range(len(ids)))}]}
+
+
 def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -179,9 +198,12 @@ def pretrain_captioner(settings: CaptionPretrainSettings, run: RunDir, progress:
         opt = adam([p for p in model.parameters() if p.requires_grad], cfg.lr, tuple(cfg.betas))
 
         def load(ckpt: Checkpoint) -> None:
-            load_module_state(model, ckpt.state["captioner"], "captioner", ckpt.path)
+            saved = ckpt.state["captioner"]
+            legacy = isinstance(saved, dict) and any(k in saved for k in UNUSED_LEGACY_KEYS)
+            load_module_state(model, drop_unused_legacy_keys(saved) if legacy else saved, "captioner", ckpt.path)
             if "adam" in ckpt.optim:
-                load_optimizer_state(opt, ckpt.optim["adam"])
+                adam_state = ckpt.optim["adam"]
+                load_optimizer_state(opt, without_legacy_adam_entry(model, adam_state) if legacy else adam_state)
 
         def start() -> Started:
             return Started(CaptionTask(cfg, model, opt, train_ds, test_ds, job.device))

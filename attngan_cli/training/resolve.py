@@ -109,6 +109,14 @@ def preset_for_source(source: str) -> str:
     return DEFAULT_PRESET
 
 
+def saved_train_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A GAN checkpoint's stored config, with the meaning of the fields it predates: a run saved before
+    ``stream_end_target`` existed scored the ``<end>`` target in its re-description loss."""
+    if isinstance(config, dict) and "stream_end_target" not in config:
+        return {**config, "stream_end_target": True}
+    return config
+
+
 def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, preset: str | None = None,
                   overrides: dict[str, Any] | None = None, resume: PathLike | None = None,
                   captioner: PathLike | None = None, arch_options: dict[str, Any] | None = None) -> TrainSettings:
@@ -135,7 +143,7 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     ckpt = None
     if resume is not None:
         ckpt = load_resume(resume, GAN_KIND, "GAN checkpoint")
-        saved = from_dict(TrainConfig, ckpt.config, where=f"checkpoint {ckpt.path}")
+        saved = from_dict(TrainConfig, saved_train_config(ckpt.config), where=f"checkpoint {ckpt.path}")
         if preset and preset != saved.preset:
             raise InputError(f"--preset {preset}: checkpoint {ckpt.path} continues a run of preset {saved.preset}; "
                              "a resumed run keeps its settings (leave out --preset)")

@@ -149,11 +149,13 @@ def test_presets_hold_the_captioner_pretraining_too() -> None:
     for name in preset_names():
         p = get_preset(name)
         assert p.captioner == make_caption_pretrain_config(name) and p.captioner.preset == name
-    # yunjey's Show-and-Tell sizes on the DAMSM's caption lengths; shapes: CPU-sized
+    # MirrorGAN's STREAM sizes (embedding 256, LSTM hidden_size * 2 = 512) on the DAMSM's caption lengths;
+    # shapes: CPU-sized
     bird, coco, shapes = (make_caption_pretrain_config(n) for n in ("bird", "coco", "shapes"))
     assert (bird.words, coco.words, shapes.words) == (18, 15, 12)
     assert (bird.model.backbone, bird.model.image_size, bird.model.embed_dim, bird.model.hidden_dim) == (
-        "inception-v3", 299, 256, 256)
+        "inception-v3", 299, 256, 512)
+    assert coco.model.hidden_dim == 512
     assert (bird.batch_size, bird.epochs, bird.lr, bird.betas) == (128, 5, 1e-3, (0.9, 0.999))
     assert (shapes.batch_size, shapes.epochs, shapes.lr, shapes.eval_items) == (32, 6, 2e-3, 500)
     assert (shapes.model.backbone, shapes.model.image_size, shapes.model.width, shapes.model.embed_dim,

@@ -30,9 +30,16 @@ def tiny_captioner(vocab_size: int = 20, seed: int = 0) -> Captioner:
 # ------------------------------------------------------------------------------------------ model
 def test_caption_targets_add_end_and_mask_padding():
     caps = torch.tensor([[5, 6, 7], [8, 9, 0]])
-    targets, mask = caption_targets(caps, torch.tensor([3, 2]))
+    targets, mask = caption_targets(caps, torch.tensor([3, 2]), end_target=True)
     assert targets.tolist() == [[5, 6, 7, 0], [8, 9, 0, 0]]
     assert mask.tolist() == [[True, True, True, True], [True, True, True, False]]
+
+
+def test_caption_targets_without_end_count_the_words_only():
+    caps = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    targets, mask = caption_targets(caps, torch.tensor([3, 2]), end_target=False)
+    assert targets.tolist() == [[5, 6, 7, 0], [8, 9, 0, 0]]
+    assert mask.tolist() == [[True, True, True, False], [True, True, False, False]]
 
 
 def test_captioner_shapes_and_gradients_reach_the_image(one_thread):
@@ -42,7 +49,7 @@ def test_captioner_shapes_and_gradients_reach_the_image(one_thread):
     caps = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0], [6, 7, 8, 9]])
     lens = torch.tensor([3, 2, 4])
     assert m(images, caps).shape == (3, 5, 20)  # T + 1 steps, V words
-    loss, acc = m.caption_loss(images, caps, lens)
+    loss, acc = m.caption_loss(images, caps, lens, end_target=True)
     assert loss.ndim == 0 and 0.0 <= float(acc) <= 1.0
     loss.backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
@@ -53,8 +60,8 @@ def test_captioner_shapes_and_gradients_reach_the_image(one_thread):
 def test_captioner_loss_ignores_padding_steps(one_thread):
     m = tiny_captioner().eval()
     images = torch.rand(1, 3, 32, 32) * 2 - 1
-    short = m.caption_loss(images, torch.tensor([[1, 2, 0, 0]]), torch.tensor([2]))[0]
-    longer_pad = m.caption_loss(images, torch.tensor([[1, 2, 0, 0, 0, 0]]), torch.tensor([2]))[0]
+    short = m.caption_loss(images, torch.tensor([[1, 2, 0, 0]]), torch.tensor([2]), end_target=True)[0]
+    longer_pad = m.caption_loss(images, torch.tensor([[1, 2, 0, 0, 0, 0]]), torch.tensor([2]), end_target=True)[0]
     assert torch.allclose(short, longer_pad, atol=1e-6)
 
 
@@ -106,13 +113,13 @@ def test_captioner_overfits_a_tiny_set(shapes_h5, one_thread):
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     first = None
     for _ in range(150):
-        loss, _acc = m.caption_loss(x, caps, lens)
+        loss, _acc = m.caption_loss(x, caps, lens, end_target=True)
         first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
     m.eval()
-    loss, acc = m.caption_loss(x, caps, lens)
+    loss, acc = m.caption_loss(x, caps, lens, end_target=True)
     assert float(loss.detach()) < 0.1 * first and float(acc) > 0.95
     decoded = m.greedy(x, 12)
     exact = sum(d == c[: int(n)].tolist() for d, c, n in zip(decoded, caps, lens, strict=True))

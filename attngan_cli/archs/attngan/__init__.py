@@ -21,7 +21,7 @@ def make_loss(cfg: TrainConfig, ctx: LossContext) -> AttnGANLoss:
     """AttnGAN's objective, with the STREAM term when the run has a captioner (MirrorGAN's objective too:
     GLAM changes its generator, not what it is trained on)."""
     term, record = stream_for_training(cfg.captioner, cfg.stream_weight, cfg.dataset, ctx.vocab_words,
-                                       image_sizes(cfg.generator)[-1], ctx.device)
+                                       image_sizes(cfg.generator)[-1], ctx.device, cfg.stream_end_target)
     return attngan_loss(cfg, ctx, [term] if term is not None else [], record)
 
 

@@ -5,8 +5,9 @@ re-description loss (:mod:`.stream`) when a pretrained captioner is given (``--c
 --caption-back``.
 
 Named presets (:data:`NAMED_PRESETS`, chosen by name only: ``--preset mirrorgan-bird``): AttnGAN's data
-settings with MirrorGAN's. Birds: the official MirrorGAN cfg/train_bird.yml (GLAM, batch 12, 650 epochs,
-the DAMSM term off: TRAIN.SMOOTH.LAMBDA 0.0) with the paper's STREAM weight 20 (that file: LAMBDA1 10).
+settings with MirrorGAN's. Birds: the official MirrorGAN cfg/train_bird.yml (GLAM, batch 12, 650 epochs)
+and no DAMSM term (lambda 0: the official generator_loss has none; that file's TRAIN.SMOOTH.LAMBDA 0.0 is
+read nowhere), with the paper's STREAM weight 20 (that file: LAMBDA1 10).
 COCO: no MirrorGAN config was released; AttnGAN's COCO values with the same MirrorGAN terms.
 """
 

@@ -7,7 +7,8 @@ collaborative attention at every stage after the first.
     sentence ctx   s_i = (U c) * softmax_channels(conv1x1(h_{i-1} * U c))   (B, ngf, s, s)
     h_i = F_i(conv1x1(concat(h_{i-1}, w_i, s_i)))                      3 ngf -> 2 ngf, residuals, up-block
 
-``U`` (``sent_att.linear``) maps the CA vector into the image feature space; the sentence attention
+``U`` (``sent_att.linear``; the official ``h_netN.att.linear``, whose one attention module holds both
+attentions: docs/differences.md) maps the CA vector into the image feature space; the sentence attention
 weighs, at every region, the channels of ``U c`` against the hidden feature there. The softmax runs over
 channels, as the official ``GLAttentionGeneral`` (``nn.Softmax()`` on a 4-d tensor: dimension 1). Its
 map for ``attend`` is each region's share of the sentence context (the L1 norm of ``s_i`` over channels,
