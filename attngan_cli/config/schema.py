@@ -97,6 +97,9 @@ class GeneratorConfig:
     z_dim: int = bounded(100, low=1)
     condition_dim: int = bounded(100, low=1)
     embedding_dim: int = bounded(256, low=1)
+    # the architecture's variant of its networks ("" = its first one, what checkpoints written before the
+    # field existed hold): --arch stackgan reads "pytorch" / "pytorch-tf-d" / "glu" (its --arch-option networks)
+    variant: str = ""
 
     def sizes(self, scale: int) -> list[int]:
         """The image size of every stage when each is ``scale`` times the one before (the architecture's
