@@ -263,14 +263,17 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
     for k, sl in enumerate(parts):
         if K == 1:
             out = run_g(sl)  # kept, with its graph, for G's step
-            fakes = out.images
+            g_sl = out
         else:
             with torch.no_grad():
-                fakes = run_g(sl).images
+                g_sl = run_g(sl)
+        fakes = g_sl.images
+        mu = getattr(g_sl, "mu", None)  # (B, c_dim): what a D conditioned on mu sees (StackGAN++)
+        d_text = text.part(sl)._replace(cond=None if mu is None else mu.detach())
         first = len(fakes) - len(m.D_steps)  # the Ds judge the last stages (StackGAN's Stage-II: only its own)
         for i, D_step in enumerate(m.D_steps):
             with no_sync_until_last(k, K, D_step), autocast(device, cfg.precision):
-                d_total, d_logs = D_step(reals[first + i][sl], fakes[first + i].detach(), text.part(sl), loss)
+                d_total, d_logs = D_step(reals[first + i][sl], fakes[first + i].detach(), d_text, loss)
                 m.scaler_d.scale(d_total / K).backward()
             add(f"d{i}", d_total)
             for name, value in d_logs.items():

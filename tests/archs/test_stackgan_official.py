@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attngan_cli.archs.attngan.discriminators import make_discriminators
-from attngan_cli.archs.attngan.loss import AttnGANLoss, DiscriminatorLoss
+from attngan_cli.archs.attngan.loss import AttnGANLoss, DiscriminatorLoss, GeneratorLoss
 from attngan_cli.archs.base import LossContext, SettingsContext, TextBatch
 from attngan_cli.archs.registry import get_arch, new_train_config
 from attngan_cli.archs.stackgan.blocks import ReluCANet, init_normal
@@ -28,12 +27,12 @@ from attngan_cli.archs.stackgan.networks import StackGANGenerator, stackgan_disc
 from attngan_cli.archs.stackgan.schedule import init_from_stage_one
 from attngan_cli.archs.stackganpp import (
     StackGANppDiscriminatorLoss,
-    StackGANppLoss,
     check_settings,
     make_loss,
+    stackganpp_discriminators,
     wrong_index,
 )
-from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig
+from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from attngan_cli.core.errors import AttnGANError, InputError
 from attngan_cli.networks.blocks import GLU
 from attngan_cli.storage.checkpoints import GAN_KIND, Checkpoint, save_checkpoint
@@ -83,22 +82,42 @@ def _bce(p: torch.Tensor, label: float) -> torch.Tensor:
     return nn.BCELoss()(p, torch.full_like(p, label))
 
 
-def _tiny_d() -> nn.Module:
+C = 6  # condition_dim of the tiny networks
+
+
+def _tiny_cfg(**over: object) -> TrainConfig:
+    return new_train_config("bird", {"generator.arch": "stackgan++", "generator.stages": 1, "generator.base_size": 8,
+                                     "generator.condition_dim": C, "generator.embedding_dim": EMB,
+                                     "discriminator.ndf": 4, "discriminator.embedding_dim": EMB, **over})
+
+
+def _tiny_d(cfg: TrainConfig) -> nn.Module:
     torch.manual_seed(0)
-    g = GeneratorConfig(arch="stackgan++", stages=1, base_size=8, ngf=8, embedding_dim=EMB)
-    return make_discriminators(g, DiscriminatorConfig(ndf=4, embedding_dim=EMB))[0].eval()
+    return stackganpp_discriminators(cfg.generator, cfg.discriminator)[0].eval()
+
+
+def _text(sent: torch.Tensor, class_ids: torch.Tensor, cond: torch.Tensor | None = None) -> TextBatch:
+    B = sent.shape[0]
+    return TextBatch(torch.zeros(B, EMB, 5), sent, None, sent.roll(-1, 0), torch.zeros(B, 5, dtype=torch.long),
+                     torch.full((B,), 5), class_ids, cond)
+
+
+CPU = LossContext(torch.device("cpu"), None, [])
 
 
 def test_stackganpp_d_loss_is_the_official_six_terms() -> None:
-    D = _tiny_d()
+    """StackGAN-v2 trainer.py train_Dnet with UNCOND_LOSS 1: the conditional heads on mu.detach()."""
+    cfg = _tiny_cfg()
+    assert cfg.generator.variant == "mu" and cfg.arch_options == {}
+    D = _tiny_d(cfg)
     g = torch.Generator().manual_seed(1)
     real, fake = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g)
-    sent = torch.randn(4, EMB, generator=g)
+    sent, mu = torch.randn(4, EMB, generator=g), torch.randn(4, C, generator=g)
     class_ids = torch.tensor([7, 7, 3, 5])
     wrong = real[[2, 2, 3, 0]]  # the next sample of another class
 
     def cond(x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(D.cond_logits(D(x), sent))
+        return torch.sigmoid(D.cond_logits(D(x), mu))
 
     def uncond(x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(D.uncond_logits(D(x)))
@@ -106,48 +125,70 @@ def test_stackganpp_d_loss_is_the_official_six_terms() -> None:
     U = 1.0  # UNCOND_LOSS of birds_3stages.yml
     official = (_bce(cond(real), 1) + _bce(cond(wrong), 0) + _bce(cond(fake), 0)
                 + U * _bce(uncond(real), 1) + U * _bce(uncond(wrong), 1) + U * _bce(uncond(fake), 0))
-    text = TextBatch(torch.zeros(4, EMB, 5), sent, None, sent.roll(-1, 0), torch.zeros(4, 5, dtype=torch.long),
-                     torch.full((4,), 5), class_ids)
-    loss = make_loss(new_train_config("bird", {"generator.arch": "stackgan++"}), LossContext(torch.device("cpu"), None, []))
-    assert isinstance(loss, StackGANppLoss)
-    ours = loss.discriminator(D, real, fake, text).total
+    loss = make_loss(cfg, CPU)
+    ours = loss.discriminator(D, real, fake, _text(sent, class_ids, mu)).total
     torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-6)
-    # the old averaged five-term loss with a mismatched sentence is not it
-    old = DiscriminatorLoss(True)(D, real, fake, sent, sent.roll(-1, 0)).total
+    # the old averaged five-term loss with a mismatched condition is not it
+    old = DiscriminatorLoss(True)(D, real, fake, mu, mu.roll(-1, 0)).total
     assert (old - official).abs() > 1e-2
     # --no-mismatch: the four terms without the wrong image
-    no_wrong = StackGANppDiscriminatorLoss(mismatch=False).official(D, real, fake, sent, class_ids).total
+    no_wrong = StackGANppDiscriminatorLoss(mismatch=False).official(D, real, fake, mu, class_ids).total
     four = _bce(cond(real), 1) + _bce(cond(fake), 0) + _bce(uncond(real), 1) + _bce(uncond(fake), 0)
     torch.testing.assert_close(no_wrong, four, rtol=1e-5, atol=1e-6)
 
 
 def test_stackganpp_g_loss_is_the_official_one() -> None:
-    """StackGAN-v2: sum over stages of BCE(cond(G), 1) + UNCOND_LOSS * BCE(uncond(G), 1), + KL * 2, with
-    KL = mean(-0.5 (1 + logvar - mu^2 - exp(logvar))) (miscc/utils.py:KL_loss)."""
-    D = _tiny_d()
+    """StackGAN-v2 train_Gnet: sum over stages of BCE(cond(G, mu), 1) + UNCOND_LOSS * BCE(uncond(G), 1), +
+    KL * 2, with KL = mean(-0.5 (1 + logvar - mu^2 - exp(logvar))) (miscc/utils.py:KL_loss); mu is not
+    detached, so the conditional heads' gradient reaches the CA net."""
+    cfg = _tiny_cfg()
+    D = _tiny_d(cfg)
     g = torch.Generator().manual_seed(2)
     fake, sent = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, EMB, generator=g)
-    mu, logvar = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
-    cfg = new_train_config("bird", {"generator.arch": "stackgan++"})
-    loss = make_loss(cfg, LossContext(torch.device("cpu"), None, []))
+    mu, logvar = torch.randn(4, C, generator=g).requires_grad_(), torch.randn(4, C, generator=g)
+    loss = make_loss(cfg, CPU)
     out = type("Out", (), {"images": [fake], "mu": mu, "logvar": logvar})()
-    text = TextBatch(torch.zeros(4, EMB, 5), sent, None, sent, torch.zeros(4, 5, dtype=torch.long),
-                     torch.full((4,), 5), torch.arange(4))
-    ours = loss.generator([D], out, text).total
+    ours = loss.generator([D], out, _text(sent, torch.arange(4))).total
     code = D(fake)
     kl = torch.mean(-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()))
-    official = (_bce(torch.sigmoid(D.cond_logits(code, sent)), 1) + _bce(torch.sigmoid(D.uncond_logits(code)), 1)
+    official = (_bce(torch.sigmoid(D.cond_logits(code, mu)), 1) + _bce(torch.sigmoid(D.uncond_logits(code)), 1)
                 + cfg.kl_weight * kl)
     assert cfg.kl_weight == 2.0
     torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-6)
+    adv_only = ours - cfg.kl_weight * kl  # the adversarial terms alone still train mu (CA)
+    (grad,) = torch.autograd.grad(adv_only, mu, retain_graph=True)
+    assert grad.abs().sum() > 0
+    (ref,) = torch.autograd.grad(official, mu, retain_graph=True)
+    torch.testing.assert_close(torch.autograd.grad(ours, mu)[0], ref)
 
 
-def test_stackganpp_loss_option_and_what_runs_record(tmp_path) -> None:
+def test_stackganpp_discriminators_match_the_official_sizes() -> None:
+    """D_NET64/128/256 of StackGAN-v2 at birds_3stages.yml (EMBEDDING_DIM 128, DF_DIM 64): conditioned on
+    mu, the project's are the same size; conditioned on the 256-d sentence (old runs) 589,824 larger."""
+    official = [5_723_906, 18_834_178, 71_269_122]
+    for variant, extra in (("mu", 0), ("", 589_824), ("sentence", 589_824)):
+        cfg = new_train_config("bird", {"generator.arch": "stackgan++", "generator.variant": variant})
+        with torch.device("meta"):
+            Ds = stackganpp_discriminators(cfg.generator, cfg.discriminator, init=False)
+        assert [_count(d) for d in Ds] == [n + extra for n in official], variant
+
+
+def test_stackganpp_old_loss_and_sentence_condition_give_the_old_objective() -> None:
+    """loss=attngan with d_condition=sentence (what runs before the options record) is AttnGAN's loss."""
+    cfg = _tiny_cfg(**{"generator.variant": ""})
+    cfg = dataclasses.replace(cfg, arch_options={"loss": "attngan"})
+    D = _tiny_d(cfg)
+    g = torch.Generator().manual_seed(3)
+    real, fake, sent = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, EMB, generator=g)
+    text = _text(sent, torch.arange(4), torch.randn(4, C, generator=g))
+    old = AttnGANLoss(DiscriminatorLoss(True), GeneratorLoss(0.0, 2.0))
+    torch.testing.assert_close(make_loss(cfg, CPU).discriminator(D, real, fake, text).total,
+                               old.discriminator(D, real, fake, text).total)
+
+
+def test_stackganpp_loss_option_and_what_runs_record() -> None:
     arch = get_arch("stackgan++")
     cfg = new_train_config("bird", {"generator.arch": "stackgan++"})
-    ctx = LossContext(torch.device("cpu"), None, [])
-    old = make_loss(dataclasses.replace(cfg, arch_options={"loss": "attngan"}), ctx)
-    assert isinstance(old, AttnGANLoss) and not isinstance(old, StackGANppLoss)
     settings = SettingsContext(False, [], None)  # type: ignore[arg-type]
     assert check_settings(cfg, settings).arch_options == {"loss": "stackgan++"}  # a new run records the default
     resumed = SettingsContext(True, [], None)  # type: ignore[arg-type]
