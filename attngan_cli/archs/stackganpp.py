@@ -45,8 +45,21 @@ from torch import nn
 
 from attngan_cli.archs.attngan.discriminators import make_discriminators
 from attngan_cli.archs.attngan.generator import GeneratorOutput, ImageHead, InitStage, first_stage_ups
-from attngan_cli.archs.attngan.loss import AttnGANLoss, DiscriminatorLoss, DLossTerms, ExtraTerm, GeneratorLoss
-from attngan_cli.archs.base import Architecture, LossContext, LossTerms, SettingsContext, TextBatch, refuse_unused
+from attngan_cli.archs.attngan.loss import (
+    AttnGANLoss,
+    DiscriminatorLoss,
+    DLossTerms,
+    ExtraTerm,
+    GeneratorLoss,
+)
+from attngan_cli.archs.base import (
+    Architecture,
+    LossContext,
+    LossTerms,
+    SettingsContext,
+    TextBatch,
+    refuse_unused,
+)
 from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from attngan_cli.core.errors import AttnGANError, InputError
 from attngan_cli.losses.adversarial import bce_logits, mismatched
