@@ -307,3 +307,29 @@ def test_stage_two_starts_from_stage_one_raw_weights(tmp_path) -> None:
     for module in (G, G_ema):
         got = module.stage1.state_dict()
         assert all(torch.equal(got[k[len("stage1."):]], v) for k, v in raw.items())
+
+
+@pytest.mark.parametrize("name", ["stackgan1", "stackgan2", "stackganpp"])
+def test_old_checkpoints_rebuild_their_networks_and_objective(name: str) -> None:
+    """The format-1 checkpoints (written before the variants) record no generator.variant: they rebuild
+    the old networks, every weight (G, EMA, Ds) loading strictly, and a resumed StackGAN++ run keeps
+    AttnGAN's loss on the sentence-conditioned discriminators."""
+    from pathlib import Path
+
+    from attngan_cli.archs.registry import build_discriminators, build_generator
+    from attngan_cli.config.serialize import from_dict
+    from attngan_cli.storage.checkpoints import load_checkpoint
+
+    ckpt = load_checkpoint(Path(__file__).parents[1] / "fixtures" / "format1" / f"{name}.pt")
+    cfg = from_dict(TrainConfig, ckpt.config)
+    assert cfg.generator.variant == "" and cfg.ema_decay == 0.999
+    for key in ("generator", "generator_ema"):
+        build_generator(cfg.generator, init=False).load_state_dict(ckpt.state[key])
+    Ds = build_discriminators(cfg.generator, cfg.discriminator, init=False)
+    assert len(Ds) == len(ckpt.state["discriminators"])
+    for i, D in enumerate(Ds):
+        D.load_state_dict(ckpt.state["discriminators"][str(i)])
+    if name == "stackganpp":
+        resumed = check_settings(cfg, SettingsContext(True, [], None))  # type: ignore[arg-type]
+        loss = make_loss(resumed, CPU)
+        assert resumed.arch_options == {"loss": "attngan"} and not loss.official and not loss.on_mu
