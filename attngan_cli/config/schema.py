@@ -185,6 +185,8 @@ class TrainConfig(RunOptions):
     lr_d: float = bounded(2e-4, low=0, low_inclusive=False)
     betas: tuple[float, float] = satisfying((0.5, 0.999), adam_betas, BETAS_RULE)
     ema_decay: float = bounded(0.999, low=0, high=1)
+    # both learning rates halve every this many epochs (0 = constant): StackGAN's LR_DECAY_EPOCH
+    lr_halve_every: int = bounded(0, low=0)
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False  # under torchrun on GPUs: SyncBatchNorm in G and the Ds (default: per-process BatchNorm)

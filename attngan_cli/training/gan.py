@@ -154,6 +154,20 @@ class DStep(nn.Module):
         return terms.total, terms.logs
 
 
+def epoch_lr(lr: float, halve_every: int, epoch: int) -> float:
+    """``lr`` halved at every ``halve_every``-th epoch start (0: constant): StackGAN-Pytorch's
+    ``if epoch % lr_decay_step == 0 and epoch > 0: lr *= 0.5``, as a function of the epoch (so a resumed
+    run gets it back)."""
+    return lr * 0.5 ** (epoch // halve_every) if halve_every else lr
+
+
+def set_epoch_lrs(m: Models, cfg: TrainConfig, epoch: int) -> None:
+    """G's and every D's learning rate for epoch ``epoch`` (0-based): :func:`epoch_lr`."""
+    for opt, lr in [(m.opt_g, cfg.lr_g), *((opt, cfg.lr_d) for opt in m.opt_ds)]:
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr(lr, cfg.lr_halve_every, epoch)
+
+
 def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module,
                  image_encoder: nn.Module | None) -> Models:
     """G, its EMA, the Ds and their optimisers; under torchrun G and each D's loss run in DDP (the
@@ -344,6 +358,8 @@ class GANTask:
     def start_epoch(self, epoch: int) -> None:
         self.models.G.train()
         self.models.Ds.train()
+        if self.cfg.lr_halve_every:
+            set_epoch_lrs(self.models, self.cfg, epoch)
 
     def batches(self, epoch: int, skip: int) -> torch.utils.data.DataLoader:
         """The epoch's global batches (a function of seed and epoch), this rank's slice of each."""

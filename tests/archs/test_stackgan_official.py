@@ -13,6 +13,7 @@ char-CNN-RNN's 1024); the project's discriminators add the ``compress`` linear (
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 from attngan_cli.archs.attngan.loss import AttnGANLoss, DiscriminatorLoss, GeneratorLoss
 from attngan_cli.archs.base import LossContext, SettingsContext, TextBatch
 from attngan_cli.archs.registry import get_arch, new_train_config
+from attngan_cli.archs.stackgan import stage_two_lr_schedule
 from attngan_cli.archs.stackgan.blocks import ReluCANet, init_normal
 from attngan_cli.archs.stackgan.networks import StackGANGenerator, stackgan_discriminators
 from attngan_cli.archs.stackgan.schedule import init_from_stage_one
@@ -37,6 +39,7 @@ from attngan_cli.core.errors import AttnGANError, InputError
 from attngan_cli.networks.blocks import GLU
 from attngan_cli.storage.checkpoints import GAN_KIND, Checkpoint, save_checkpoint
 from attngan_cli.training.ema import EMA
+from attngan_cli.training.gan import GANTask, epoch_lr, set_epoch_lrs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -210,6 +213,43 @@ def test_coco_presets_are_coco_s1_and_coco_s2() -> None:
     assert s2.generator.arch == "stackgan" and s2.preset == "stackgan-coco-stage2"
     assert (s2.generator.stages, s2.generator.ngf, s2.discriminator.ndf, s2.generator.r_num) == (2, 96, 96, 2)
     assert (s2.batch_size, s2.epochs) == (40, 100)
+    assert s1.lr_halve_every == s2.lr_halve_every == 20  # LR_DECAY_EPOCH
+    assert stage_two_lr_schedule(s2).lr_halve_every == 20
+
+
+def test_stage_presets_refused_for_the_other_stage() -> None:
+    ctx = SettingsContext(False, [], None)  # type: ignore[arg-type]
+    s1 = new_train_config("coco", {"generator.arch": "stackgan", "generator.stages": 2})
+    with pytest.raises(InputError, match="--preset stackgan-coco-stage2"):
+        get_arch("stackgan").check_settings(s1, ctx)
+    s2 = new_train_config("stackgan-coco-stage2", {"generator.stages": 1})
+    with pytest.raises(InputError, match="train Stage-I with --preset coco"):
+        get_arch("stackgan").check_settings(s2, ctx)
+
+
+def test_bird_learning_rate_halving_per_stage() -> None:
+    """TensorFlow StackGAN: LR_DECAY_EPOCH 50 (stageI/cfg/birds.yml), 100 (stageII/cfg/birds.yml)."""
+    one = new_train_config("bird", {"generator.arch": "stackgan"})
+    two = new_train_config("bird", {"generator.arch": "stackgan", "generator.stages": 2})
+    assert one.lr_halve_every == 50 and stage_two_lr_schedule(one).lr_halve_every == 50
+    assert stage_two_lr_schedule(two).lr_halve_every == 100
+    assert new_train_config("bird", {"generator.arch": "attngan"}).lr_halve_every == 0
+
+
+def test_learning_rates_halve_every_n_epochs() -> None:
+    """StackGAN-Pytorch trainer.py: ``if epoch % lr_decay_step == 0 and epoch > 0: lr *= 0.5`` at every epoch
+    start; here a function of the epoch, so a resumed run (start_epoch re-entered) gets the same rates."""
+    assert [epoch_lr(2e-4, 20, e) for e in (0, 19, 20, 39, 40, 119)] == [2e-4, 2e-4, 1e-4, 1e-4, 5e-5, 2e-4 / 32]
+    assert epoch_lr(2e-4, 0, 500) == 2e-4
+    G, D = nn.Linear(2, 2), nn.Linear(2, 2)
+    m = SimpleNamespace(opt_g=torch.optim.Adam(G.parameters(), 1.0), opt_ds=[torch.optim.Adam(D.parameters(), 1.0)])
+    cfg = dataclasses.replace(new_train_config("coco", {"generator.arch": "stackgan"}), lr_g=2e-4, lr_d=4e-4)
+    set_epoch_lrs(m, cfg, 45)  # type: ignore[arg-type]
+    assert m.opt_g.param_groups[0]["lr"] == 5e-5 and m.opt_ds[0].param_groups[0]["lr"] == 1e-4
+    # the training task sets them at every epoch start (and on resume, when the loop re-enters the epoch)
+    task = SimpleNamespace(models=SimpleNamespace(**vars(m), G=G, Ds=nn.ModuleList([D])), cfg=cfg)
+    GANTask.start_epoch(task, 20)  # type: ignore[arg-type]
+    assert m.opt_g.param_groups[0]["lr"] == 1e-4 and m.opt_ds[0].param_groups[0]["lr"] == 2e-4
 
 
 @pytest.mark.parametrize(("preset", "official"), [("bird", OFFICIAL_BIRD), ("coco", OFFICIAL_COCO)])

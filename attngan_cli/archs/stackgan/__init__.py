@@ -9,9 +9,8 @@ EMBEDDING_DIM (condition) 128, GF_DIM 128 (Stage-I: 8 * 128 channels at 4x4, 64 
 Stage-II: 4 * 128 = 8 ngf channels at 16x16), DF_DIM 64, 4 residual blocks in Stage-II, 600 epochs per
 stage. On COCO StackGAN-Pytorch's ``code/cfg/coco_s1.yml`` (preset ``coco``: GF_DIM 192 = ngf 96,
 DF_DIM 96, batch 128, 120 epochs) and ``coco_s2.yml`` (named preset ``stackgan-coco-stage2``: the same
-widths, R_NUM 2, batch 40, 100 epochs). Not reproduced: the learning rate halving (every 50 / 100
-epochs on CUB in the TensorFlow code, every 20 on COCO). ``lambda_damsm`` is 0 (the paper has no
-DAMSM). No EMA: ``ema_decay`` 0, so the "EMA" generator that samples, ``eval`` and the Stage-II start
+widths, R_NUM 2, batch 40, 100 epochs). Both learning rates halve every ``lr_halve_every`` epochs:
+50 (Stage-I) and 100 (Stage-II) on CUB, 20 on COCO. ``lambda_damsm`` is 0 (the paper has no DAMSM). No EMA: ``ema_decay`` 0, so the "EMA" generator that samples, ``eval`` and the Stage-II start
 use is the trained generator itself, as both official codes (runs made before that kept an EMA of 0.999,
 and keep using it).
 """
@@ -30,6 +29,7 @@ from attngan_cli.archs.stackgan.loss import stackgan_loss
 from attngan_cli.archs.stackgan.networks import STAGE_SCALE, StackGANGenerator, stackgan_discriminators
 from attngan_cli.archs.stackgan.schedule import check_stage_schedule, init_from_stage_one, stage_one_encoders
 from attngan_cli.config.schema import TrainConfig
+from attngan_cli.config.serialize import apply_overrides
 from attngan_cli.core.errors import InputError
 
 
@@ -61,10 +61,19 @@ def make_loss(cfg: TrainConfig, ctx: LossContext) -> AttnGANLoss:
 STAGE2_COCO = "stackgan-coco-stage2"  # the named preset of coco_s2.yml
 
 
+def stage_two_lr_schedule(cfg: TrainConfig) -> TrainConfig:
+    """A new bird Stage-II run halves its learning rates every 100 epochs (``stageII/cfg/birds.yml``), where
+    the bird preset gives Stage-I's 50."""
+    if cfg.preset == "bird" and cfg.generator.stages == 2 and cfg.lr_halve_every == BIRD_HALVE_EVERY[0]:
+        return apply_overrides(cfg, {"lr_halve_every": BIRD_HALVE_EVERY[1]})
+    return cfg
+
+
 def check_settings(cfg: TrainConfig, ctx: SettingsContext) -> TrainConfig:
     refuse_unused(cfg, ARCH, uses=("init",))
     if ctx.resuming:  # a resumed run keeps its stage and its Stage-I
         return cfg
+    cfg = stage_two_lr_schedule(cfg)
     if cfg.preset == "coco" and cfg.generator.stages == 2:
         raise InputError(f"--preset coco gives StackGAN's COCO Stage-I (coco_s1.yml: batch 128, 120 epochs); "
                          f"train Stage-II with --preset {STAGE2_COCO} (coco_s2.yml: batch 40, 100 epochs, "
@@ -85,14 +94,18 @@ def prepare_models(cfg: TrainConfig, G: nn.Module, G_ema: nn.Module) -> None:
 
 
 _OWN: dict[str, Any] = {"generator.variant": "pytorch", "ema_decay": 0.0, "lambda_damsm": 0.0}
+# LR_DECAY_EPOCH of the TensorFlow stageI/cfg/birds.yml (Stage-I; Stage-II's stageII/cfg/birds.yml: 100,
+# set by check_settings)
+BIRD_HALVE_EVERY = (50, 100)
 _BIRD: dict[str, Any] = {
     "generator.stages": 1, "generator.base_size": 64, "generator.ngf": 64, "generator.r_num": 4,
     "generator.condition_dim": 128, "discriminator.ndf": 64, "batch_size": 64, "epochs": 600,
-    "lr_g": 2e-4, "lr_d": 2e-4, "kl_weight": 2.0, **_OWN,
+    "lr_g": 2e-4, "lr_d": 2e-4, "kl_weight": 2.0, "lr_halve_every": BIRD_HALVE_EVERY[0], **_OWN,
 }
 # StackGAN-Pytorch code/cfg/coco_s1.yml: GF_DIM 192 (ngf 96), DF_DIM 96, CONDITION_DIM 128, KL 2.0,
-# BATCH_SIZE 128, MAX_EPOCH 120, lr 2e-4 (LR_DECAY_EPOCH 20 is not reproduced)
-_COCO: dict[str, Any] = {**_BIRD, "generator.ngf": 96, "discriminator.ndf": 96, "batch_size": 128, "epochs": 120}
+# BATCH_SIZE 128, MAX_EPOCH 120, lr 2e-4 halved every LR_DECAY_EPOCH 20
+_COCO: dict[str, Any] = {**_BIRD, "generator.ngf": 96, "discriminator.ndf": 96, "batch_size": 128, "epochs": 120,
+                         "lr_halve_every": 20}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "bird": _BIRD,
