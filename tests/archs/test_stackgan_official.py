@@ -227,12 +227,15 @@ def test_stage_presets_refused_for_the_other_stage() -> None:
         get_arch("stackgan").check_settings(s2, ctx)
 
 
-def test_bird_learning_rate_halving_per_stage() -> None:
+def test_bird_learning_rate_halving_per_stage(monkeypatch) -> None:
     """TensorFlow StackGAN: LR_DECAY_EPOCH 50 (stageI/cfg/birds.yml), 100 (stageII/cfg/birds.yml)."""
     one = new_train_config("bird", {"generator.arch": "stackgan"})
     two = new_train_config("bird", {"generator.arch": "stackgan", "generator.stages": 2})
     assert one.lr_halve_every == 50 and stage_two_lr_schedule(one).lr_halve_every == 50
     assert stage_two_lr_schedule(two).lr_halve_every == 100
+    monkeypatch.setattr("attngan_cli.archs.stackgan.check_stage_schedule", lambda cfg, *args: cfg)  # no --init here
+    checked = get_arch("stackgan").check_settings(two, SettingsContext(False, [], SimpleNamespace(state={})))  # type: ignore[arg-type]
+    assert checked.lr_halve_every == 100
     assert new_train_config("bird", {"generator.arch": "attngan"}).lr_halve_every == 0
 
 
