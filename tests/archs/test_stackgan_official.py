@@ -376,3 +376,20 @@ def test_old_checkpoints_rebuild_their_networks_and_objective(name: str) -> None
         resumed = check_settings(cfg, SettingsContext(True, [], None))  # type: ignore[arg-type]
         loss = make_loss(resumed, CPU)
         assert resumed.arch_options == {"loss": "attngan"} and not loss.official and not loss.on_mu
+
+
+def test_a_resumed_run_keeps_its_networks() -> None:
+    """generator.variant sets weight shapes: a resume that asks for other networks is refused by name."""
+    from pathlib import Path
+
+    from attngan_cli.config.serialize import from_dict
+    from attngan_cli.core.errors import ConfigMismatchError
+    from attngan_cli.storage.checkpoints import check_checkpoint_config, load_checkpoint
+    from attngan_cli.training.resolve import GAN_RESUME_FIELDS
+
+    ckpt = load_checkpoint(Path(__file__).parents[1] / "fixtures" / "format1" / "stackgan2.pt")
+    cfg = from_dict(TrainConfig, ckpt.config)
+    check_checkpoint_config(ckpt, cfg, GAN_RESUME_FIELDS)
+    other = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, variant="pytorch"))
+    with pytest.raises(ConfigMismatchError, match="generator.variant is '' there but 'pytorch' was requested"):
+        check_checkpoint_config(ckpt, other, GAN_RESUME_FIELDS)
