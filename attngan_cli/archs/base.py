@@ -52,6 +52,9 @@ class TextBatch(NamedTuple):
     captions: torch.Tensor  # (B, T) token ids
     lengths: torch.Tensor  # (B,)
     class_ids: torch.Tensor  # (B,)
+    # the generator's conditioning code mu of this batch (B, c_dim), detached: for the discriminators that
+    # are conditioned on it (StackGAN++'s official ones); set by the engine for the D phase only
+    cond: torch.Tensor | None = None
 
     def part(self, sl: slice) -> TextBatch:
         """The micro-batch ``sl`` (``--grad-accum``)."""

@@ -97,6 +97,9 @@ class GeneratorConfig:
     z_dim: int = bounded(100, low=1)
     condition_dim: int = bounded(100, low=1)
     embedding_dim: int = bounded(256, low=1)
+    # the architecture's variant of its networks ("" = its first one, what checkpoints written before the
+    # field existed hold): --arch stackgan reads "pytorch" / "pytorch-tf-d" / "glu" (its --arch-option networks)
+    variant: str = ""
 
     def sizes(self, scale: int) -> list[int]:
         """The image size of every stage when each is ``scale`` times the one before (the architecture's
@@ -186,6 +189,8 @@ class TrainConfig(RunOptions):
     lr_d: float = bounded(2e-4, low=0, low_inclusive=False)
     betas: tuple[float, float] = satisfying((0.5, 0.999), adam_betas, BETAS_RULE)
     ema_decay: float = bounded(0.999, low=0, high=1)
+    # both learning rates halve every this many epochs (0 = constant): StackGAN's LR_DECAY_EPOCH
+    lr_halve_every: int = bounded(0, low=0)
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False  # under torchrun on GPUs: SyncBatchNorm in G and the Ds (default: per-process BatchNorm)

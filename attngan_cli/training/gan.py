@@ -154,6 +154,20 @@ class DStep(nn.Module):
         return terms.total, terms.logs
 
 
+def epoch_lr(lr: float, halve_every: int, epoch: int) -> float:
+    """``lr`` halved at every ``halve_every``-th epoch start (0: constant): StackGAN-Pytorch's
+    ``if epoch % lr_decay_step == 0 and epoch > 0: lr *= 0.5``, as a function of the epoch (so a resumed
+    run gets it back)."""
+    return lr * 0.5 ** (epoch // halve_every) if halve_every else lr
+
+
+def set_epoch_lrs(m: Models, cfg: TrainConfig, epoch: int) -> None:
+    """G's and every D's learning rate for epoch ``epoch`` (0-based): :func:`epoch_lr`."""
+    for opt, lr in [(m.opt_g, cfg.lr_g), *((opt, cfg.lr_d) for opt in m.opt_ds)]:
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr(lr, cfg.lr_halve_every, epoch)
+
+
 def build_models(cfg: TrainConfig, device: torch.device, text_encoder: nn.Module,
                  image_encoder: nn.Module | None) -> Models:
     """G, its EMA, the Ds and their optimisers; under torchrun G and each D's loss run in DDP (the
@@ -263,14 +277,17 @@ def train_step(m: Models, batch: dict[str, Any], cfg: TrainConfig, device: torch
     for k, sl in enumerate(parts):
         if K == 1:
             out = run_g(sl)  # kept, with its graph, for G's step
-            fakes = out.images
+            g_sl = out
         else:
             with torch.no_grad():
-                fakes = run_g(sl).images
+                g_sl = run_g(sl)
+        fakes = g_sl.images
+        mu = getattr(g_sl, "mu", None)  # (B, c_dim): what a D conditioned on mu sees (StackGAN++)
+        d_text = text.part(sl)._replace(cond=None if mu is None else mu.detach())
         first = len(fakes) - len(m.D_steps)  # the Ds judge the last stages (StackGAN's Stage-II: only its own)
         for i, D_step in enumerate(m.D_steps):
             with no_sync_until_last(k, K, D_step), autocast(device, cfg.precision):
-                d_total, d_logs = D_step(reals[first + i][sl], fakes[first + i].detach(), text.part(sl), loss)
+                d_total, d_logs = D_step(reals[first + i][sl], fakes[first + i].detach(), d_text, loss)
                 m.scaler_d.scale(d_total / K).backward()
             add(f"d{i}", d_total)
             for name, value in d_logs.items():
@@ -341,6 +358,8 @@ class GANTask:
     def start_epoch(self, epoch: int) -> None:
         self.models.G.train()
         self.models.Ds.train()
+        if self.cfg.lr_halve_every:
+            set_epoch_lrs(self.models, self.cfg, epoch)
 
     def batches(self, epoch: int, skip: int) -> torch.utils.data.DataLoader:
         """The epoch's global batches (a function of seed and epoch), this rank's slice of each."""

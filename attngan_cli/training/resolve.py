@@ -59,7 +59,8 @@ PathLike = str | os.PathLike[str]
 # Fields that must agree between a checkpoint and the config that resumes it: they set the weights' shapes.
 GAN_RESUME_FIELDS = [
     "generator.arch", "generator.stages", "generator.base_size", "generator.ngf", "generator.r_num", "generator.z_dim",
-    "generator.condition_dim", "generator.embedding_dim", "discriminator.ndf", "discriminator.embedding_dim",
+    "generator.condition_dim", "generator.embedding_dim", "generator.variant", "discriminator.ndf",
+    "discriminator.embedding_dim",
 ]
 DAMSM_RESUME_FIELDS = [
     "text.vocab_size", "text.word_dim", "text.embedding_dim", "image.backbone", "image.image_size",

@@ -348,13 +348,15 @@ def test_attend_says_there_is_no_word_attention(baseline_runs, tmp_path, run) ->
 
 
 def test_stage_two_starts_from_the_frozen_stage_one(baseline_runs) -> None:
-    """Stage-II's checkpoint holds Stage-I's weights exactly as the finished Stage-I run's EMA left them
-    (copied at the start, unchanged by training), so `sample -c STAGE2` needs nothing else."""
+    """Stage-II's checkpoint holds Stage-I's weights exactly as the finished Stage-I run's generator left
+    them (copied at the start, unchanged by training), so `sample -c STAGE2` needs nothing else. StackGAN
+    keeps no EMA (ema_decay 0): Stage-I's "EMA" is its generator."""
     one = load_checkpoint(baseline_runs["stage1"] / "final.pt")
     two = load_checkpoint(baseline_runs["stage2"] / "final.pt")
     assert two.config["init"] == str((baseline_runs["stage1"] / "final.pt").resolve())
     assert two.config["encoders"] == one.config["encoders"]  # Stage-I's encoders by default
-    ref = one.state["generator_ema"]
+    ref = one.state["generator"]
+    assert all(torch.equal(one.state["generator_ema"][k], v) for k, v in ref.items())
     for key in ("generator", "generator_ema"):
         stage1 = {k: v for k, v in two.state[key].items() if k.startswith("stage1.")}
         assert stage1.keys() == ref.keys()

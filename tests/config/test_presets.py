@@ -80,7 +80,8 @@ def test_image_sizes_follow_stages() -> None:
 
 
 def test_presets_are_typed_and_share_caption_length_and_damsm() -> None:
-    assert [*preset_names(), *named_preset_names()] == ["bird", "coco", "shapes", "mirrorgan-bird", "mirrorgan-coco"]
+    assert [*preset_names(), *named_preset_names()] == ["bird", "coco", "shapes", "mirrorgan-bird", "mirrorgan-coco",
+                                                            "stackgan-coco-stage2"]
     for name in preset_names():
         p = get_preset(name)
         assert isinstance(p, Preset) and p.name == name == p.train.preset == p.pretrain.preset
@@ -91,8 +92,8 @@ def test_presets_are_typed_and_share_caption_length_and_damsm() -> None:
     for name in named_preset_names():  # an architecture's named presets start from a dataset preset
         assert new_train_config(name).preset == name
     every = [base_preset(n) for n in [*preset_names(), *named_preset_names()]]
-    assert [preset_value(n, "dataset_kind") for n in every] == ["cub", "coco", "shapes", "cub", "coco"]
-    assert [preset_value(n, "captions_per_image") for n in every] == [10, 5, 5, 10, 5]
+    assert [preset_value(n, "dataset_kind") for n in every] == ["cub", "coco", "shapes", "cub", "coco", "coco"]
+    assert [preset_value(n, "captions_per_image") for n in every] == [10, 5, 5, 10, 5, 5]
     shapes = make_pretrain_config("shapes")
     assert (shapes.image.backbone, shapes.image.image_size, shapes.image.width, shapes.group_by) == (
         "compact", 64, 16, ["bg_color", "color"])

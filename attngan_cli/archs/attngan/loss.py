@@ -127,6 +127,11 @@ class GeneratorLoss:
         if self.lambda_damsm > 0 and image_encoder is None:
             raise ValueError("GeneratorLoss with lambda_damsm > 0 needs the frozen image encoder")
 
+    def condition(self, mu: torch.Tensor, sent_emb: torch.Tensor) -> torch.Tensor:
+        """What the discriminators' conditional heads see in G's step: the sentence (StackGAN++'s official
+        discriminators: ``mu``, with its gradient)."""
+        return sent_emb
+
     def adversarial(self, netsD: Sequence[nn.Module], fakes: Sequence[torch.Tensor],
                     sent_emb: torch.Tensor) -> list[torch.Tensor]:
         out = []
@@ -145,7 +150,7 @@ class GeneratorLoss:
     def __call__(self, netsD: Sequence[nn.Module], fakes: Sequence[torch.Tensor], mu: torch.Tensor,
                  logvar: torch.Tensor, words_emb: torch.Tensor, sent_emb: torch.Tensor,
                  lengths: torch.Tensor, class_ids: torch.Tensor | None) -> GLossTerms:
-        adv = self.adversarial(netsD, fakes, sent_emb)
+        adv = self.adversarial(netsD, fakes, self.condition(mu, sent_emb))
         total = torch.stack(adv).sum()
         kl = kl_loss(mu, logvar)
         total = total + self.kl_weight * kl

@@ -4,7 +4,8 @@ Stage-II on the frozen Stage-I (``--arch-option stage=2 --init STAGE1_RUN``).
 :func:`check_stage_schedule` is the architecture's ``check_settings`` hook, run by
 :func:`attngan_cli.training.resolve.resolve_train` before a run directory exists: the ``--init`` run must be a finished (``final.pt``) StackGAN Stage-I of the same dataset, with
 the weight shapes this Stage-II config gives Stage-I and the same DAMSM text encoder. :func:`init_from_stage_one`
-copies its Stage-I weights (the EMA, which is what its samples show) into the new generator and its EMA;
+copies its Stage-I weights (the trained generator's, not its EMA: neither official StackGAN keeps one) into
+the new generator and its EMA;
 the Stage-II checkpoint then holds both stages, so ``sample`` and ``eval`` need nothing else.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
+from attngan_cli.archs.stackgan.blocks import LEGACY, variant_of
 from attngan_cli.config.schema import TrainConfig
 from attngan_cli.config.serialize import apply_overrides, from_dict
 from attngan_cli.core.errors import ConfigMismatchError, InputError
@@ -77,6 +79,10 @@ def check_stage_one(cfg: TrainConfig, dataset_words: list[str], text_encoder_sta
                          "with --arch stackgan --arch-option stage=1)")
     check_vocab(ckpt, dataset_words, f"dataset {cfg.dataset}")
     _check_same_dataset(where, saved.dataset, cfg.dataset)
+    if variant_of(g).blocks != variant_of(cfg.generator).blocks:
+        raise ConfigMismatchError(f"{where}: Stage-I has the {g.variant or LEGACY} networks but this run asks for "
+                                  f"{cfg.generator.variant or LEGACY} (--arch-option networks): give Stage-I's, "
+                                  f"{g.variant or LEGACY}")
     for name in STAGE_ONE_FIELDS:
         a, b = getattr(g, name), getattr(cfg.generator, name)
         if a != b:
@@ -121,10 +127,10 @@ def check_stage_schedule(cfg: TrainConfig, dataset_words: list[str], text_encode
 
 
 def init_from_stage_one(G: nn.Module, G_ema: nn.Module, init: str | os.PathLike[str]) -> None:
-    """Copy the Stage-I weights of the finished run ``init`` (its EMA generator) into ``G.stage1`` and
-    ``G_ema.stage1``."""
+    """Copy the Stage-I weights of the finished run ``init`` (its trained generator, not its EMA) into
+    ``G.stage1`` and ``G_ema.stage1``."""
     ckpt = load_checkpoint(resolve_checkpoint(init, what="Stage-I checkpoint"), kind=GAN_KIND)
-    state = ckpt.state.get("generator_ema") or ckpt.state.get("generator")
+    state = ckpt.state.get("generator")
     prefix = "stage1."
     stage1 = {k[len(prefix):]: v for k, v in (state or {}).items() if k.startswith(prefix)}
     for module in (G, G_ema):
