@@ -108,6 +108,7 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     ndf: int = bounded(64, low=1)
     embedding_dim: int = 256
+    spectral_norm: bool = False  # spectral normalisation on the convolutions (--spectral-norm: TISE's AttnGAN++)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -60,6 +60,16 @@ class LogitsHead(nn.Module):
         return self.outlogits(code).view(-1)  # (B,)
 
 
+def spectral_norm_convs(module: nn.Module, skip: str = "outlogits") -> nn.Module:
+    """Spectral normalisation (one power iteration per training forward) on every convolution of
+    ``module`` except those under a child named ``skip`` (the 4x4 logit convolutions, left plain as in
+    DM-GAN's ``D_GET_LOGITS``). Returns ``module``."""
+    for name, m in list(module.named_modules()):
+        if isinstance(m, nn.Conv2d) and skip not in name.split("."):
+            nn.utils.parametrizations.spectral_norm(m)
+    return module
+
+
 def down_levels(image_size: int) -> int:
     n = round(math.log2(image_size / 4))
     if image_size < 8 or 4 * 2**n != image_size:
@@ -79,24 +89,32 @@ class Discriminator(nn.Module):
         self.image_size = image_size
         self.base_size = base_size
         ndf = cfg.ndf
-        self.img_code_s16 = encode_image(ndf, min(n, 4))
+        self.img_code_s16 = self.encode_image(ndf, min(n, 4))
         self._names: list[str] = ["img_code_s16"]
         extra = n - 4
         mult, scale = 8, 16
         for _ in range(max(extra, 0)):
             new = min(mult * 2, MAX_MULT)
             scale *= 2
-            self._add(f"img_code_s{scale}", down_block(ndf * mult, ndf * new))
+            self._add(f"img_code_s{scale}", self.down_block(ndf * mult, ndf * new))
             mult = new
         k = 0
         while mult > 8:
             k += 1
-            self._add(f"img_code_s{scale}_{k}", block3x3_leaky(ndf * mult, ndf * mult // 2))
+            self._add(f"img_code_s{scale}_{k}", self.block3x3(ndf * mult, ndf * mult // 2))
             mult //= 2
         self.UNCOND_DNET = LogitsHead(ndf, cfg.embedding_dim, conditional=False)
         self.COND_DNET = LogitsHead(ndf, cfg.embedding_dim, conditional=True)
+        self.COND_DNET.jointConv = self.block3x3(ndf * 8 + cfg.embedding_dim, ndf * 8)
         if init:  # the official orthogonal init; at 256 px and ndf 64 it costs ~25 s on one CPU core
             init_weights(self)
+        if cfg.spectral_norm:  # after the init: it re-parametrises the weights it initialised
+            spectral_norm_convs(self)
+
+    # The blocks (a subclass changes them: DM-GAN's have biases and spectral norm, no BatchNorm)
+    encode_image = staticmethod(encode_image)
+    down_block = staticmethod(down_block)
+    block3x3 = staticmethod(block3x3_leaky)
 
     def _add(self, name: str, module: nn.Module) -> None:
         self.add_module(name, module)
