@@ -46,6 +46,9 @@ def make_loss(cfg: TrainConfig, ctx: LossContext) -> AttnGANLoss:
 
 def check_settings(cfg: TrainConfig, ctx: SettingsContext) -> TrainConfig:
     refuse_unused(cfg, ARCH, uses=("init",))
+    if cfg.discriminator.spectral_norm:
+        raise InputError(f"--spectral-norm (discriminator.spectral_norm) is not used by --arch stackgan ({ARCH.paper}): "
+                         "its discriminators are the original StackGAN's; leave it out")
     if ctx.resuming:  # a resumed run keeps its stage and its Stage-I
         return cfg
     return check_stage_schedule(cfg, ctx.dataset_words, ctx.encoders.state.get("text_encoder"))
