@@ -11,7 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from attngan_cli.apps.importers.attngan import detect_kind, import_official, load_state_file
-from attngan_cli.apps.importers.dmgan import discriminator_from_official, discriminator_to_official, import_dmgan
+from attngan_cli.apps.importers.dmgan import (
+    discriminator_from_official,
+    discriminator_to_official,
+    import_dmgan,
+)
 from attngan_cli.archs.registry import build_discriminators, build_generator, new_train_config
 from attngan_cli.config.schema import TextEncoderConfig, TrainConfig
 from attngan_cli.config.serialize import from_dict

@@ -14,7 +14,13 @@ import torch
 from _sample_fixtures import tiny_train_settings
 from typer.testing import CliRunner
 
-from attngan_cli.archs.registry import arch_names, build_discriminators, build_generator, get_arch, new_train_config
+from attngan_cli.archs.registry import (
+    arch_names,
+    build_discriminators,
+    build_generator,
+    get_arch,
+    new_train_config,
+)
 from attngan_cli.cli import app
 from attngan_cli.config.presets import make_train_config
 from attngan_cli.core.errors import ConfigMismatchError, InputError
