@@ -36,9 +36,14 @@ BATCH = 10  # code/cfg/bird_DMGAN.yml
 
 
 def load(path: str | Path, *, cuda: bool) -> types.SimpleNamespace:
-    """The official DM-GAN modules (``cfg``, ``model``, ``losses``) at the bird configuration."""
-    return official.load(path, cuda=cuda, gf_dim=64, df_dim=32, r_num=2, files=FILES, patches=PATCHES,
-                         repo="MinfengZhu/DM-GAN")
+    """The official DM-GAN modules (``cfg``, ``model``, ``losses``) at the bird configuration. DM-GAN's
+    ``discriminator_loss`` returns ``(errD, log)`` where AttnGAN's returns ``errD``: the step takes the loss."""
+    off = official.load(path, cuda=cuda, gf_dim=64, df_dim=32, r_num=2, files=FILES, patches=PATCHES,
+                        repo="MinfengZhu/DM-GAN")
+    L = off.losses
+    off.losses = types.SimpleNamespace(discriminator_loss=lambda *a: L.discriminator_loss(*a)[0],
+                                       generator_loss=L.generator_loss, KL_loss=L.KL_loss)
+    return off
 
 
 def setup(s: dict[str, Any], batch: int, vocab: int) -> tuple[torch.device, float, int, official.OfficialStep]:

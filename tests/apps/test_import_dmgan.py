@@ -156,3 +156,13 @@ def test_cli(tmp_path: Path) -> None:
                                  "--captions", str(R / "captions.pickle"), "--custom", "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output
     assert '"arch": "dmgan"' in r.output and (out / "generator.pt").exists() and (out / "damsm.pt").exists()
+    samples = tmp_path / "samples"
+    r = CliRunner().invoke(app, ["sample", "word3 word7 word9", "-c", str(out / "generator.pt"), "-o", str(samples),
+                                 "--which", "last", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in samples.glob("*.png")] == ["c00000-s00-256.png"]
+    fig = tmp_path / "fig.png"
+    r = CliRunner().invoke(app, ["attend", "word3 word7 word9", "-c", str(out / "generator.pt"), "-o", str(fig),
+                                 "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert fig.is_file() and '"maps": "memory addressing"' in fig.with_suffix(".json").read_text()
