@@ -19,6 +19,7 @@ Two heads (official ``D_GET_LOGITS``) return LOGITS (the official code applies a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -43,12 +44,13 @@ def encode_image(ndf: int, levels: int) -> nn.Sequential:
 class LogitsHead(nn.Module):
     """(B, 8ndf, 4, 4) [+ sentence (B, nef)] -> (B,) logits."""
 
-    def __init__(self, ndf: int, nef: int, conditional: bool) -> None:
+    def __init__(self, ndf: int, nef: int, conditional: bool,
+                 joint: Callable[[int, int], nn.Module] = block3x3_leaky) -> None:
         super().__init__()
         self.nef = nef
         self.conditional = conditional
         if conditional:
-            self.jointConv = block3x3_leaky(ndf * 8 + nef, ndf * 8)
+            self.jointConv = joint(ndf * 8 + nef, ndf * 8)
         self.outlogits = nn.Sequential(nn.Conv2d(ndf * 8, 1, kernel_size=4, stride=4))
 
     def forward(self, code: torch.Tensor, sent_emb: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,8 +106,7 @@ class Discriminator(nn.Module):
             self._add(f"img_code_s{scale}_{k}", self.block3x3(ndf * mult, ndf * mult // 2))
             mult //= 2
         self.UNCOND_DNET = LogitsHead(ndf, cfg.embedding_dim, conditional=False)
-        self.COND_DNET = LogitsHead(ndf, cfg.embedding_dim, conditional=True)
-        self.COND_DNET.jointConv = self.block3x3(ndf * 8 + cfg.embedding_dim, ndf * 8)
+        self.COND_DNET = LogitsHead(ndf, cfg.embedding_dim, conditional=True, joint=self.block3x3)
         if init:  # the official orthogonal init; at 256 px and ndf 64 it costs ~25 s on one CPU core
             init_weights(self)
         if cfg.spectral_norm:  # after the init: it re-parametrises the weights it initialised
