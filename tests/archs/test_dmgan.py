@@ -218,8 +218,8 @@ def test_train_resumes_exactly(shapes_h5, damsm_path, tmp_path):
                                                                      "discriminator.spectral_norm": False})
 
 
-def test_bf16_step(shapes_h5, damsm_path, tmp_path):
-    settings = tiny_train_settings(shapes_h5, damsm_path, max_steps=2, precision="bf16",
+def test_bf16_channels_last_step(shapes_h5, damsm_path, tmp_path):
+    settings = tiny_train_settings(shapes_h5, damsm_path, max_steps=2, precision="bf16", channels_last=True,
                                    **{"generator.arch": "dmgan"})
     rec = Recorder()
     train_gan(settings, RunDir.create(tmp_path, "bf", "train"), callbacks=[rec])
