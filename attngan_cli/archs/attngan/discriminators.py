@@ -109,10 +109,8 @@ class Discriminator(nn.Module):
         self.COND_DNET = LogitsHead(ndf, cfg.embedding_dim, conditional=True, joint=self.block3x3)
         if init:  # the official orthogonal init; at 256 px and ndf 64 it costs ~25 s on one CPU core
             init_weights(self)
-        if cfg.spectral_norm:  # after the init: it re-parametrises the weights it initialised
-            spectral_norm_convs(self)
 
-    # The blocks (a subclass changes them: DM-GAN's have biases and spectral norm, no BatchNorm)
+    # The blocks (SpectralNormDiscriminator's have biases and no BatchNorm)
     encode_image = staticmethod(encode_image)
     down_block = staticmethod(down_block)
     block3x3 = staticmethod(block3x3_leaky)
@@ -134,8 +132,48 @@ class Discriminator(nn.Module):
         return self.COND_DNET(code, sent_emb)  # (B,)
 
 
+# --------------------------------------------------------------------------------------------------
+# The spectral-norm discriminators (DM-GAN's D_NET64/128/256; TISE's AttnGAN++ uses the same)
+# --------------------------------------------------------------------------------------------------
+def sn_encode_image(ndf: int, levels: int) -> nn.Sequential:
+    """``levels`` (1..4) stride-2 4x4 convs with bias, LeakyReLU 0.2, ending at 8ndf channels (official
+    DM-GAN ``encode_image_by_16times``; the spectral norm is added by :class:`SpectralNormDiscriminator`)."""
+    mults = [1, 2, 4, 8][4 - levels :]
+    layers: list[nn.Module] = [nn.Conv2d(3, ndf * mults[0], 4, 2, 1, bias=True), nn.LeakyReLU(0.2)]
+    for a, b in zip(mults[:-1], mults[1:], strict=True):
+        layers += [nn.Conv2d(ndf * a, ndf * b, 4, 2, 1, bias=True), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers)
+
+
+def sn_down_block(in_ch: int, out_ch: int) -> nn.Sequential:
+    """4x4 stride-2 conv with bias, LeakyReLU 0.2 (official DM-GAN ``downBlock``)."""
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=True), nn.LeakyReLU(0.2))
+
+
+def sn_block3x3(in_ch: int, out_ch: int) -> nn.Sequential:
+    """3x3 conv with bias, LeakyReLU 0.2 (official DM-GAN ``Block3x3_leakRelu``)."""
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=True), nn.LeakyReLU(0.2))
+
+
+class SpectralNormDiscriminator(Discriminator):
+    """``discriminator.spectral_norm``: AttnGAN's layout with a bias and spectral normalisation on every
+    convolution and no BatchNorm (DM-GAN ``code/model.py`` l.578-703; TISE's AttnGAN++
+    ``text_to_images_models/AttnGAN++/layers.py`` has the same blocks); the 4x4 logit convolutions stay
+    plain. ``forward(images (B, 3, s, s)) -> code (B, 8ndf, 4, 4)``; the heads return logits."""
+
+    encode_image = staticmethod(sn_encode_image)
+    down_block = staticmethod(sn_down_block)
+    block3x3 = staticmethod(sn_block3x3)
+
+    def __init__(self, cfg: DiscriminatorConfig, image_size: int, base_size: int = 64, *, init: bool = True) -> None:
+        super().__init__(cfg, image_size, base_size, init=init)
+        spectral_norm_convs(self)  # after the init: it re-parametrises the weights it initialised
+
+
 def make_discriminators(gcfg: GeneratorConfig, dcfg: DiscriminatorConfig, *, init: bool = True) -> nn.ModuleList:
-    """One discriminator per generator stage, for image sizes base_size * 2^i. The official init
-    runs QR factorisations of the big 4x4 conv weights: construct under ``with torch.device("cuda")`` to
-    do it on the GPU, or pass ``init=False`` when loading weights."""
-    return nn.ModuleList([Discriminator(dcfg, s, gcfg.base_size, init=init) for s in gcfg.sizes(STAGE_SCALE)])
+    """One discriminator per generator stage, for image sizes base_size * 2^i: AttnGAN's, or with
+    ``dcfg.spectral_norm`` the spectral-norm ones. The official init runs QR factorisations of the big 4x4
+    conv weights: construct under ``with torch.device("cuda")`` to do it on the GPU, or pass ``init=False``
+    when loading weights."""
+    kind = SpectralNormDiscriminator if dcfg.spectral_norm else Discriminator
+    return nn.ModuleList([kind(dcfg, s, gcfg.base_size, init=init) for s in gcfg.sizes(STAGE_SCALE)])

@@ -94,10 +94,10 @@ def train(
     lr_d: Annotated[float | None, typer.Option("--lr-d", help="Discriminator learning rate (Adam).")] = None,
     ngf: Annotated[int | None, typer.Option("--ngf", help="Generator width.")] = None,
     ndf: Annotated[int | None, typer.Option("--ndf", help="Discriminator width.")] = None,
-    spectral_norm: Annotated[bool | None, typer.Option("--spectral-norm/--no-spectral-norm", help="Spectral "
-                                                        "normalisation on the discriminators' convolutions (TISE's "
-                                                        "AttnGAN++ with --arch attngan; on in every --arch dmgan "
-                                                        "preset). Default: the architecture's.")] = None,
+    spectral_norm: Annotated[bool | None, typer.Option("--spectral-norm/--no-spectral-norm", help="Discriminators "
+                                                        "with spectral normalisation and no BatchNorm (DM-GAN's; "
+                                                        "with --arch attngan: TISE's AttnGAN++). Default: on for "
+                                                        "--arch dmgan, off for the others.")] = None,
     words: Annotated[int | None, typer.Option("--words", help="Caption length used in training.")] = None,
     workers: Annotated[int | None, Workers.__metadata__[0]] = None,  # type: ignore[attr-defined]
     precision: Annotated[str | None, Precision.__metadata__[0]] = None,  # type: ignore[attr-defined]
