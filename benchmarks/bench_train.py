@@ -16,7 +16,11 @@ words), ``shapes`` (3 stages of 16/32/64 px, batch 32, compact encoder), ``coco`
 
 With ``--official PATH`` (a local checkout of github.com/taoxugit/AttnGAN) every bird setting is also run
 with the official code (``official.py``: its modules on today's PyTorch, its step written out), and each
-row shows its speed as a multiple of the official code's at the same precision and at fp32.
+row shows its speed as a multiple of the official code's at the same precision and at fp32. ``--arch dmgan``
+times DM-GAN instead (its presets: bird batch 10), and ``--official`` then takes a checkout of
+github.com/MinfengZhu/DM-GAN (``official_dmgan.py``):
+
+    python benchmarks/bench_train.py --arch dmgan --presets bird --batches 2 --precisions fp32 --official ~/DM-GAN
 """
 
 from __future__ import annotations
@@ -71,8 +75,8 @@ def build(s: dict[str, Any], device, amp: str) -> Bench:
     """Setting ``s`` (preset, batch (0: the preset's), channels_last, compile) in precision ``amp``."""
     import torch
 
-    from attngan_cli.archs.registry import image_sizes
-    from attngan_cli.config.presets import make_pretrain_config, make_train_config
+    from attngan_cli.archs.registry import image_sizes, new_train_config
+    from attngan_cli.config.presets import make_pretrain_config
     from attngan_cli.networks.image_encoder import ImageEncoder
     from attngan_cli.networks.text_encoder import TextEncoder
     from attngan_cli.training.gan import build_models, make_loss
@@ -82,7 +86,7 @@ def build(s: dict[str, Any], device, amp: str) -> Bench:
               "compile": s.get("compile", False)}
     if s.get("batch"):
         values["batch_size"] = s["batch"]
-    cfg = make_train_config(s["preset"], values)
+    cfg = new_train_config(s["preset"], {**values, "generator.arch": s.get("arch", "attngan")})
     pc = make_pretrain_config(s["preset"], {"text.vocab_size": VOCAB.get(s["preset"], 1000), "text.words": cfg.words})
     text = TextEncoder(pc.text).to(device).eval().requires_grad_(False)
     image = ImageEncoder(pc.image).to(device).eval().requires_grad_(False) if cfg.lambda_damsm > 0 else None
@@ -99,17 +103,21 @@ def build(s: dict[str, Any], device, amp: str) -> Bench:
 
 
 def one_official(s: dict[str, Any]) -> dict[str, Any]:
-    """The official code's training step (official.py) at setting ``s``'s batch and precision."""
-    import official
-
-    B = s["batch"] or 20  # bird_attn2.yml
+    """The official code's training step (official.py, or official_dmgan.py for ``--arch dmgan``) at setting
+    ``s``'s batch and precision."""
+    if s.get("arch", "attngan") == "dmgan":
+        import official_dmgan as official
+        B = s["batch"] or official.BATCH
+    else:
+        import official
+        B = s["batch"] or 20  # bird_attn2.yml
     device, peak, peak_n, st = official.setup(s, B, VOCAB["bird"])
     gflop = count_gflop(st.step)
     time_total(st.step, device, s["warmup"])
     reset_peak_memory(device)
     step_s = time_total(st.step, device, s["steps"]) / s["steps"]
     mem, mem_kind = peak_memory_gb(device)
-    return {"bench": "train", "impl": "official", "preset": "bird", "precision": s["precision"], "compile": False,
+    return {"bench": "train", "impl": "official", "arch": s.get("arch", "attngan"), "preset": "bird", "precision": s["precision"], "compile": False,
             "channels_last": False, "stages": 3, "size": 256, "batch": B, "steps": s["steps"], "warmup": s["warmup"],
             "step_s": step_s, "img_per_s": B / step_s, "gflop_per_step": gflop, **efficiency(gflop, step_s, peak),
             "peak_gflops": peak, "peak_n": peak_n, "peak_mem_gb": mem, "mem_kind": mem_kind,
@@ -143,7 +151,7 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
     total = time_total(step, device, s["steps"])
     mem, mem_kind = peak_memory_gb(device)
     step_s = total / s["steps"]
-    return {"bench": "train", "impl": "attngan", "preset": s["preset"], "precision": s["precision"],
+    return {"bench": "train", "impl": "attngan", "arch": cfg.generator.arch, "preset": s["preset"], "precision": s["precision"],
             "compile": cfg.compile and note is None, "channels_last": cfg.channels_last,
             "stages": cfg.generator.stages, "size": b.batch["images"][-1].shape[-1], "batch": B,
             "steps": s["steps"], "warmup": s["warmup"], "step_s": step_s, "img_per_s": B / step_s,
@@ -154,7 +162,7 @@ def one(s: dict[str, Any]) -> dict[str, Any]:
             **environment(device), "note": note}
 
 
-COLUMNS = [("impl", "impl", ">8s"), ("preset", "preset", ">7s"), ("prec", "precision", ">5s"), ("compile", "compile", ">7s"),
+COLUMNS = [("impl", "impl", ">8s"), ("arch", "arch", ">7s"), ("preset", "preset", ">7s"), ("prec", "precision", ">5s"), ("compile", "compile", ">7s"),
            ("px", "size", "4d"), ("batch", "batch", "5d"), ("img/s", "img_per_s", "9.2f"),
            ("s/step", "step_s", "8.4f"), ("GFLOP/step", "gflop_per_step", "10.1f"),
            ("GFLOP/s", "achieved_gflops", "9.1f"), ("peak GFLOP/s", "peak_gflops", "12.1f"),
@@ -169,6 +177,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="timed steps (0: 10; 2 for bird/coco on a CPU)")
     ap.add_argument("--warmup", type=int, default=0, help="untimed steps first (0: 1 on a CPU, 3 on CUDA)")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--arch", default="attngan", choices=("attngan", "dmgan"),
+                    help="the architecture timed (and, with --official, the official code it is compared with)")
     add_common_args(ap)
     a = ap.parse_args()
     if a.one:
@@ -183,7 +193,7 @@ def main() -> None:
         for batch in (int(b) for b in a.batches.split(",")):
             for precision in resolve_precisions(a.precisions, device):
                 big = preset in ("bird", "coco") and device.type == "cpu"
-                settings.append({"preset": preset, "batch": batch, "precision": precision, "device": str(device),
+                settings.append({"arch": a.arch, "preset": preset, "batch": batch, "precision": precision, "device": str(device),
                                  "threads": a.threads, "compile": a.compile, "channels_last": a.channels_last,
                                  "steps": a.steps or (2 if big else 10),
                                  "warmup": a.warmup or (3 if device.type == "cuda" else 1), "peak_n": a.peak_n})

@@ -65,25 +65,26 @@ def _easydict_stand_in() -> types.ModuleType:
     return mod
 
 
-def code_dir(path: str | Path) -> Path:
+def code_dir(path: str | Path, files: tuple[str, ...] = FILES, repo: str = "taoxugit/AttnGAN") -> Path:
     """The ``code/`` folder of a checkout given as the repository or the folder itself; a clear error
     when the files are not there."""
     p = Path(path).expanduser()
     for cand in (p, p / "code"):
-        if all((cand / f).is_file() for f in FILES):
+        if all((cand / f).is_file() for f in files):
             return cand
-    missing = [f for f in FILES if not (p / "code" / f).is_file() and not (p / f).is_file()]
-    raise SystemExit(f"--official {path}: not a checkout of github.com/taoxugit/AttnGAN (missing {', '.join(missing)} "
+    missing = [f for f in files if not (p / "code" / f).is_file() and not (p / f).is_file()]
+    raise SystemExit(f"--official {path}: not a checkout of github.com/{repo} (missing {', '.join(missing)} "
                      "under it or its code/ folder)")
 
 
 def load(path: str | Path, *, cuda: bool, words: int = 18, branches: int = 3, embedding_dim: int = 256,
-         gf_dim: int = 32, df_dim: int = 64, r_num: int = 2) -> types.SimpleNamespace:
+         gf_dim: int = 32, df_dim: int = 64, r_num: int = 2, files: tuple[str, ...] = FILES,
+         patches: list[tuple[str, str, str, int]] = PATCHES, repo: str = "taoxugit/AttnGAN") -> types.SimpleNamespace:
     """The official modules ``cfg``, ``model`` and ``losses`` from the checkout at ``path``, configured as
-    the ``bird_attn2.yml`` run (defaults) on CUDA or the CPU."""
-    root = code_dir(path)
-    saved = {name: sys.modules.get(name) for name in ("easydict", "miscc", "miscc.config", "GlobalAttention",
-                                                      "miscc.losses", "model")}
+    the ``bird_attn2.yml`` run (defaults) on CUDA or the CPU. ``files``, ``patches`` and ``repo``: another
+    code of the same lineage (DM-GAN: ``official_dmgan.py``)."""
+    root = code_dir(path, files, repo)
+    saved = {name: sys.modules.get(name) for name in ("easydict", "miscc", *(f[:-3].replace("/", ".") for f in files))}
     mods: dict[str, types.ModuleType] = {}
     try:
         try:
@@ -92,10 +93,10 @@ def load(path: str | Path, *, cuda: bool, words: int = 18, branches: int = 3, em
             sys.modules["easydict"] = _easydict_stand_in()
         sys.modules["miscc"] = types.ModuleType("miscc")
         sys.modules["miscc"].__path__ = []  # type: ignore[attr-defined]
-        for rel in FILES:
+        for rel in files:
             name = rel[:-3].replace("/", ".")
             src = (root / rel).read_text()
-            for file, old, new, count in PATCHES:
+            for file, old, new, count in patches:
                 if file != rel:
                     continue
                 found = src.count(old)

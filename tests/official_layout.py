@@ -36,6 +36,25 @@ def generator_table(ngf: int, r_num: int, stages: int, z_dim: int = 100, c_dim: 
     return t
 
 
+def dmgan_generator_table(ngf: int, r_num: int, stages: int, z_dim: int = 100, c_dim: int = 100,
+                          nef: int = 256) -> Table:
+    """DM-GAN's G_NET (MinfengZhu/DM-GAN code/model.py): AttnGAN's, with NEXT_STAGE_G's dynamic memory
+    (A, B, M_r, M_w, key, value, response_gate) instead of the word attention."""
+    t: Table = []
+    for key, shape in generator_table(ngf, r_num, stages, z_dim, c_dim, nef):
+        stage = key.split(".")[0]
+        if key.endswith("att.conv_context.weight"):
+            t += [(f"{stage}.A.weight", (1, nef)), (f"{stage}.B.weight", (1, ngf)),
+                  (f"{stage}.M_r.0.weight", (2 * ngf, ngf, 1)), (f"{stage}.M_r.0.bias", (2 * ngf,)),
+                  (f"{stage}.M_w.0.weight", (2 * ngf, nef, 1)), (f"{stage}.M_w.0.bias", (2 * ngf,)),
+                  (f"{stage}.key.0.weight", (ngf, 2 * ngf, 1)), (f"{stage}.key.0.bias", (ngf,)),
+                  (f"{stage}.value.0.weight", (ngf, 2 * ngf, 1)), (f"{stage}.value.0.bias", (ngf,)),
+                  (f"{stage}.response_gate.0.weight", (1, 2 * ngf, 1, 1)), (f"{stage}.response_gate.0.bias", (1,))]
+        else:
+            t.append((key, shape))
+    return t
+
+
 def discriminator_table(ndf: int, image_size: int, nef: int = 256) -> Table:
     """D_NET64 / D_NET128 / D_NET256."""
     t: Table = [("img_code_s16.0.weight", (ndf, 3, 4, 4)),

@@ -414,7 +414,7 @@ def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top:
     maps = [a[0, : len(cap.ids)].cpu() for a in attn]  # per attention model (T, h, w)
     sent_maps = [s[0, 0].cpu() for s in generated.sent_attn]  # per sentence attention (h, w): mirrorgan
     fig = attention_figure(stage_images, maps, cap.words, top=top, caption=" ".join(cap.words),
-                           sentence_maps=sent_maps)
+                           sentence_maps=sent_maps, kind="memory" if arch.memory else "attention")
     save_png(fig.image, out)
     rankings = [[w.to_dict() for w in r] for r in fig.rankings]
     record = {
@@ -424,6 +424,8 @@ def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top:
         "seed": seed,
         "checkpoint": str(bundle.path or ""),
         "threshold": f"weights below 1/T set to 0 (equation 15), T = {len(cap.ids)} words",
+        # DM-GAN: each memory stage's key-addressing weights over the words, per pixel (drawn as word attention)
+        "maps": "memory addressing" if arch.memory else "word attention",
         "attention": [
             {"model": k + 1, "stage": k + 2, "regions": [int(maps[k].shape[-2]), int(maps[k].shape[-1])],
              "top": [w.to_dict() for w in fig.top[k]], "ranked": rankings[k]}

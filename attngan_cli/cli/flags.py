@@ -23,7 +23,7 @@ FLAGS: dict[str, dict[str, str]] = {
     "train": {  # TrainConfig
         **_RUN_FLAGS,
         "generator.arch": "--arch", "generator.stages": "--stages", "generator.ngf": "--ngf",
-        "discriminator.ndf": "--ndf", "lambda_damsm": "--lambda", "color_consistency": "--color-consistency",
+        "discriminator.ndf": "--ndf", "discriminator.spectral_norm": "--spectral-norm", "lambda_damsm": "--lambda", "color_consistency": "--color-consistency",
         "stream_weight": "--stream-weight", "captioner": "--captioner", "init": "--init",
         "batch_size": "--batch-size", "epochs": "--epochs", "max_steps": "--max-steps", "lr_g": "--lr-g",
         "lr_d": "--lr-d", "words": "--words", "grad_accum": "--grad-accum", "sample_every": "--sample-every",

@@ -111,6 +111,7 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     ndf: int = bounded(64, low=1)
     embedding_dim: int = 256
+    spectral_norm: bool = False  # DM-GAN's spectral-norm discriminators, no BatchNorm (--spectral-norm: TISE's AttnGAN++)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ PathLike = str | os.PathLike[str]
 GAN_RESUME_FIELDS = [
     "generator.arch", "generator.stages", "generator.base_size", "generator.ngf", "generator.r_num", "generator.z_dim",
     "generator.condition_dim", "generator.embedding_dim", "generator.variant", "discriminator.ndf",
-    "discriminator.embedding_dim",
+    "discriminator.embedding_dim", "discriminator.spectral_norm",
 ]
 DAMSM_RESUME_FIELDS = [
     "text.vocab_size", "text.word_dim", "text.embedding_dim", "image.backbone", "image.image_size",

@@ -118,7 +118,7 @@ class AttentionFigure:
 def attention_figure(stage_images: Sequence[torch.Tensor], attn: Sequence[torch.Tensor | np.ndarray],
                      words: Sequence[str], top: int = 5, caption: str | None = None,
                      tile: int | None = None, sigma: float | None = None,
-                     sentence_maps: Sequence[torch.Tensor] = ()) -> AttentionFigure:
+                     sentence_maps: Sequence[torch.Tensor] = (), kind: str = "attention") -> AttentionFigure:
     """Draw the figure.
 
     stage_images: one (3, s, s) image in [-1, 1] per stage. attn: one (T', h, w) (or (T', N)) map per
@@ -126,7 +126,8 @@ def attention_figure(stage_images: Sequence[torch.Tensor], attn: Sequence[torch.
     image. words: the caption's T words (T <= T'). tile: side of each cell (default: the last stage's
     size, at least 128 so labels stay legible). sentence_maps: MirrorGAN's sentence attention, one (h, w)
     map per attention model summing to 1 over the regions, drawn in a last row (regions below the uniform
-    share 1/(h w) set to 0, as equation 15 does for words).
+    share 1/(h w) set to 0, as equation 15 does for words). kind: what the maps are, in the row labels
+    (``memory`` for DM-GAN's memory addressing weights, drawn the same way).
     """
     if not stage_images:
         raise ValueError("attention_figure needs at least one stage image")
@@ -147,7 +148,7 @@ def attention_figure(stage_images: Sequence[torch.Tensor], attn: Sequence[torch.
         base = imgs[min(k + 1, len(imgs) - 1)]
         cells = [(ws.label, blend(base, word_map(maps[k][ws.index], len(words), tile, sigma))) for ws in ranked]
         side = maps[k].shape[-1]
-        rows.append((f"attention {k + 1}\n(stage {k + 2}, {side}x{side})", cells))
+        rows.append((f"{kind} {k + 1}\n(stage {k + 2}, {side}x{side})", cells))
     if sentence_maps:
         cells = []
         for k, m in enumerate(sentence_maps):

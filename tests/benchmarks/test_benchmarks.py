@@ -182,3 +182,35 @@ def test_bench_train_against_the_official_code() -> None:
     check_numbers(off, SPEED_KEYS)
     assert ours["x_official"] == pytest.approx(ours["img_per_s"] / off["img_per_s"])
     check_table(table, ["x official"])
+
+
+def test_official_dmgan_loader_refuses_what_it_does_not_know(bench_modules, tmp_path) -> None:
+    """The DM-GAN baseline (official_dmgan.py) names its repository and checks its own patch counts."""
+    import official_dmgan
+
+    with pytest.raises(SystemExit, match="not a checkout of github.com/MinfengZhu/DM-GAN .*spectral.py"):
+        official_dmgan.load(tmp_path, cuda=False)
+    code = tmp_path / "code"
+    (code / "miscc").mkdir(parents=True)
+    for rel in official_dmgan.FILES:
+        (code / rel).write_text("x = 1\n")
+    (code / "miscc" / "config.py").write_text(
+        "from easydict import EasyDict as edict\ncfg = edict()\n"
+        "for k in ('TRAIN', 'TREE', 'TEXT', 'GAN'):\n    cfg[k] = edict()\ncfg.TRAIN.SMOOTH = edict()\n")
+    with pytest.raises(SystemExit, match=r"miscc/losses.py holds 0 times 'torch.ByteTensor\(masks\)'"):
+        official_dmgan.load(tmp_path, cuda=False)
+    assert "model" not in sys.modules and "spectral" not in sys.modules  # nothing left behind
+
+
+DMGAN_OFFICIAL = os.environ.get("ATTNGAN_OFFICIAL_DMGAN")  # a local checkout of github.com/MinfengZhu/DM-GAN
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DMGAN_OFFICIAL, reason="set ATTNGAN_OFFICIAL_DMGAN to a checkout of MinfengZhu/DM-GAN")
+def test_bench_train_dmgan_against_the_official_code() -> None:
+    rows, table, out = run_bench("bench_train.py", "--arch", "dmgan", "--presets", "bird", "--batches", "2",
+                                 "--steps", "1", "--warmup", "1", "--precisions", "fp32", "--official", DMGAN_OFFICIAL)
+    assert out.returncode == 0, out.stderr[-3000:]
+    off, ours = rows
+    assert (off["impl"], off["arch"], ours["impl"], ours["arch"]) == ("official", "dmgan", "attngan", "dmgan")
+    assert ours["x_official"] == pytest.approx(ours["img_per_s"] / off["img_per_s"])

@@ -286,11 +286,13 @@ def test_captioner_pretrain_on_two_ranks(shapes_h5, tmp_path) -> None:
     assert info.world_size == 2 and where_text(info) == f"2 x {env['device_names'][0]}"
 
 
-@pytest.mark.parametrize("arch", ["stackgan++", "mirrorgan"])
+@pytest.mark.parametrize("arch", ["stackgan++", "mirrorgan", "dmgan"])
 def test_other_architectures_train_on_two_ranks(arch, shapes_h5, damsm_path, tmp_path) -> None:
-    """Every registered architecture's step runs in DDP: 2 steps on 2 ranks leave identical weights."""
+    """Every registered architecture's step runs in DDP: 2 steps on 2 ranks leave identical weights (DM-GAN:
+    with its spectral-norm discriminators, whose power-iteration vectors are buffers)."""
+    sn = {"discriminator.spectral_norm": True} if arch == "dmgan" else {}
     cfg = to_dict(tiny_train_config(shapes_h5, damsm_path, batch_size=8, snapshot_every=0, max_steps=2,
-                                    **{"generator.arch": arch}))
+                                    **{"generator.arch": arch, **sn}))
     launch(train_worker, 2, cfg, str(tmp_path / "runs"), str(tmp_path))
     r0, r1 = _ranks(tmp_path)
     assert len(r0["seen"]) == 2 and not set(r0["seen"][0]) & set(r1["seen"][0])

@@ -63,6 +63,8 @@ KIND_DESCRIPTIONS = {
     "text_encoder": "an official DAMSM text encoder (RNN_ENCODER: encoder.weight, rnn.*)",
     "image_encoder": "an official DAMSM image encoder (CNN_ENCODER: Conv2d_1a_3x3.*, ..., emb_features, emb_cnn_code)",
     "discriminator": "an official discriminator (D_NET64/128/256: img_code_s16.*, UNCOND_DNET.*, COND_DNET.*)",
+    "dmgan_generator": "an official DM-GAN generator (G_NET with the dynamic memory: h_net2.M_w.*, h_net2.key.*)",
+    "dmgan_discriminator": "an official DM-GAN discriminator (spectral norm: img_code_s16.0.module.weight_bar, ...)",
 }
 
 
@@ -193,9 +195,12 @@ def _check_words(words: Any, path: Path) -> list[str]:
 # Recognising files and inferring sizes
 # --------------------------------------------------------------------------------------------------
 def detect_kind(state: dict[str, torch.Tensor]) -> str:
-    """``generator``, ``dcgan_generator``, ``text_encoder``, ``image_encoder``, ``discriminator`` or ``unknown``."""
+    """``generator``, ``dcgan_generator``, ``dmgan_generator``, ``text_encoder``, ``image_encoder``,
+    ``discriminator``, ``dmgan_discriminator`` or ``unknown``."""
     keys = set(state)
     if "ca_net.fc.weight" in keys and "h_net1.fc.0.weight" in keys:
+        if "h_net2.M_w.0.weight" in keys:
+            return "dmgan_generator"
         return "dcgan_generator" if "img_net.img.0.weight" in keys else "generator"
     if "encoder.weight" in keys and any(k.startswith("rnn.") for k in keys):
         return "text_encoder"
@@ -203,6 +208,8 @@ def detect_kind(state: dict[str, torch.Tensor]) -> str:
         return "image_encoder"
     if "img_code_s16.0.weight" in keys:
         return "discriminator"
+    if "img_code_s16.0.module.weight_bar" in keys:
+        return "dmgan_discriminator"
     return "unknown"
 
 
@@ -220,8 +227,14 @@ def _expect_kind(state: dict[str, torch.Tensor], want: str, role: str, path: Pat
             f"{role} {path} is {KIND_DESCRIPTIONS[kind]}; only the attentional G_NET generators "
             "(bird_AttnGAN2.pth, coco_AttnGAN2.pth) can be imported"
         )
+    if kind.startswith("dmgan_") != want.startswith("dmgan_") and kind in ("generator", "dmgan_generator",
+                                                                           "discriminator", "dmgan_discriminator"):
+        command = "attngan import dmgan" if kind.startswith("dmgan_") else "attngan import official"
+        raise CheckpointError(f"{role} {path} is {KIND_DESCRIPTIONS[kind]}, not {KIND_DESCRIPTIONS[want]}: "
+                              f"import it with `{command}`")
     flags = {"generator": "--generator", "text_encoder": "--text-encoder", "image_encoder": "--image-encoder",
-             "discriminator": "--discriminators", "dcgan_generator": "--generator"}
+             "discriminator": "--discriminators", "dcgan_generator": "--generator",
+             "dmgan_generator": "--generator", "dmgan_discriminator": "--discriminators"}
     raise CheckpointError(
         f"{role} {path} is {KIND_DESCRIPTIONS[kind]}, not {KIND_DESCRIPTIONS[want]}: "
         f"pass it with {flags[kind]}"

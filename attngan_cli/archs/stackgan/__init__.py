@@ -71,6 +71,9 @@ def stage_two_lr_schedule(cfg: TrainConfig) -> TrainConfig:
 
 def check_settings(cfg: TrainConfig, ctx: SettingsContext) -> TrainConfig:
     refuse_unused(cfg, ARCH, uses=("init",))
+    if cfg.discriminator.spectral_norm:
+        raise InputError(f"--spectral-norm (discriminator.spectral_norm) is not used by --arch stackgan ({ARCH.paper}): "
+                         "its discriminators are the original StackGAN's; leave it out")
     if ctx.resuming:  # a resumed run keeps its stage and its Stage-I
         return cfg
     cfg = stage_two_lr_schedule(cfg)

@@ -1,4 +1,5 @@
-"""`attngan import official`: turn the official AttnGAN release files into attngan checkpoints."""
+"""`attngan import official` / `attngan import dmgan`: turn the official AttnGAN and DM-GAN release files into
+attngan checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from attngan_cli.cli.commands.common import command
 from attngan_cli.cli.commands.options import Json, Overwrite, Quiet
 from attngan_cli.core.errors import InputError
 
-app = typer.Typer(help="Convert official AttnGAN checkpoints into self-describing attngan checkpoints.",
+app = typer.Typer(help="Convert official AttnGAN and DM-GAN checkpoints into self-describing attngan checkpoints.",
                   no_args_is_help=True)
 
 
@@ -61,6 +62,56 @@ def official(
         g = result.train_config.generator
         typer.echo(json.dumps({
             "generator": str(result.generator_path), "damsm": str(result.damsm_path),
+            "stages": g.stages, "image_sizes": image_sizes(g), "ngf": g.ngf, "r_num": g.r_num,
+            "ndf": result.train_config.discriminator.ndf, "vocab_size": result.vocab_size,
+            "discriminators": result.discriminators, "image_encoder": result.image_encoder, "notes": result.notes,
+        }))
+    else:
+        typer.echo(str(result.generator_path))
+        typer.echo(str(result.damsm_path))
+
+
+@app.command("dmgan", no_args_is_help=True)
+@command
+def dmgan(
+    generator: Annotated[Path, typer.Option("--generator", "-g", help="Official DM-GAN generator, e.g. bird_DMGAN.pth.")],
+    text_encoder: Annotated[Path, typer.Option("--text-encoder", "-t", help="Official DAMSM text encoder (AttnGAN's), e.g. DAMSMencoders/bird/text_encoder200.pth.")],
+    captions: Annotated[Path, typer.Option("--captions", help="The official captions.pickle of the same dataset (its vocabulary).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for generator.pt and damsm.pt.")],
+    preset: Annotated[str, typer.Option("--preset", help="bird or coco: the released models' settings (--arch dmgan presets) to check against.")] = "bird",
+    image_encoder: Annotated[Path | None, typer.Option("--image-encoder", "-i", help="Official DAMSM image encoder (for R-precision and fine-tuning).")] = None,
+    discriminators: Annotated[list[Path] | None, typer.Option("--discriminators", "-d", metavar="D0.pth [D1.pth ...]", help="netD0.pth netD1.pth netD2.pth of your own training with the official code, one per stage in order (DM-GAN released none).")] = None,
+    more_discriminators: Annotated[list[Path] | None, typer.Argument(hidden=True, metavar="DISCRIMINATORS", help="The 2nd, 3rd ... discriminator after --discriminators.")] = None,
+    custom: Annotated[bool, typer.Option("--custom", help="Files of your own training with the official code: take every size from the tensors, the preset only for training settings.")] = False,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Import an official DM-GAN generator (bird_DMGAN.pth, coco_DMGAN.pth) with AttnGAN's DAMSM encoders.
+
+    Writes OUT/generator.pt (--arch dmgan generator + text encoder + vocabulary + config: usable by sample, attend, eval and as a starting point for train) and OUT/damsm.pt (the DAMSM encoders).
+
+    Examples:
+
+      attngan import dmgan --generator bird_DMGAN.pth --text-encoder DAMSMencoders/bird/text_encoder200.pth --image-encoder DAMSMencoders/bird/image_encoder200.pth --captions data/birds/captions.pickle --preset bird --out imported/dmgan-bird
+
+      attngan import dmgan -g coco_DMGAN.pth -t DAMSMencoders/coco/text_encoder100.pth --captions data/coco/captions.pickle --preset coco --out imported/dmgan-coco
+    """
+    from attngan_cli.apps.importers.dmgan import import_dmgan  # deferred: keeps `attngan --help` fast
+    from attngan_cli.archs.registry import image_sizes
+
+    if more_discriminators and not discriminators:
+        raise InputError(f"unexpected argument(s): {' '.join(map(str, more_discriminators))} "
+                         "(discriminator files follow --discriminators)")
+    result = import_dmgan(
+        generator=generator, text_encoder=text_encoder, captions=captions, preset=preset, out=out,
+        image_encoder=image_encoder, discriminators=list(discriminators or []) + list(more_discriminators or []),
+        custom=custom, overwrite=overwrite,
+    )
+    if json_out:
+        g = result.train_config.generator
+        typer.echo(json.dumps({
+            "generator": str(result.generator_path), "damsm": str(result.damsm_path), "arch": g.arch,
             "stages": g.stages, "image_sizes": image_sizes(g), "ngf": g.ngf, "r_num": g.r_num,
             "ndf": result.train_config.discriminator.ndf, "vocab_size": result.vocab_size,
             "discriminators": result.discriminators, "image_encoder": result.image_encoder, "notes": result.notes,

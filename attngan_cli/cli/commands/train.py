@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def _overrides(**options: Any) -> dict[str, Any]:
     """Config overrides (dotted keys) from the options given; an option's name is its key unless listed."""
     config_keys = {"arch": "generator.arch", "stages": "generator.stages", "ngf": "generator.ngf", "ndf": "discriminator.ndf",
-                   "lambda_": "lambda_damsm", "init": "init"}
+                   "spectral_norm": "discriminator.spectral_norm", "lambda_": "lambda_damsm", "init": "init"}
     return {config_keys.get(k, k): v for k, v in options.items() if v is not None}
 
 
@@ -94,6 +94,10 @@ def train(
     lr_d: Annotated[float | None, typer.Option("--lr-d", help="Discriminator learning rate (Adam).")] = None,
     ngf: Annotated[int | None, typer.Option("--ngf", help="Generator width.")] = None,
     ndf: Annotated[int | None, typer.Option("--ndf", help="Discriminator width.")] = None,
+    spectral_norm: Annotated[bool | None, typer.Option("--spectral-norm/--no-spectral-norm", help="Discriminators "
+                                                        "with spectral normalisation and no BatchNorm (DM-GAN's; "
+                                                        "with --arch attngan: TISE's AttnGAN++). Default: on for "
+                                                        "--arch dmgan, off for the others.")] = None,
     words: Annotated[int | None, typer.Option("--words", help="Caption length used in training.")] = None,
     workers: Annotated[int | None, Workers.__metadata__[0]] = None,  # type: ignore[attr-defined]
     precision: Annotated[str | None, Precision.__metadata__[0]] = None,  # type: ignore[attr-defined]
@@ -139,6 +143,10 @@ def train(
       attngan train data/cub.h5 --arch stackgan --arch-option stage=2 --init runs/00003-cub-train
 
       attngan train data/shapes.h5 -e runs/00001-shapes-pretrain --arch mirrorgan --captioner runs/00003-shapes-captioner
+
+      attngan train data/cub.h5 -e runs/00000-cub-pretrain --spectral-norm
+
+      attngan train data/cub.h5 -e runs/00000-cub-pretrain --arch dmgan
     """
     # settings and the loop import torch (seconds): only when the command runs, so the CLI starts fast
     from attngan_cli.core.distributed import init_from_env
@@ -163,7 +171,7 @@ def train(
     overrides = _overrides(
         arch=arch, init=str(init) if init is not None else None, color_consistency=color_consistency,
         stages=stages, lambda_=lambda_, batch_size=batch_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, lr_g=lr_g,
-        lr_d=lr_d, ngf=ngf, ndf=ndf, words=words, workers=workers, precision=precision,
+        lr_d=lr_d, ngf=ngf, ndf=ndf, spectral_norm=spectral_norm, words=words, workers=workers, precision=precision,
         channels_last=channels_last or None, compile=compile_, grad_accum=grad_accum, sync_bn=sync_bn or None, mismatch=False if no_mismatch else None,
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
         tensorboard=tensorboard, stream_weight=stream_weight,
