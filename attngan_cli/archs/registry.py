@@ -30,6 +30,7 @@ _BUILTIN: dict[str, str] = {
     "mirrorgan": "attngan_cli.archs.mirrorgan:ARCH",
     "stackgan++": "attngan_cli.archs.stackganpp:ARCH",
     "stackgan": "attngan_cli.archs.stackgan:ARCH",
+    "dfgan": "attngan_cli.archs.dfgan:ARCH",
 }
 _TARGETS: dict[str, str | Architecture] = dict(_BUILTIN)  # name -> "module:attr" or the loaded architecture
 
