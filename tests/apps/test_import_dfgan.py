@@ -5,7 +5,6 @@ the result samples and fine-tunes, and wrong files are named."""
 from __future__ import annotations
 
 import json
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -171,6 +170,3 @@ def test_key_map() -> None:
     assert map_key("netC", "joint_conv.2.weight") == "head.conv2.weight"
     assert map_key("netG", "GBlocks.0.unknown") is None
 
-
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__]))

@@ -240,7 +240,7 @@ def test_the_registry_imports_no_architecture_until_asked() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout.splitlines()
-    assert out[0] == "[] False ['attngan', 'mirrorgan', 'stackgan', 'stackgan++']"
+    assert out[0] == "[] False ['attngan', 'dfgan', 'mirrorgan', 'stackgan', 'stackgan++']"
     assert out[1] == "False True"
 
 
