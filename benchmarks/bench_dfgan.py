@@ -154,14 +154,16 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--peak-n", type=int, default=0, help="size of the peak-measuring matmul (0: 1536 on a CPU)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    module = load_official(a.official)
     device = setup_device(a.device, a.threads)
     if device.type != "cpu":
         raise SystemExit("this comparison runs on the CPU in fp32 (the official modules are moved nowhere)")
-    peak, peak_n = matmul_peak_gflops(device, "fp32")
+    peak, peak_n = matmul_peak_gflops(device, "fp32", a.peak_n)
     ours = Ours(a.batch, device)
-    official = Official(load_official(a.official), ours)
+    official = Official(module, ours)
     n_ours = sum(p.numel() for p in ours.m.G.parameters())
     n_off = sum(p.numel() for p in official.G.parameters())
     rows: dict[str, dict[str, Any]] = {}
