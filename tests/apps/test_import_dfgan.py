@@ -164,6 +164,12 @@ def test_wrong_files_are_named(files, tmp_path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_the_official_file_given_to_sample_says_how_to_convert_it(tmp_path) -> None:
+    r = CliRunner().invoke(app, ["sample", "a red circle", "-c", str(STATE), "-o", str(tmp_path / "s"), "--device", "cpu"])
+    assert r.exit_code == 1
+    assert "a DF-GAN training state (state_epoch_*.pth): convert it with `attngan import dfgan`" in " ".join(r.output.split())
+
+
 def test_key_map() -> None:
     assert map_key("netG", "GBlocks.3.fuse2.affine0.fc_beta.linear2.bias") == "blocks.3.fuse2.affine1.beta.2.bias"
     assert map_key("netD", "DBlocks.1.conv_r.2.weight") == "blocks.1.conv2.weight"
