@@ -214,7 +214,10 @@ def test_eval_uses_the_architecture_truncation_unless_overridden(dfgan_runs, sha
 def test_runs_and_plot_show_dfgan_runs(dfgan_runs, tmp_path) -> None:
     r = CliRunner().invoke(app, ["runs", str(dfgan_runs["runs"]), "--json"])
     assert r.exit_code == 0, r.output
-    assert "dfgan" in r.output
+    listed = json.loads(r.stdout)
+    assert len(listed) == 3 and {run["arch"] for run in listed} == {"dfgan"}
+    r = CliRunner().invoke(app, ["runs", str(dfgan_runs["runs"])])
+    assert r.exit_code == 0 and "train dfgan" in r.output, r.output
     png = tmp_path / "curves.png"
     r = CliRunner().invoke(app, ["plot", str(dfgan_runs["two"]), "-o", str(png)])
     assert r.exit_code == 0, r.output
