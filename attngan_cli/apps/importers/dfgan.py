@@ -2,7 +2,7 @@
 for COCO) and turning them into a ``gan`` checkpoint of ``--arch dfgan``.
 
 A DF-GAN state file is the dict the official training saves every few epochs (tobran/DF-GAN
-``code/lib/utils.py``, ``save_models``)::
+``code/lib/utils.py``)::
 
     {"model": {"netG": ..., "netD": ..., "netC": ...},
      "optimizers": {"optimizer_G": ..., "optimizer_D": ...}, "epoch": int}
@@ -185,7 +185,7 @@ def map_state(net: str, official: Mapping[str, torch.Tensor], module: nn.Module,
             raise CheckpointError(f"{ROLE} {path}: model.{net} holds {key!r}, which DF-GAN's {net} does not have")
         if ours not in own:
             if net == "netD" and ".conv_s." in key:
-                continue  # created but unused by the official D_Block when fin == fout
+                continue  # created but never applied by the official down-block whose channels stay
             raise CheckpointError(f"{ROLE} {path}: model.{net}.{key} has no place in a {net} of these sizes")
         out[ours] = value.detach().clone()
         names[key] = ours
