@@ -82,8 +82,8 @@ class Fusion(nn.Module):
         self.affine2 = Affine(cond_dim, ch)
 
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.affine1(h, cond), SLOPE)
-        return F.leaky_relu(self.affine2(h, cond), SLOPE)
+        h = F.leaky_relu(self.affine1(h, cond), SLOPE, inplace=True)  # in place on fresh outputs, as below
+        return F.leaky_relu(self.affine2(h, cond), SLOPE, inplace=True)
 
 
 class UpBlock(nn.Module):
@@ -125,7 +125,7 @@ class DFGenerator(nn.Module):
         cond = torch.cat((z, sent_emb.to(z.dtype)), dim=1)  # (B, z_dim + D)
         for block in self.blocks:
             h = block(h, cond)  # (B, ch_i, 2s, 2s)
-        image = torch.tanh(self.to_rgb(F.leaky_relu(h, SLOPE)))  # (B, 3, size, size)
+        image = torch.tanh(self.to_rgb(F.leaky_relu(h, SLOPE, inplace=True)))  # (B, 3, size, size)
         return GeneratorOutput([image], [], None, None)  # type: ignore[arg-type]
 
 
@@ -141,7 +141,8 @@ class DownBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x), SLOPE)), SLOPE)  # (B, out_ch, s/2, s/2)
+        r = F.leaky_relu(self.conv1(x), SLOPE, inplace=True)
+        r = F.leaky_relu(self.conv2(r), SLOPE, inplace=True)  # (B, out_ch, s/2, s/2)
         s = x if self.shortcut is None else self.shortcut(x)
         return F.avg_pool2d(s, 2) + self.gain * r
 
@@ -157,7 +158,7 @@ class JointHead(nn.Module):
 
     def forward(self, features: torch.Tensor, sent_emb: torch.Tensor) -> torch.Tensor:
         s = sent_emb.to(features.dtype)[:, :, None, None].expand(-1, -1, *features.shape[2:])  # (B, D, 4, 4)
-        h = F.leaky_relu(self.conv1(torch.cat((features, s), dim=1)), SLOPE)  # (B, 2 ndf, 4, 4)
+        h = F.leaky_relu(self.conv1(torch.cat((features, s), dim=1)), SLOPE, inplace=True)  # (B, 2 ndf, 4, 4)
         return self.conv2(h).flatten()  # (B,)
 
 
