@@ -72,6 +72,7 @@ class RunInfo:
     device: str | None = None  # the devices they ran on (environment.json's device names, distinct ones)
     size_bytes: int = 0
     modified: float = 0.0  # newest modification time of a file in the run (seconds since the epoch)
+    arch: str | None = None  # a GAN run's architecture (config generator.arch; None: not a GAN run)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,6 +161,8 @@ def run_info(path: str | os.PathLike[str], now: float | None = None, window_s: f
                    size_bytes=sum(s.st_size for s in files), modified=modified, evals=len(metrics))
     if isinstance(config.get("epochs"), int):
         info.epochs = config["epochs"]
+    if kind == "train" and isinstance(config.get("generator"), dict):
+        info.arch = str(config["generator"].get("arch", "attngan"))
     if kind == "train" and isinstance(config.get("max_steps"), int) and config["max_steps"] > 0:
         info.max_steps = config["max_steps"]
     info.world_size, info.device = _environment(path)

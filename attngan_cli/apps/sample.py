@@ -40,6 +40,7 @@ from attngan_cli.core.fileio import (
 from attngan_cli.core.progress import NullProgress, Progress
 from attngan_cli.data.vocab import Vocabulary
 from attngan_cli.inference.pipeline import GeneratorBundle, generate
+from attngan_cli.networks.noise import check_truncation, truncate_
 from attngan_cli.viz.attention import all_word_maps, attention_figure
 from attngan_cli.viz.grid import make_grid, save_png, to_uint8, upsample, wrap
 
@@ -161,15 +162,14 @@ def check_captions(source: Iterable[tuple[str, str]], vocab: Vocabulary, max_wor
 # Generation
 # --------------------------------------------------------------------------------------------------
 def item_noise(seed: int, caption_index: int, sample_index: int, z_dim: int, c_dim: int,
-               truncation: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               truncation: float = 0.0, bound: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The noise of one image: z (z_dim,) and the conditioning-augmentation epsilon (c_dim,), drawn on the
     CPU from a generator seeded by (seed, caption index, sample index). ``truncation`` > 0 (the
-    architecture's ``noise_truncation``): z from N(0, 1) truncated to [-t, t] (values outside redrawn)."""
+    architecture's ``noise_truncation``, or --truncation) and ``bound`` (its ``truncation_bound``):
+    z truncated by :func:`attngan_cli.networks.noise.truncate_` (values outside redrawn)."""
     state = np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32 & 0xFFFFFFFF, caption_index, sample_index])
     g = torch.Generator().manual_seed(int(state.generate_state(1, np.uint64)[0] >> 1))
-    z = torch.randn(z_dim, generator=g)
-    while truncation > 0 and bool((outside := z.abs() > truncation).any()):
-        z[outside] = torch.randn(int(outside.sum()), generator=g)
+    z = truncate_(torch.randn(z_dim, generator=g), g, truncation, bound)
     eps = torch.randn(c_dim, generator=g)
     return z, eps
 
@@ -196,6 +196,7 @@ class SampleSettings:
     # bf16 where the hardware computes it, else fp32 (device.resolve_precision)
     precision: str = one_of("auto", PRECISIONS)
     overwrite: bool = False  # replace the samples of an earlier run in the output folder
+    truncation: float | None = None  # the noise's truncation (None: the architecture's noise_truncation)
 
 
 def image_name(caption_index: int, sample_index: int, size: int) -> str:
@@ -269,7 +270,8 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
     sizes = bundle.image_sizes
     keep = list(range(len(sizes))) if settings.which == "all" else [len(sizes) - 1]
     z_dim, c_dim = cfg.generator.z_dim, cfg.generator.condition_dim
-    truncation = get_arch(cfg.generator.arch).noise_truncation
+    arch = get_arch(cfg.generator.arch)
+    truncation = arch.noise_truncation if settings.truncation is None else check_truncation(settings.truncation)
     index_path = out / CAPTIONS_INDEX
     main = is_main_process()
     if main:
@@ -319,7 +321,8 @@ def sample_to_dir(bundle: GeneratorBundle, source: Iterable[tuple[str, str]], ou
             if abort is not None and abort():
                 log.warning("sampling stopped early; the images written so far are complete")
                 break
-            noise = [item_noise(settings.seed, c.index, s, z_dim, c_dim, truncation) for c, s in batch]
+            noise = [item_noise(settings.seed, c.index, s, z_dim, c_dim, truncation, arch.truncation_bound)
+                     for c, s in batch]
             z = torch.stack([a for a, _ in noise])  # (B, z_dim)
             eps = torch.stack([b for _, b in noise])  # (B, c_dim)
             ids, lengths = caption_batch([c for c, _ in batch])
@@ -406,7 +409,7 @@ def attend(bundle: GeneratorBundle, text: str, out: str | os.PathLike[str], top:
         )
     cap = encode_caption(bundle.vocab, text, "caption", 0, cfg.words)
     z, eps = item_noise(seed, 0, sample_index, cfg.generator.z_dim, cfg.generator.condition_dim,
-                        arch.noise_truncation)
+                        arch.noise_truncation, arch.truncation_bound)
     ids, lengths = caption_batch([cap])
     generated = generate(bundle, ids, lengths, z[None], eps[None], precision)
     images, attn = generated.images, generated.attn

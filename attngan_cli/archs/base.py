@@ -137,7 +137,10 @@ class Architecture:
     default_encoders: Callable[[TrainConfig], str] | None = None
     # (cfg, G, G_ema) -> None: a new run's models before the first step (e.g. frozen weights of an earlier run)
     prepare_models: Callable[[TrainConfig, nn.Module, nn.Module], None] | None = None
-    noise_truncation: float = 0.0  # > 0: sampling draws z from N(0, 1) truncated to [-t, t]
+    # sampling's noise (``sample``, ``attend``, ``eval``; --truncation overrides t): t > 0 draws z from N(0, 1)
+    # truncated to [-t, t]; with ``truncation_bound`` b > 0, z = t * (N(0, 1) truncated to [-b, b]) (DF-GAN)
+    noise_truncation: float = 0.0
+    truncation_bound: float = 0.0
     word_attention: bool = True  # the generator returns word-attention maps (``attend`` draws them)
     sentence_attention: bool = False  # ... and sentence-attention maps
     memory: bool = False  # a dynamic memory over the words (DM-GAN)

@@ -31,6 +31,7 @@ _BUILTIN: dict[str, str] = {
     "stackgan++": "attngan_cli.archs.stackganpp:ARCH",
     "stackgan": "attngan_cli.archs.stackgan:ARCH",
     "dmgan": "attngan_cli.archs.dmgan:ARCH",
+    "dfgan": "attngan_cli.archs.dfgan:ARCH",
 }
 _TARGETS: dict[str, str | Architecture] = dict(_BUILTIN)  # name -> "module:attr" or the loaded architecture
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from attngan_cli.archs.registry import get_arch
 from attngan_cli.config.fields import bounded, seed_field, validate
 from attngan_cli.core.device import resolve_device, seed_everything
 from attngan_cli.core.distributed import (
@@ -45,6 +46,7 @@ from attngan_cli.evaluation.features import InceptionFeatures
 from attngan_cli.evaluation.fid import GaussianStats, stats_cache_path
 from attngan_cli.evaluation.registry import get_metric, parse_metric_names
 from attngan_cli.inference.pipeline import DAMSMBundle, GeneratorBundle, generate, load_damsm, load_generator
+from attngan_cli.networks.noise import check_truncation, truncate_
 from attngan_cli.viz.grid import images_to_uint8
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class EvalOptions:
     workers: int = bounded(0, low=0)
     ema: bool = True
     log_to_run: bool = True  # append to the generator run's metrics.jsonl
+    truncation: float | None = None  # the noise's truncation (None: the architecture's noise_truncation)
 
 
 @dataclass
@@ -401,7 +404,10 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
 
     # ---- generation
     zgen = torch.Generator().manual_seed(options.seed)
-    z_all = torch.randn(options.num_samples, gcfg.z_dim, generator=zgen)  # (N, z_dim): 400 bytes per sample
+    arch = get_arch(gcfg.arch)
+    truncation = arch.noise_truncation if options.truncation is None else check_truncation(options.truncation)
+    z_all = truncate_(torch.randn(options.num_samples, gcfg.z_dim, generator=zgen), zgen, truncation,
+                      arch.truncation_bound)  # (N, z_dim): 400 bytes per sample
     # the conditioning-augmentation noise too, so that no image depends on the batch size
     eps_all = torch.randn(options.num_samples, gcfg.condition_dim, generator=torch.Generator().manual_seed(options.seed + 2))
     tgen = torch.Generator().manual_seed(options.seed + 1)

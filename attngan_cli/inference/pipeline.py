@@ -65,7 +65,7 @@ class DAMSMBundle:
     """Trained DAMSM text and image encoders (eval mode, no gradients)."""
 
     text_encoder: TextEncoder
-    image_encoder: ImageEncoder
+    image_encoder: ImageEncoder | None  # None: loaded without it (``need_image=False``) from a text-only file
     vocab: Vocabulary | None
     config: PretrainConfig
     path: Path | None = None
@@ -97,20 +97,27 @@ def build_encoders(cfg: PretrainConfig) -> tuple[TextEncoder, ImageEncoder]:
     return TextEncoder(cfg.text), ImageEncoder(cfg.image)
 
 
-def damsm_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> DAMSMBundle:
+def damsm_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu", need_image: bool = True) -> DAMSMBundle:
+    """The encoders of a ``damsm`` checkpoint; ``need_image=False`` accepts one without the image encoder
+    (an imported text encoder alone: enough for an objective without the DAMSM loss)."""
     cfg = damsm_config(ckpt.config)
     text, image = build_encoders(cfg)
-    for name, module in (("text_encoder", text), ("image_encoder", image)):
+    modules: list[tuple[str, nn.Module]] = [("text_encoder", text)]
+    if need_image or "image_encoder" in ckpt.state:
+        modules.append(("image_encoder", image))
+    for name, module in modules:
         require_state(ckpt, name)
         load_module_state(module, ckpt.state[name], name.replace("_", " "), ckpt.path)
         _freeze(module, device)
-    return DAMSMBundle(text, image, _vocab(ckpt), cfg, ckpt.path)
+    return DAMSMBundle(text, image if len(modules) == 2 else None, _vocab(ckpt), cfg, ckpt.path)
 
 
-def load_damsm(path_or_run_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> DAMSMBundle:
-    """DAMSM encoders from a ``damsm`` checkpoint or a pretrain run directory."""
+def load_damsm(path_or_run_dir: str | os.PathLike[str], device: str | torch.device = "cpu",
+               need_image: bool = True) -> DAMSMBundle:
+    """DAMSM encoders from a ``damsm`` checkpoint or a pretrain run directory (``need_image``: see
+    :func:`damsm_from_checkpoint`)."""
     path = resolve_checkpoint(path_or_run_dir, what="DAMSM checkpoint")
-    return damsm_from_checkpoint(load_checkpoint(path, kind=DAMSM_KIND, map_location="cpu"), device)
+    return damsm_from_checkpoint(load_checkpoint(path, kind=DAMSM_KIND, map_location="cpu"), device, need_image)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -119,6 +119,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, kind: str | tuple[str, ...]
         hint = ""
         if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
             hint = " It looks like a bare state dict (an official AttnGAN file?): convert it with `attngan import official`."
+        elif isinstance(payload, dict) and isinstance(payload.get("model"), dict) and "netG" in payload["model"]:
+            hint = " It looks like a DF-GAN training state (state_epoch_*.pth): convert it with `attngan import dfgan`."
         raise CheckpointError(f"{path} is not an attngan checkpoint.{hint}")
     version = payload.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:

@@ -488,7 +488,7 @@ def train_gan(settings: TrainSettings, run: RunDir, progress: Progress | None = 
         device = job.device
         train_ds, test_ds = open_datasets(cfg)
         vocab_words = list(train_ds.vocab.words)
-        damsm = load_damsm(cfg.encoders, device)
+        damsm = load_damsm(cfg.encoders, device, need_image=cfg.lambda_damsm > 0)
         image_encoder = damsm.image_encoder if cfg.lambda_damsm > 0 else None
         m = build_models(cfg, device, damsm.text_encoder, image_encoder)
         loss = make_loss(cfg, device, image_encoder, vocab_words)

@@ -214,3 +214,23 @@ def test_bench_train_dmgan_against_the_official_code() -> None:
     off, ours = rows
     assert (off["impl"], off["arch"], ours["impl"], ours["arch"]) == ("official", "dmgan", "attngan", "dmgan")
     assert ours["x_official"] == pytest.approx(ours["img_per_s"] / off["img_per_s"])
+def test_bench_dfgan_names_a_wrong_checkout(tmp_path) -> None:
+    _, _, out = run_bench("bench_dfgan.py", "--official", str(tmp_path), "--batch", "2", timeout=120)
+    assert out.returncode != 0
+    assert f"--official {tmp_path}: not a checkout of github.com/tobran/DF-GAN (no code/models/GAN.py)" in out.stderr
+
+
+DFGAN_OFFICIAL = os.environ.get("ATTNGAN_DFGAN_CODE")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DFGAN_OFFICIAL, reason="set ATTNGAN_DFGAN_CODE to a checkout of tobran/DF-GAN")
+def test_bench_dfgan_against_the_official_modules() -> None:
+    _, table, out = run_bench("bench_dfgan.py", "--official", DFGAN_OFFICIAL, "--batch", "2", "--steps", "1",
+                              "--warmup", "0", timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    official, ours = result["rows"]
+    assert (official["impl"], ours["impl"]) == ("official", "ours") and official["g_params"] == ours["g_params"]
+    check_numbers(ours, ["img_per_s", "achieved_gflops", "pct_of_peak"])
+    assert result["x_official"] == pytest.approx(official["step_s"] / ours["step_s"])

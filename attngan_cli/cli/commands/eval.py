@@ -10,7 +10,16 @@ import typer
 from rich.table import Table
 
 from attngan_cli.cli.commands.common import command, progress
-from attngan_cli.cli.commands.options import Checkpoint, Device, InceptionWeights, Json, Quiet, Seed, Workers
+from attngan_cli.cli.commands.options import (
+    Checkpoint,
+    Device,
+    InceptionWeights,
+    Json,
+    Quiet,
+    Seed,
+    Truncation,
+    Workers,
+)
 from attngan_cli.cli.console import console
 from attngan_cli.cli.flags import FLAGS
 from attngan_cli.core.distributed import init_from_env, is_main_process
@@ -36,6 +45,7 @@ def evaluate(
     save_images: Annotated[Path | None, typer.Option(
         "--save-images", help="Also write the generated images as PNG files (+ index.jsonl) to this folder.")] = None,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw generator weights, not the EMA ones.")] = False,
+    truncation: Truncation = None,
     json_: Json = False,
     workers: Workers = 0,
     seed: Seed = 0,
@@ -66,7 +76,8 @@ def evaluate(
     names = parse_metric_names(metric)
     options = EvalOptions(metrics=names, num_samples=num_samples, batch_size=batch_size,
                           inception_weights=inception_weights, encoders=encoders, save_images=save_images,
-                          seed=seed, device=device, workers=workers, ema=not no_ema, log_to_run=False)
+                          seed=seed, device=device, workers=workers, ema=not no_ema, log_to_run=False,
+                          truncation=truncation)
     init_from_env(device)  # under torchrun each process generates a share; rank 0 reports
     with progress() as bar:
         result = run_eval(checkpoint, data, options, progress=bar)

@@ -13,7 +13,7 @@ from attngan_cli.cli.commands.common import command
 from attngan_cli.cli.commands.options import Json, Overwrite, Quiet
 from attngan_cli.core.errors import InputError
 
-app = typer.Typer(help="Convert official AttnGAN and DM-GAN checkpoints into self-describing attngan checkpoints.",
+app = typer.Typer(help="Convert official AttnGAN, DM-GAN and DF-GAN checkpoints into self-describing attngan checkpoints.",
                   no_args_is_help=True)
 
 
@@ -118,4 +118,47 @@ def dmgan(
         }))
     else:
         typer.echo(str(result.generator_path))
+        typer.echo(str(result.damsm_path))
+
+
+@app.command("dfgan", no_args_is_help=True)
+@command
+def dfgan(
+    state: Annotated[Path, typer.Option("--state", "-s", help="DF-GAN's saved training state: state_epoch_1220.pth (bird) or state_epoch_290.pth (coco).")],
+    text_encoder: Annotated[Path, typer.Option("--text-encoder", "-t", help="The DAMSM text encoder it was trained with: DAMSMencoders/bird/text_encoder200.pth (coco: text_encoder100.pth).")],
+    captions: Annotated[Path, typer.Option("--captions", help="The captions.pickle of the same dataset (its vocabulary).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for dfgan.pt and damsm.pt.")],
+    preset: Annotated[str, typer.Option("--preset", help="bird or coco: the released models' settings to check against.")] = "bird",
+    image_encoder: Annotated[Path | None, typer.Option("--image-encoder", "-i", help="The DAMSM image encoder (for R-precision).")] = None,
+    custom: Annotated[bool, typer.Option("--custom", help="A state of your own training with the official code: take every size from the tensors, the preset only for training settings.")] = False,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Import a DF-GAN training state (generator, discriminator, its condition head, both Adam states).
+
+    Writes OUT/dfgan.pt, a training checkpoint of --arch dfgan (sample, attend, eval read it; `attngan train DATA --resume OUT/dfgan.pt` fine-tunes it with the official optimiser states), and OUT/damsm.pt (the DAMSM encoders).
+
+    Every size is read from the tensors; the DDP module. prefixes are dropped. The file is read without running code from it.
+
+    Examples:
+
+      attngan import dfgan --state state_epoch_1220.pth --text-encoder DAMSMencoders/bird/text_encoder200.pth --captions data/birds/captions.pickle --preset bird --out imported/dfgan-bird
+
+      attngan import dfgan -s state_epoch_290.pth -t DAMSMencoders/coco/text_encoder100.pth --captions data/coco/captions.pickle --preset coco --out imported/dfgan-coco
+    """
+    from attngan_cli.apps.importers.dfgan import import_dfgan  # deferred: keeps `attngan --help` fast
+
+    result = import_dfgan(state=state, text_encoder=text_encoder, captions=captions, preset=preset, out=out,
+                          image_encoder=image_encoder, custom=custom, overwrite=overwrite)
+    if json_out:
+        g = result.train_config.generator
+        typer.echo(json.dumps({
+            "checkpoint": str(result.checkpoint_path), "damsm": str(result.damsm_path), "image_size": g.base_size,
+            "ngf": g.ngf, "ndf": result.train_config.discriminator.ndf, "z_dim": g.z_dim,
+            "vocab_size": result.vocab_size, "epoch": result.epoch, "optimizers": result.optimizers,
+            "image_encoder": result.image_encoder, "notes": result.notes,
+        }))
+    else:
+        typer.echo(str(result.checkpoint_path))
         typer.echo(str(result.damsm_path))

@@ -24,3 +24,6 @@ InceptionWeights = Annotated[
     Path | None,
     typer.Option("--inception-weights", help="Local Inception-v3 weights file (nothing is downloaded)."),
 ]
+Truncation = Annotated[float | None, typer.Option(
+    "--truncation", help="Truncate the noise: t > 0 (0: none; default: the architecture's, 0.88 for dfgan, "
+    "none for the others). dfgan: z = t * N(0, 1) cut to [-2, 2]; others: N(0, 1) cut to [-t, t].")]

@@ -76,7 +76,8 @@ def _print_table(root: Path, infos: list[RunInfo]) -> None:
         rprec = f"{100 * i.best_rprec:.1f} %" if i.best_rprec is not None else "-"
         style = STATUS_STYLE.get(i.status, "")
         status = f"[{style}]{i.status}[/]" if style else i.status
-        table.add_row(i.name, status, i.kind, progress_text(i), losses_text(i), rprec, size_text(i.size_bytes),
+        kind = i.kind if i.arch in (None, "attngan") else f"{i.kind} {i.arch}"
+        table.add_row(i.name, status, kind, progress_text(i), losses_text(i), rprec, size_text(i.size_bytes),
                       i.dataset, i.preset, where_text(i))
     # piped (not a terminal, where Rich assumes 80 columns): wide enough for one line per run
     out = stdout if stdout.is_terminal else Console(width=max(stdout.width, 130), highlight=False)

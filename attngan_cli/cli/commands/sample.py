@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from attngan_cli.cli.commands.common import command, progress
-from attngan_cli.cli.commands.options import Checkpoint, Device, Precision, Quiet, Seed
+from attngan_cli.cli.commands.options import Checkpoint, Device, Precision, Quiet, Seed, Truncation
 from attngan_cli.cli.flags import FLAGS
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def sample(
     captioner: Annotated[Path | None, typer.Option("--captioner", help="The captioner for --caption-back (a "
                                                    "captioner run or checkpoint; default: the one the run was "
                                                    "trained with).")] = None,
+    truncation: Truncation = None,
     quiet: Quiet = False,
 ) -> None:
     """Generate images from captions with a trained (EMA) generator.
@@ -69,7 +70,7 @@ def sample(
         log.warning("sample --stage is deprecated: use --which %s", stage)
         which = stage
     settings = SampleSettings(n=n, seed=seed, which=which, grid=grid, batch_size=batch_size, precision=precision,
-                              overwrite=overwrite)
+                              overwrite=overwrite, truncation=truncation)
     validate(settings)
     source = CaptionSource(captions or [], captions_file)
     init_from_env(device)  # under torchrun each process draws a share of the captions
