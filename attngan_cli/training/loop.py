@@ -124,7 +124,7 @@ class Callback:
         pass
 
     def on_checkpoint(self, loop: Loop, path: Path, kind: str) -> None:
-        """``kind``: "periodic", "interrupted" or "final"."""
+        """``kind``: "periodic", "interrupted", "final" or "best" (evaluation during training)."""
 
     def on_end(self, loop: Loop, reason: str) -> None:
         pass
