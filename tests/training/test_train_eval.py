@@ -86,6 +86,18 @@ def test_the_scores_are_those_of_attngan_eval_on_the_same_weights(shapes_h5, dam
     assert logged["eval/rprecision"] == pytest.approx(got.metrics["rprecision"]["mean"], abs=1e-6)
 
 
+def test_training_goes_exactly_as_without_evaluation(shapes_h5, damsm_path, tmp_path):
+    def losses(**over: Any) -> dict[int, dict[str, float]]:
+        seen: dict[int, dict[str, float]] = {}
+        settings = tiny_train_settings(shapes_h5, damsm_path, max_steps=4, snapshot_every=0, tensorboard=False, **over)
+        train_gan(settings, RunDir.create(tmp_path, "a", "train"), callbacks=[lambda i: seen.update({i.step: i.losses})])
+        return seen
+
+    plain = losses()
+    assert losses(**{"evaluation.every": 1, "evaluation.samples": 8, "evaluation.metrics": ["rprecision", "attributes"]}
+                  ) == plain
+
+
 def test_tensorboard_tags_of_the_scores() -> None:
     assert scalar_tag("eval/fid") == "eval/fid" and scalar_tag("eval/rprecision_std") == "eval/rprecision_std"
 
