@@ -459,24 +459,26 @@ class Evaluator:
         if damsm is not None:
             self.ctx.caption_embeddings()
 
-        # the manifest's files (hashed once: a process remembers each file's hash by path, size and time)
         self.checkpoint = Path(bundle.path or checkpoint) if (bundle.path or checkpoint) is not None else None
-        self.files: dict[str, dict[str, Any] | None] = {
-            "data": file_entry(data),
-            "inception": file_entry(options.inception_weights) if inception is not None else None,
-            "damsm": file_entry(damsm.path) if damsm is not None and damsm.path is not None else None,
+        self.files: dict[str, Path | None] = {  # the manifest's files, hashed when a manifest is made
+            "data": data,
+            "inception": Path(options.inception_weights) if inception is not None and options.inception_weights else None,
+            "damsm": Path(damsm.path) if damsm is not None and damsm.path is not None else None,
         }
-        self.same_damsm = damsm is not None and _trained_with(bundle, damsm, self.files["damsm"])
+        self.damsm = damsm
         self.settings = eval_settings(options, image_size, len(dataset))
 
     def manifest(self, checkpoint: Path | None, step: int | None, epoch: int | None) -> dict[str, Any]:
-        """The manifest of a score of this evaluator on the generator saved as ``checkpoint`` (None: in memory)."""
+        """The manifest of a score of this evaluator on the generator saved as ``checkpoint`` (None: in
+        memory). Hashes the files (once per process: each file's hash is remembered by path, size and time)."""
         ckpt_file = checkpoint if checkpoint is not None and checkpoint.is_file() else None
+        files = {"checkpoint": file_entry(ckpt_file), **{role: file_entry(p) for role, p in self.files.items()}}
+        same = self.damsm is not None and _trained_with(self.bundle, self.damsm, files["damsm"])
         return build_manifest(
-            metrics=self.names, settings=self.settings, files={"checkpoint": file_entry(ckpt_file), **self.files},
-            seed=self.options.seed, num_samples=self.options.num_samples, versions=versions(),
-            protocol=self.protocol, checkpoint_step=step, checkpoint_epoch=epoch,
-            rprecision_same_damsm=same_damsm_caveat(self.names, self.same_damsm, self.bundle.config.lambda_damsm))
+            metrics=self.names, settings=self.settings, files=files, seed=self.options.seed,
+            num_samples=self.options.num_samples, versions=versions(), protocol=self.protocol,
+            checkpoint_step=step, checkpoint_epoch=epoch,
+            rprecision_same_damsm=same_damsm_caveat(self.names, same, self.bundle.config.lambda_damsm))
 
     def run(self, abort: Callable[[], bool] | None = None, started: float | None = None) -> EvalResult:
         """Generate the plan's images with the bundle's current weights and score them. Under torchrun every

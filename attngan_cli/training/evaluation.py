@@ -35,13 +35,13 @@ from typing import Any
 import torch
 
 from attngan_cli.config.schema import TrainConfig
-from attngan_cli.core.distributed import barrier, is_main_process
+from attngan_cli.core.distributed import barrier, broadcast_object, is_main_process
 from attngan_cli.core.fileio import atomic_path, atomic_write_json
 from attngan_cli.evaluation.evaluate import EvalOptions, EvalResult, Evaluator
 from attngan_cli.evaluation.manifest import file_sha256
 from attngan_cli.evaluation.registry import get_metric, headline_value
 from attngan_cli.inference.pipeline import DAMSMBundle, GeneratorBundle
-from attngan_cli.training.loop import Callback, Loop, StepInfo, preserve_rng
+from attngan_cli.training.loop import Callback, Loop, StatsLog, StepInfo, preserve_rng
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,9 @@ class TrainEvaluation(Callback):
         with preserve_rng():
             self.evaluator = Evaluator(self.bundle, self.cfg.dataset, eval_options(self.cfg), device=self.device,
                                        progress=loop.progress, damsm=self.damsm)
+        for cb in loop.callbacks:  # the training speed in stats.jsonl counts the steps only
+            if isinstance(cb, StatsLog):
+                cb.exclude(time.perf_counter() - t0)
         log.info("evaluation every %d steps (%s on %d %s images; best.pt by %s, %s is better), prepared in %.1f s",
                  self.every, ",".join(self.cfg.evaluation.metrics), self.cfg.evaluation.samples,
                  self.cfg.evaluation.split, self.metric, "higher" if self.higher else "lower",
@@ -143,13 +146,13 @@ class TrainEvaluation(Callback):
         target = loop.run.file(BEST_NAME)
         source = Path(prev.path)
         if source.resolve() != target.resolve():
-            if source.is_file():
-                if is_main_process():
-                    _copy_atomic(source, target)
-                    if source.with_name(BEST_JSON).is_file():
-                        _copy_atomic(source.with_name(BEST_JSON), target.with_name(BEST_JSON))
-                barrier()
-            else:
+            found = broadcast_object(source.is_file() if is_main_process() else None)  # rank 0's file system decides
+            if found and is_main_process():
+                _copy_atomic(source, target)
+                if source.with_name(BEST_JSON).is_file():
+                    _copy_atomic(source.with_name(BEST_JSON), target.with_name(BEST_JSON))
+            barrier()
+            if not found:
                 log.warning("the best.pt of the resumed run (%s, step %d, %s %.4g) is gone; its score is kept, so a "
                             "best.pt is written here only when it is beaten", source, prev.step, prev.metric,
                             prev.value)
@@ -164,6 +167,7 @@ class TrainEvaluation(Callback):
         """Score the generator now (every rank), log the scores, keep best.pt if the best metric improved."""
         assert self.evaluator is not None, "on_start prepares the evaluator"
         self.bundle.step, self.bundle.epoch = info.step, info.epoch
+        t0 = time.perf_counter()
         with preserve_rng():
             result = self.evaluator.run()
         self.results.append((info.step, result))
@@ -176,6 +180,9 @@ class TrainEvaluation(Callback):
         if self.best is not None:
             record[f"{EVAL_PREFIX}best"] = self.best.value
         loop.log_stats(record)
+        for cb in loop.callbacks:  # the training speed in stats.jsonl counts the steps only
+            if isinstance(cb, StatsLog):
+                cb.exclude(time.perf_counter() - t0)
         for line in result.manifest.get("warnings", []) if len(self.results) == 1 else []:
             log.warning("%s", line)
         return result

@@ -405,6 +405,10 @@ class StatsLog(Callback):
         self.written += 1
         self.sums, self.n, self.t0 = {}, 0, time.perf_counter()
 
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` spent outside the steps (an evaluation during training) out of ``images_per_s``."""
+        self.t0 += seconds
+
     def on_step(self, loop: Loop, info: StepInfo) -> None:
         for k, v in info.losses.items():
             self.sums[k] = self.sums.get(k, 0.0) + v

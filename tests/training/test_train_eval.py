@@ -212,3 +212,19 @@ def test_cli_flags(shapes_h5, damsm_path, tmp_path, planted):
     res = runner.invoke(app, ["train", str(shapes_h5), "-e", str(damsm_path), "--preset", "shapes", "--device", "cpu",
                               "--runs", str(tmp_path / "runs2"), "--eval-metrics", "fid", "--quiet"])
     assert res.exit_code != 0 and "--eval-every" in res.output and not (tmp_path / "runs2").exists()
+
+
+def test_the_training_speed_leaves_the_evaluation_out(monkeypatch):
+    from types import SimpleNamespace
+
+    from attngan_cli.training import loop as loop_module
+    from attngan_cli.training.loop import StatsLog, StepInfo
+
+    clock = iter([100.0, 107.0, 107.0])  # StatsLog made at 100 s; the flush after one step at 107 s
+    monkeypatch.setattr(loop_module.time, "perf_counter", lambda: next(clock))
+    records: list[dict[str, Any]] = []
+    fake = SimpleNamespace(task=SimpleNamespace(batch_size=2), state=SimpleNamespace(step=1), log_stats=records.append)
+    stats = StatsLog(every=1)
+    stats.exclude(5.0)  # 5 of the 7 seconds went to an evaluation
+    stats.on_step(fake, StepInfo(1, 0, {"g": 1.0}))
+    assert records[0]["images_per_s"] == pytest.approx(2 / 2.0)
