@@ -6,6 +6,10 @@ each, and the split is repeated until ``num_samples`` images (30,000 by default)
 The whole plan (items, captions, noise vectors z, the mismatched captions for R-precision) is drawn up
 front from ``seed``, so it does not depend on the batch size. Generated images are never all kept:
 each batch goes through the metrics' accumulators (and optionally to PNG files) and is dropped.
+
+:class:`Evaluator` prepares this once for a generator (from a checkpoint, or training's EMA generator in
+memory: :mod:`attngan_cli.training.evaluation`) and runs it any number of times; every result carries the
+manifest of :mod:`attngan_cli.evaluation.manifest`.
 """
 
 from __future__ import annotations
