@@ -134,6 +134,7 @@ def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | No
     class Keep(gan.Callback):
         def on_end(self, loop, reason):
             holder["models"] = loop.task.models
+            holder["evals"] = [(step, r.metrics) for cb in loop.callbacks for step, r in getattr(cb, "results", [])]
 
     gan.train_step = recording_step
     try:
@@ -145,7 +146,7 @@ def train_worker(cfg_dict: dict[str, Any], runs: str, out: str, resume: str | No
     params.update({f"EMA.{k}": v.detach().clone() for k, v in m.ema.module.named_parameters()})
     for i, D in enumerate(m.Ds):
         params.update({f"D{i}.{k}": v.detach().clone() for k, v in D.named_parameters()})
-    _save(Path(out), {"seen": seen, "params": params, "run": str(run.path)})
+    _save(Path(out), {"seen": seen, "params": params, "run": str(run.path), "evals": holder["evals"]})
 
 
 # ------------------------------------------------------------------------------------- DAMSM pretraining

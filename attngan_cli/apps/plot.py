@@ -79,7 +79,8 @@ PANELS = (
     Panel("KL (conditioning augmentation)", (Series("KL", _key("kl")),)),
     Panel("DAMSM pretraining loss", (Series("train", _key("train_loss")), Series("test", _key("test_loss")))),
     Panel("R-precision", (Series("DAMSM, real images", _key("rprec")),
-                          Series("generated (eval)", _eval_value("rprecision"), "metrics")), "R-precision"),
+                          Series("generated (eval)", _eval_value("rprecision"), "metrics"),
+                          Series("generated (--eval-every)", _key("eval/rprecision"))), "R-precision"),
 )
 
 
@@ -133,8 +134,17 @@ def _points(records: list[dict[str, Any]], value: Value) -> tuple[list[float], l
 
 
 def _eval_panels(runs: Sequence[RunCurves]) -> list[Panel]:
-    names = sorted({name for r in runs for rec in r.metrics for name in (rec.get("metrics") or {})} - {"rprecision"})
-    return [Panel(f"eval: {name}", (Series(name, _eval_value(name), "metrics"),), name) for name in names]
+    """A panel per evaluated metric but R-precision: ``attngan eval`` points and ``--eval-every`` lines."""
+    evaluated = {name for r in runs for rec in r.metrics for name in (rec.get("metrics") or {})}
+    during = {k.removeprefix("eval/") for r in runs for rec in r.stats for k in rec
+              if k.startswith("eval/") and "_" not in k and k not in ("eval/seconds", "eval/samples", "eval/best")}
+    panels = []
+    for name in sorted((evaluated | during) - {"rprecision"}):
+        series = (Series(name, _eval_value(name), "metrics"),) if name in evaluated else ()
+        if name in during:
+            series += (Series(f"{name} (--eval-every)", _key(f"eval/{name}")),)
+        panels.append(Panel(f"eval: {name}", series, name))
+    return panels
 
 
 def figure_module() -> Any:

@@ -28,6 +28,9 @@ FLAGS: dict[str, dict[str, str]] = {
         "batch_size": "--batch-size", "epochs": "--epochs", "max_steps": "--max-steps", "lr_g": "--lr-g",
         "lr_d": "--lr-d", "words": "--words", "grad_accum": "--grad-accum", "sample_every": "--sample-every",
         "snapshot_every": "--snapshot-every", "keep_last": "--keep-last",
+        "evaluation.every": "--eval-every", "evaluation.metrics": "--eval-metrics", "evaluation.samples": "--eval-samples",
+        "evaluation.best_metric": "--best-metric", "evaluation.split": "--eval-split",
+        "evaluation.inception_weights": "--eval-inception-weights", "evaluation.encoders": "--eval-encoders",
     },
     # PretrainConfig (--model damsm) and CaptionPretrainConfig (--model captioner); image.frozen_bn is named
     # by its field alone (--frozen-bn's help lists its values)

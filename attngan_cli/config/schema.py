@@ -160,6 +160,22 @@ class PretrainConfig(RunOptions):
 
 
 @dataclass
+class TrainEvalConfig:
+    """Evaluation during GAN training (``--eval-every``): the EMA generator scored on a held-out split
+    every ``every`` steps, ``best.pt`` kept by ``best_metric`` (see attngan_cli.training.evaluation)."""
+
+    every: int = bounded(0, low=0)  # steps between evaluations (0 = none)
+    metrics: list[str] = field(default_factory=lambda: ["rprecision"])  # names of attngan_cli.evaluation.registry
+    samples: int = bounded(2000, low=1)  # images generated per evaluation
+    best_metric: str = ""  # the metric best.pt is kept by ("" = the first of metrics)
+    split: str = "test"  # the held-out split of the dataset
+    batch_size: int = bounded(50, low=1)
+    inception_weights: str = ""  # the TF-Inception weights file IS and FID need (as attngan eval --inception-weights)
+    encoders: str = ""  # the DAMSM R-precision uses ("" = the one training uses)
+    seed: int = seed_field()  # the captions and noise of every evaluation (the same at every step)
+
+
+@dataclass
 class TrainConfig(RunOptions):
     preset: str = "bird"
     dataset: str = ""
@@ -199,3 +215,4 @@ class TrainConfig(RunOptions):
     snapshot_every: int = bounded(50, low=0)  # epochs
     sample_every: int = bounded(500, low=0)  # steps
     keep_last: int = bounded(3, low=0)
+    evaluation: TrainEvalConfig = field(default_factory=TrainEvalConfig)

@@ -6,6 +6,10 @@ each, and the split is repeated until ``num_samples`` images (30,000 by default)
 The whole plan (items, captions, noise vectors z, the mismatched captions for R-precision) is drawn up
 front from ``seed``, so it does not depend on the batch size. Generated images are never all kept:
 each batch goes through the metrics' accumulators (and optionally to PNG files) and is dropped.
+
+:class:`Evaluator` prepares this once for a generator (from a checkpoint, or training's EMA generator in
+memory: :mod:`attngan_cli.training.evaluation`) and runs it any number of times; every result carries the
+manifest of :mod:`attngan_cli.evaluation.manifest`.
 """
 
 from __future__ import annotations
@@ -44,9 +48,17 @@ from attngan_cli.data.h5 import open_h5
 from attngan_cli.data.vocab import vocab_sha256
 from attngan_cli.evaluation.features import InceptionFeatures
 from attngan_cli.evaluation.fid import GaussianStats, stats_cache_path
+from attngan_cli.evaluation.manifest import (
+    DEFAULT_PROTOCOL,
+    build_manifest,
+    file_entry,
+    same_damsm_caveat,
+    versions,
+)
 from attngan_cli.evaluation.registry import get_metric, parse_metric_names
 from attngan_cli.inference.pipeline import DAMSMBundle, GeneratorBundle, generate, load_damsm, load_generator
 from attngan_cli.networks.noise import check_truncation, truncate_
+from attngan_cli.storage.checkpoints import same_state
 from attngan_cli.viz.grid import images_to_uint8
 
 log = logging.getLogger(__name__)
@@ -73,6 +85,7 @@ class EvalOptions:
     ema: bool = True
     log_to_run: bool = True  # append to the generator run's metrics.jsonl
     truncation: float | None = None  # the noise's truncation (None: the architecture's noise_truncation)
+    split: str = "test"  # the split whose captions are generated from (and whose images are FID's reference)
 
 
 @dataclass
@@ -89,6 +102,7 @@ class EvalResult:
     metrics_file: Path | None = None
     images_dir: Path | None = None
     fid_cache: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)  # evaluation.manifest.build_manifest
 
     def record(self) -> dict[str, Any]:
         return {
@@ -103,6 +117,7 @@ class EvalResult:
             "seed": self.seed,
             "seconds": round(self.seconds, 2),
             "metrics": self.metrics,
+            "manifest": self.manifest,
         }
 
 
@@ -348,124 +363,211 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
     """Generate ``options.num_samples`` images from the test captions of ``data`` with the generator
     ``checkpoint`` (file or train run directory) and compute ``options.metrics``."""
     t0 = time.time()
-    progress = progress or NullProgress()
     checkpoint, data = Path(checkpoint), Path(data)
+    check_options(options)
+    device = resolve_device(options.device)
+    seed_everything(options.seed)
+    specs = [get_metric(n) for n in parse_metric_names(options.metrics)]
+    # Inception first: a missing weights file should fail before anything slow happens.
+    inception = InceptionFeatures(options.inception_weights, device) if any(s.needs_inception for s in specs) else None
+    bundle = load_generator(checkpoint, device=device, ema=options.ema)
+    evaluator = Evaluator(bundle, data, options, device=device, progress=progress, inception=inception,
+                          checkpoint=checkpoint)
+    result = evaluator.run(abort=abort, started=t0)
+    if options.log_to_run:
+        append_to_run(result, checkpoint)
+    return result
+
+
+def check_options(options: EvalOptions) -> None:
+    """The options alone (no file opened): field bounds, metric names, enough samples for IS, an output folder."""
     names = parse_metric_names(options.metrics)
-    specs = [get_metric(n) for n in names]
     validate(options)
     if "is" in names and options.num_samples < options.is_splits:
         raise FieldError("num_samples", f"must be >= {options.is_splits} for the Inception Score (is_splits "
                                         f"{options.is_splits}), got {options.num_samples}")
     if options.save_images is not None:
         check_output_folder(options.save_images, "--save-images")
-    device = resolve_device(options.device)
-    seed_everything(options.seed)
 
-    # Inception first: a missing weights file should fail before anything slow happens.
-    inception = InceptionFeatures(options.inception_weights, device) if any(s.needs_inception for s in specs) else None
 
-    bundle = load_generator(checkpoint, device=device, ema=options.ema)
-    gcfg = bundle.config.generator
-    image_size = bundle.image_sizes[-1]
-    dataset = TextImageDataset(data, split="test", image_sizes=(image_size,), words=bundle.config.words,
-                               augment=False, caption_index=0)
-    info = dataset.info
-    _check_vocab(list(bundle.vocab.words) if bundle.vocab is not None else None, list(info.vocab.words),
-                 f"generator {checkpoint}", data)
-
-    damsm = None
-    if any(s.needs_damsm for s in specs):
-        damsm = load_damsm(_damsm_path(bundle, options, checkpoint), device=device)
-        _check_vocab(list(damsm.vocab.words) if damsm.vocab is not None else None, list(info.vocab.words),
-                     f"DAMSM {damsm.path}", data)
-
-    attribute_truth: dict[str, np.ndarray] = {}
-    if any(s.needs_attributes for s in specs):
-        if not info.attributes:
-            raise InputError(f"--metric attributes needs a shapes dataset with stored attributes; {data} "
-                             f"(source {info.source!r}) has none")
-        with open_h5(data) as f:
-            for name in info.attributes:
-                attribute_truth[name] = np.asarray(f["attributes"][name][()])[dataset.indices]
-
-    with open_h5(data) as f:
-        lengths = np.asarray(f["caption_lengths"][()])[dataset.indices]  # (n_test, C)
-    n_wrong = options.rp_wrong if damsm is not None else 0
-    plan = make_plan(dataset.class_ids, lengths, options.num_samples, options.seed, n_wrong)
-
-    ctx = EvalContext(options=options, device=device, data=data, dataset=dataset, image_size=image_size,
-                      num_samples=options.num_samples, plan=plan, progress=progress, inception=inception,
-                      damsm=damsm, attribute_truth=attribute_truth, attribute_values=dict(info.attributes))
-    metrics = {n: s.factory(ctx) for n, s in zip(names, specs, strict=True)}
+def eval_settings(options: EvalOptions, image_size: int, n_split: int) -> dict[str, Any]:
+    """The settings that move the numbers of an evaluation (the manifest's ``settings``)."""
+    names = parse_metric_names(options.metrics)
+    out: dict[str, Any] = {
+        "split": options.split, "split_images": n_split, "num_samples": options.num_samples,
+        "passes": math.ceil(options.num_samples / max(n_split, 1)), "captions_per_image": 1,
+        "caption_choice": "random", "truncation": None, "image_size": image_size, "ema": options.ema,
+        "seed": options.seed,
+    }
+    if "is" in names:
+        out["is_splits"] = options.is_splits
+    if "rprecision" in names:
+        out.update(rp_folds=options.rp_folds, rp_wrong=options.rp_wrong, rp_negatives="other classes")
     if "fid" in names:
-        ctx.real_fid_stats()  # cached or computed now, before the long generation
-    if damsm is not None:
-        ctx.caption_embeddings()
+        out["fid_reference"] = FID_PROTOCOL
+    return out
 
-    # ---- generation
-    zgen = torch.Generator().manual_seed(options.seed)
-    arch = get_arch(gcfg.arch)
-    truncation = arch.noise_truncation if options.truncation is None else check_truncation(options.truncation)
-    z_all = truncate_(torch.randn(options.num_samples, gcfg.z_dim, generator=zgen), zgen, truncation,
-                      arch.truncation_bound)  # (N, z_dim): 400 bytes per sample
-    # the conditioning-augmentation noise too, so that no image depends on the batch size
-    eps_all = torch.randn(options.num_samples, gcfg.condition_dim, generator=torch.Generator().manual_seed(options.seed + 2))
-    tgen = torch.Generator().manual_seed(options.seed + 1)
-    words = bundle.config.words
-    save_dir = Path(options.save_images) if options.save_images else None
-    index_lines: list[str] = []
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    vocab_words = list(info.vocab.words)
-    n = options.num_samples
-    # under torchrun rank r generates the batches b with b % W == r (the same batches as one process) and
-    # sends their features to rank 0, which folds every batch into the metrics in order: the one-process result
-    distributed = is_distributed()
-    own_metrics = {k: s.factory(ctx) for k, s in zip(names, specs, strict=True)} if distributed else metrics
-    pixels = any(s.needs_attributes for s in specs)
-    sent: list[tuple[int, int, dict[str, Any]]] = []
-    with torch.no_grad(), progress.task("generating", total=n, unit="img") as task:
-        for b, start in enumerate(range(0, n, options.batch_size)):
-            if abort is not None and abort():
-                raise AttnGANError(f"evaluation stopped after {start} of {n} images; no metrics were recorded")
-            sl = slice(start, min(n, start + options.batch_size))
-            items, caps = plan.items[sl], plan.captions[sl]
-            toks = [pad_caption(dataset.captions(int(i))[int(c)][0].numpy(), words, generator=tgen)
-                    for i, c in zip(items, caps, strict=True)]  # every rank draws every batch's tokens
-            task.advance(len(items))
-            if b % world_size() != rank():
-                continue
-            lens = torch.tensor([t[1] for t in toks])
-            tmax = int(lens.max())
-            captions = torch.stack([t[0][:tmax] for t in toks])  # (B, T)
-            images = generate(bundle, captions, lens, z_all[sl], eps_all[sl]).images[-1]  # (B, 3, S, S) in [-1, 1]
-            batch = GeneratedBatch(ctx, images, sl)
-            for m in own_metrics.values():
-                m.update(batch)
-            if distributed:
-                sent.append((sl.start, sl.stop, batch.features(pixels)))
-            if save_dir is not None:
-                _save_images(save_dir, batch, start, dataset, vocab_words, index_lines)
-    if distributed:
-        received = gather_object(sent)
-        index_lines = [line for lines in gather_object(index_lines) or [] for line in lines]
-        if is_main_process():
-            for a, z, feats in sorted((x for part in received or [] for x in part), key=lambda x: x[0]):
-                batch = GeneratedBatch.replay(ctx, slice(a, z), feats)
-                for m in metrics.values():
+
+class Evaluator:
+    """One generator scored on one fixed plan of captions and noise: prepared once (the split, the DAMSM,
+    the test captions' embeddings, the real FID statistics, the file hashes), then :meth:`run` any number
+    of times (evaluation during training: the same plan at every step, on the weights of that step).
+
+    ``bundle``: the generator (from a checkpoint, or training's EMA generator in memory). ``damsm``: the
+    encoders already loaded (training's), used for R-precision unless ``options.encoders`` names others.
+    ``checkpoint``: the file or run the bundle was loaded from (None: in memory)."""
+
+    def __init__(self, bundle: GeneratorBundle, data: str | os.PathLike[str], options: EvalOptions, *,
+                 device: torch.device, progress: Progress | None = None, inception: InceptionFeatures | None = None,
+                 damsm: DAMSMBundle | None = None, checkpoint: str | os.PathLike[str] | None = None,
+                 protocol: str = DEFAULT_PROTOCOL) -> None:
+        progress = progress or NullProgress()
+        data = Path(data)
+        names = parse_metric_names(options.metrics)
+        specs = [get_metric(n) for n in names]
+        self.bundle, self.options, self.names, self.specs, self.protocol = bundle, options, names, specs, protocol
+        where = Path(checkpoint) if checkpoint is not None else Path("<the generator in training>")
+        if inception is None and any(s.needs_inception for s in specs):
+            inception = InceptionFeatures(options.inception_weights, device)
+        image_size = bundle.image_sizes[-1]
+        dataset = TextImageDataset(data, split=options.split, image_sizes=(image_size,), words=bundle.config.words,
+                                   augment=False, caption_index=0)
+        info = dataset.info
+        _check_vocab(list(bundle.vocab.words) if bundle.vocab is not None else None, list(info.vocab.words),
+                     f"generator {where}", data)
+
+        if not any(s.needs_damsm for s in specs):
+            damsm = None
+        elif damsm is None or options.encoders is not None:
+            damsm = load_damsm(_damsm_path(bundle, options, where), device=device)
+        if damsm is not None:
+            _check_vocab(list(damsm.vocab.words) if damsm.vocab is not None else None, list(info.vocab.words),
+                         f"DAMSM {damsm.path}", data)
+
+        attribute_truth: dict[str, np.ndarray] = {}
+        if any(s.needs_attributes for s in specs):
+            if not info.attributes:
+                raise InputError(f"--metric attributes needs a shapes dataset with stored attributes; {data} "
+                                 f"(source {info.source!r}) has none")
+            with open_h5(data) as f:
+                for name in info.attributes:
+                    attribute_truth[name] = np.asarray(f["attributes"][name][()])[dataset.indices]
+
+        with open_h5(data) as f:
+            lengths = np.asarray(f["caption_lengths"][()])[dataset.indices]  # (n_split, C)
+        n_wrong = options.rp_wrong if damsm is not None else 0
+        plan = make_plan(dataset.class_ids, lengths, options.num_samples, options.seed, n_wrong)
+
+        self.ctx = EvalContext(options=options, device=device, data=data, dataset=dataset, image_size=image_size,
+                               num_samples=options.num_samples, plan=plan, progress=progress, inception=inception,
+                               damsm=damsm, attribute_truth=attribute_truth, attribute_values=dict(info.attributes))
+        if "fid" in names:
+            self.ctx.real_fid_stats()  # cached or computed now, before the long generation
+        if damsm is not None:
+            self.ctx.caption_embeddings()
+
+        self.checkpoint = Path(bundle.path or checkpoint) if (bundle.path or checkpoint) is not None else None
+        self.files: dict[str, Path | None] = {  # the manifest's files, hashed when a manifest is made
+            "data": data,
+            "inception": Path(options.inception_weights) if inception is not None and options.inception_weights else None,
+            "damsm": Path(damsm.path) if damsm is not None and damsm.path is not None else None,
+        }
+        self.damsm = damsm
+        self.settings = eval_settings(options, image_size, len(dataset))
+
+    def manifest(self, checkpoint: Path | None, step: int | None, epoch: int | None) -> dict[str, Any]:
+        """The manifest of a score of this evaluator on the generator saved as ``checkpoint`` (None: in
+        memory). Hashes the files (once per process: each file's hash is remembered by path, size and time)."""
+        ckpt_file = checkpoint if checkpoint is not None and checkpoint.is_file() else None
+        files = {"checkpoint": file_entry(ckpt_file), **{role: file_entry(p) for role, p in self.files.items()}}
+        same = self.damsm is not None and _trained_with(self.bundle, self.damsm, files["damsm"])
+        return build_manifest(
+            metrics=self.names, settings=self.settings, files=files, seed=self.options.seed,
+            num_samples=self.options.num_samples, versions=versions(), protocol=self.protocol,
+            checkpoint_step=step, checkpoint_epoch=epoch,
+            rprecision_same_damsm=same_damsm_caveat(self.names, same, self.bundle.config.lambda_damsm))
+
+    def run(self, abort: Callable[[], bool] | None = None, started: float | None = None) -> EvalResult:
+        """Generate the plan's images with the bundle's current weights and score them. Under torchrun every
+        rank must call it (each generates a share; rank 0 scores; every rank gets the result)."""
+        t0 = time.time() if started is None else started
+        ctx, options, bundle, names, specs = self.ctx, self.options, self.bundle, self.names, self.specs
+        dataset, plan, progress = ctx.dataset, ctx.plan, ctx.progress
+        metrics = {n: s.factory(ctx) for n, s in zip(names, specs, strict=True)}
+        gcfg = bundle.config.generator
+        zgen = torch.Generator().manual_seed(options.seed)
+        arch = get_arch(gcfg.arch)
+        truncation = arch.noise_truncation if options.truncation is None else check_truncation(options.truncation)
+        z_all = truncate_(torch.randn(options.num_samples, gcfg.z_dim, generator=zgen), zgen, truncation,
+                          arch.truncation_bound)  # (N, z_dim): 400 bytes per sample
+        # the conditioning-augmentation noise too, so that no image depends on the batch size
+        eps_all = torch.randn(options.num_samples, gcfg.condition_dim,
+                              generator=torch.Generator().manual_seed(options.seed + 2))
+        tgen = torch.Generator().manual_seed(options.seed + 1)
+        words = bundle.config.words
+        save_dir = Path(options.save_images) if options.save_images else None
+        index_lines: list[str] = []
+        if save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+        vocab_words = list(dataset.info.vocab.words)
+        n = options.num_samples
+        # under torchrun rank r generates the batches b with b % W == r (the same batches as one process) and
+        # sends their features to rank 0, which folds every batch into the metrics in order: the one-process result
+        distributed = is_distributed()
+        own_metrics = {k: s.factory(ctx) for k, s in zip(names, specs, strict=True)} if distributed else metrics
+        pixels = any(s.needs_attributes for s in specs)
+        sent: list[tuple[int, int, dict[str, Any]]] = []
+        with torch.no_grad(), progress.task("generating", total=n, unit="img") as task:
+            for b, start in enumerate(range(0, n, options.batch_size)):
+                if abort is not None and abort():
+                    raise AttnGANError(f"evaluation stopped after {start} of {n} images; no metrics were recorded")
+                sl = slice(start, min(n, start + options.batch_size))
+                items, caps = plan.items[sl], plan.captions[sl]
+                toks = [pad_caption(dataset.captions(int(i))[int(c)][0].numpy(), words, generator=tgen)
+                        for i, c in zip(items, caps, strict=True)]  # every rank draws every batch's tokens
+                task.advance(len(items))
+                if b % world_size() != rank():
+                    continue
+                lens = torch.tensor([t[1] for t in toks])
+                tmax = int(lens.max())
+                captions = torch.stack([t[0][:tmax] for t in toks])  # (B, T)
+                images = generate(bundle, captions, lens, z_all[sl], eps_all[sl]).images[-1]  # (B, 3, S, S) in [-1, 1]
+                batch = GeneratedBatch(ctx, images, sl)
+                for m in own_metrics.values():
                     m.update(batch)
-        index_lines.sort()  # one line per image, named by its sample number
-    if save_dir is not None and is_main_process():
-        atomic_write_text(save_dir / "index.jsonl", "".join(index_lines))
+                if distributed:
+                    sent.append((sl.start, sl.stop, batch.features(pixels)))
+                if save_dir is not None:
+                    _save_images(save_dir, batch, start, dataset, vocab_words, index_lines)
+        if distributed:
+            received = gather_object(sent)
+            index_lines = [line for lines in gather_object(index_lines) or [] for line in lines]
+            if is_main_process():
+                for a, z, feats in sorted((x for part in received or [] for x in part), key=lambda x: x[0]):
+                    batch = GeneratedBatch.replay(ctx, slice(a, z), feats)
+                    for m in metrics.values():
+                        m.update(batch)
+            index_lines.sort()  # one line per image, named by its sample number
+        if save_dir is not None and is_main_process():
+            atomic_write_text(save_dir / "index.jsonl", "".join(index_lines))
 
-    results = broadcast_object({name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()}
-                               if is_main_process() else None)
-    result = EvalResult(metrics=results, checkpoint=Path(bundle.path or checkpoint), data=data,
-                        num_samples=n, image_size=image_size, seed=options.seed, seconds=time.time() - t0,
-                        step=bundle.step, epoch=bundle.epoch, images_dir=save_dir, fid_cache=ctx.fid_cache)
-    if options.log_to_run:
-        append_to_run(result, checkpoint)
-    return result
+        results = broadcast_object({name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()}
+                                   if is_main_process() else None)
+        checkpoint = self.checkpoint if self.checkpoint is not None else Path("")
+        manifest = self.manifest(self.checkpoint, bundle.step, bundle.epoch) if is_main_process() else {}
+        return EvalResult(metrics=results, checkpoint=checkpoint, data=ctx.data, num_samples=n,
+                          image_size=ctx.image_size, seed=options.seed, seconds=time.time() - t0, step=bundle.step,
+                          epoch=bundle.epoch, images_dir=save_dir, fid_cache=ctx.fid_cache, manifest=manifest)
+
+
+def _trained_with(bundle: GeneratorBundle, damsm: DAMSMBundle, damsm_file: dict[str, Any] | None) -> bool:
+    """Whether ``damsm`` is the DAMSM the generator was trained with: the DAMSM file hash its checkpoint
+    records (``extra.damsm_sha256``) is this one's, or (older checkpoints) the text encoder the generator
+    was conditioned on holds the same weights as this DAMSM's."""
+    recorded = bundle.extra.get("damsm_sha256")
+    if recorded and damsm_file is not None:
+        return bool(recorded == damsm_file["sha256"])
+    return same_state(bundle.text_encoder.state_dict(), damsm.text_encoder.state_dict())
 
 
 def append_to_run(result: EvalResult, checkpoint: str | os.PathLike[str]) -> Path | None:

@@ -31,6 +31,8 @@ class MetricSpec:
     needs_inception: bool = False  # needs --inception-weights
     needs_damsm: bool = False  # needs the DAMSM encoders
     needs_attributes: bool = False  # only for datasets with stored attributes (shapes)
+    headline: str = "mean"  # the key of compute()'s result that ranks generators (best.pt, attngan runs)
+    higher_is_better: bool = True
 
     def factory(self, ctx: Any) -> Any:
         """A new accumulator of this metric for ``ctx``."""
@@ -44,7 +46,8 @@ _BUILTIN = [
     MetricSpec("is", "attngan_cli.evaluation.inception:InceptionScoreMetric",
                "Inception Score (10 splits, TF-Inception 2015-12-05)", needs_inception=True),
     MetricSpec("fid", "attngan_cli.evaluation.fid:FIDMetric",
-               "Fréchet Inception Distance to the real test images (2048-d pool3)", needs_inception=True),
+               "Fréchet Inception Distance to the real test images (2048-d pool3)", needs_inception=True,
+               headline="fid", higher_is_better=False),
     MetricSpec("attributes", "attngan_cli.evaluation.attributes:AttributeAccuracyMetric",
                "shapes only: accuracy of the true attributes read off the images by pixel statistics",
                needs_attributes=True),
@@ -72,6 +75,14 @@ def get_metric(name: str) -> MetricSpec:
     if key not in _REGISTRY:
         raise InputError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[key]
+
+
+def headline_value(name: str, values: dict[str, float]) -> float:
+    """The number that ranks generators in metric ``name``'s result ``values`` (its ``headline`` key)."""
+    spec = get_metric(name)
+    if spec.headline not in values:
+        raise InputError(f"metric {name!r} gave no {spec.headline!r} value (it gave: {', '.join(values) or 'nothing'})")
+    return float(values[spec.headline])
 
 
 def parse_metric_names(spec: str | Iterable[str]) -> list[str]:

@@ -64,6 +64,7 @@ from attngan_cli.storage.checkpoints import (
 )
 from attngan_cli.storage.rundirs import RunDir
 from attngan_cli.training.ema import EMA
+from attngan_cli.training.evaluation import TrainEvaluation, damsm_sha256
 from attngan_cli.training.job import Built, JobContext, LoopOptions, Started, run_job
 from attngan_cli.training.loop import (
     FINISHED,
@@ -354,6 +355,7 @@ class GANTask:
         self.batch_size = cfg.batch_size
         self.steps_per_epoch = len(train_ds) // cfg.batch_size
         self.compile_checked = False
+        self.eval_best: dict[str, Any] | None = None  # the best evaluation so far (training.evaluation.BestScore)
 
     def start_epoch(self, epoch: int) -> None:
         self.models.G.train()
@@ -401,8 +403,9 @@ class GANTask:
                    "scaler_g": m.scaler_g.state_dict(), "scaler_d": m.scaler_d.state_dict()},
             step=state.step, epoch=state.epoch, rng=rng_state(),
             extra={"damsm_text_encoder": cpu_state(m.text_encoder), "damsm_config": to_dict(self.damsm.config.text),
-                   "damsm_path": str(self.damsm.path), "batch_in_epoch": state.batch_in_epoch,
-                   "dataset": str(cfg.dataset), **self.loss.record},
+                   "damsm_path": str(self.damsm.path), "damsm_sha256": damsm_sha256(self.damsm),
+                   "batch_in_epoch": state.batch_in_epoch, "dataset": str(cfg.dataset), **self.loss.record,
+                   **({"eval_best": self.eval_best} if self.eval_best is not None else {})},
         )
 
 
@@ -501,7 +504,13 @@ def train_gan(settings: TrainSettings, run: RunDir, progress: Progress | None = 
                 atomic_write_text(run.file("samples-captions.txt"), "\n".join(samples.texts) + "\n")
             task = GANTask(cfg, m, train_ds, device, damsm, loss)
             ema_bundle = GeneratorBundle(m.ema.module, m.text_encoder, train_ds.vocab, cfg)
-            return Started(task, [SampleGrids(ema_bundle, samples, cfg.sample_every, cfg.precision)])
+            own: list[Callback] = [SampleGrids(ema_bundle, samples, cfg.sample_every, cfg.precision)]
+            if cfg.evaluation.every > 0:
+                scored = GeneratorBundle(m.ema.module, m.text_encoder, train_ds.vocab, cfg,
+                                         extra={"damsm_path": str(damsm.path), "damsm_sha256": damsm_sha256(damsm)})
+                previous = job.resume.extra.get("eval_best") if job.resume is not None else None
+                own.append(TrainEvaluation(cfg, scored, damsm, device, previous))
+            return Started(task, own)
 
         return Built(lambda ckpt: load_training_state(m, ckpt), start)
 

@@ -124,7 +124,7 @@ class Callback:
         pass
 
     def on_checkpoint(self, loop: Loop, path: Path, kind: str) -> None:
-        """``kind``: "periodic", "interrupted" or "final"."""
+        """``kind``: "periodic", "interrupted", "final" or "best" (evaluation during training)."""
 
     def on_end(self, loop: Loop, reason: str) -> None:
         pass
@@ -404,6 +404,10 @@ class StatsLog(Callback):
         loop.log_stats(record)
         self.written += 1
         self.sums, self.n, self.t0 = {}, 0, time.perf_counter()
+
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` spent outside the steps (an evaluation during training) out of ``images_per_s``."""
+        self.t0 += seconds
 
     def on_step(self, loop: Loop, info: StepInfo) -> None:
         for k, v in info.losses.items():

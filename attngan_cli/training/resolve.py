@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from attngan_cli.archs.base import SettingsContext, resolve_options
 from attngan_cli.archs.registry import DEFAULT_ARCH, base_preset, get_arch, named_preset, new_train_config
 from attngan_cli.config.captioner import CAPTIONER_KIND, CaptionPretrainConfig
@@ -31,12 +33,15 @@ from attngan_cli.config.presets import (
     preset_names,
     preset_value,
 )
-from attngan_cli.config.schema import PretrainConfig, TrainConfig, default_image_size
+from attngan_cli.config.schema import PretrainConfig, TrainConfig, TrainEvalConfig, default_image_size
 from attngan_cli.config.serialize import apply_overrides, from_dict, to_dict
 from attngan_cli.core.device import resolve_device, settle_precision
 from attngan_cli.core.distributed import check_batch, is_distributed
 from attngan_cli.core.errors import ConfigMismatchError, FieldError, InputError
-from attngan_cli.data.h5 import read_info
+from attngan_cli.data.h5 import SPLIT_NAMES, open_h5, read_info
+from attngan_cli.evaluation.evaluate import EvalOptions
+from attngan_cli.evaluation.features import check_inception_weights
+from attngan_cli.evaluation.registry import get_metric, parse_metric_names
 from attngan_cli.inference.pipeline import damsm_config
 from attngan_cli.networks.image_encoder import inception_weights_file
 from attngan_cli.storage.checkpoints import (
@@ -193,7 +198,76 @@ def resolve_train(data: PathLike | None, *, encoders: PathLike | None = None, pr
     arch.option_values(cfg.arch_options)  # the stored options are ones the architecture knows
     if arch.check_settings is not None:
         cfg = arch.check_settings(cfg, SettingsContext(ckpt is not None, list(dataset_words), encoders_ckpt))
+    cfg = resolve_train_eval(cfg, overrides, info)
     return TrainSettings(cfg, ckpt)
+
+
+# the flag of each evaluation-during-training field (their errors name them)
+EVAL_FLAGS = {"every": "--eval-every", "metrics": "--eval-metrics", "samples": "--eval-samples",
+              "best_metric": "--best-metric", "split": "--eval-split",
+              "inception_weights": "--eval-inception-weights", "encoders": "--eval-encoders"}
+
+
+def resolve_train_eval(cfg: TrainConfig, overrides: dict[str, Any], info: Any) -> TrainConfig:
+    """Evaluation during training (``cfg.evaluation``), checked before training starts: known metric
+    names, a ``--best-metric`` among them, the held-out split present (with two classes for R-precision),
+    the Inception weights file IS and FID need, the DAMSM R-precision uses (trained on this vocabulary),
+    stored attributes for the attributes metric. Returns the config with the metric names normalised, the
+    best metric named and the files absolute. Evaluation options given other values than their defaults
+    without ``--eval-every`` are an error."""
+    ev = cfg.evaluation
+    defaults = to_dict(TrainEvalConfig())
+    given = sorted(k.removeprefix("evaluation.") for k, v in overrides.items()
+                   if k.startswith("evaluation.") and k != "evaluation.every" and v is not None
+                   and v != defaults.get(k.removeprefix("evaluation.")))
+    if ev.every == 0:
+        if given:
+            raise InputError(f"{EVAL_FLAGS.get(given[0], given[0])} sets evaluation during training: give "
+                             "--eval-every N (steps between evaluations) too")
+        return cfg
+    flag = EVAL_FLAGS
+    try:
+        names = parse_metric_names(ev.metrics)
+    except InputError as e:
+        raise InputError(f"{flag['metrics']}: {e}") from None
+    best = ev.best_metric.strip().lower() or names[0]
+    if best not in names:
+        raise InputError(f"{flag['best_metric']} {best}: best.pt is kept by one of the metrics evaluated; "
+                         f"{flag['metrics']} is {','.join(names)}")
+    specs = [get_metric(n) for n in names]
+    n_split = {"test": info.n_test, "train": info.n_train}.get(ev.split)
+    if n_split is None:
+        raise InputError(f"{flag['split']} {ev.split}: give test or train")
+    if n_split == 0:
+        raise InputError(f"{flag['every']}: dataset {cfg.dataset} has no {ev.split} images to evaluate on "
+                         f"(choose another split with {flag['split']})")
+    if "is" in names and ev.samples < EvalOptions.is_splits:
+        raise InputError(f"{flag['samples']} {ev.samples}: the Inception Score needs at least "
+                         f"{EvalOptions.is_splits} samples (its splits)")
+    fixed: dict[str, Any] = {"evaluation.metrics": names, "evaluation.best_metric": best}
+    if any(s.needs_inception for s in specs):
+        if not ev.inception_weights:
+            needing = ", ".join(s.name for s in specs if s.needs_inception)
+            raise InputError(f"{flag['metrics']} {needing} needs the TF-Inception weights file: give "
+                             f"{flag['inception_weights']} PATH (the file attngan eval --inception-weights takes)")
+        fixed["evaluation.inception_weights"] = str(check_inception_weights(ev.inception_weights).resolve())
+    if any(s.needs_damsm for s in specs):
+        named = ev.encoders or cfg.encoders
+        path = resolve_checkpoint(named, what=f"DAMSM checkpoint ({flag['encoders']})")
+        check_vocab(load_checkpoint(path, kind=DAMSM_KIND, mmap=True), list(info.vocab.words),
+                    f"dataset {cfg.dataset}")
+        if ev.encoders:
+            fixed["evaluation.encoders"] = str(Path(ev.encoders).resolve())
+        with open_h5(cfg.dataset) as f:
+            split_of = np.asarray(f["split"][()])
+            classes = np.asarray(f["class_ids"][()])[split_of == SPLIT_NAMES[ev.split]]
+        if len(np.unique(classes)) < 2:
+            raise InputError(f"{flag['metrics']} rprecision needs captions of at least two classes in the "
+                             f"{ev.split} split of {cfg.dataset}; it has {len(np.unique(classes))}")
+    if any(s.needs_attributes for s in specs) and not info.attributes:
+        raise InputError(f"{flag['metrics']} attributes needs a dataset with stored attributes (shapes); "
+                         f"{cfg.dataset} has none")
+    return apply_overrides(cfg, fixed)
 
 
 # why a pretraining needs batches of at least 2

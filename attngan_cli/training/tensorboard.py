@@ -14,6 +14,8 @@ Tags (x axis: the optimisation step of the record):
 - ``DAMSM_train/*``, ``DAMSM_test/*`` (pretrain): ``word1``, ``word2``, ``sentence1``, ``sentence2``, ``total``;
 - ``retrieval/*`` (pretrain, per epoch): ``rprec``, ``rprec_std``, ``i2t_top1``, ``t2i_top1``;
 - ``lr/G``, ``lr/D`` (train), ``lr/encoders`` (pretrain); ``speed/images_per_s``, ``speed/epoch_seconds``;
+- ``eval/<metric>``, ``eval/<metric>_<key>``, ``eval/seconds``, ``eval/best`` (train ``--eval-every``: the
+  stats keys themselves);
 - any other numeric stats key as ``other/<key>``; images ``samples`` and ``attention``; texts ``config``, ``end``.
 """
 
@@ -49,6 +51,7 @@ _FIXED_TAGS = {
 _STAGE_RE = re.compile(r"^(d|g_adv)(\d+)$")
 _DAMSM_TERMS = {"w1": "word1", "w2": "word2", "s1": "sentence1", "s2": "sentence2", "loss": "total"}
 _NOT_SCALARS = ("step", "epoch", "end")
+EVAL_TAG_PREFIX = "eval/"  # evaluation during training (training.evaluation.EVAL_PREFIX)
 
 _said: set[str] = set()  # messages already logged in this process
 
@@ -65,6 +68,8 @@ def scalar_tag(key: str) -> str | None:
         return None
     if key in _FIXED_TAGS:
         return _FIXED_TAGS[key]
+    if key.startswith(EVAL_TAG_PREFIX):
+        return key
     m = _STAGE_RE.match(key)
     if m:
         return f"D/stage{m.group(2)}" if m.group(1) == "d" else f"G/adv_stage{m.group(2)}"

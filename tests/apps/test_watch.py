@@ -442,3 +442,24 @@ def test_tensorboard_tags_group_the_stats_keys():
         "DAMSM_test/total", "retrieval/rprec"]
     assert tag("step") is None and tag("end") is None and tag("something_new") == "other/something_new"
     assert tb_module.scalars({"step": 3, "end": "finished", "d": 1.5, "rprec": None, "g": float("nan")}) == {"D/total": 1.5}
+
+
+def test_plot_and_runs_show_the_evaluations_during_training(tmp_path):
+    from attngan_cli.apps.plot import curves, load_runs
+    from attngan_cli.apps.runs_summary import eval_text, run_info
+
+    run = fake_train_run(tmp_path / "runs", "00001-s-train", 5)
+    for step, rp, fid in ((50, 0.3, 90.0), (100, 0.5, 70.0)):
+        append_jsonl(run / "stats.jsonl", {"step": step, "epoch": 2, "eval/rprecision": rp, "eval/rprecision_std": 0.1,
+                                           "eval/fid": fid, "eval/seconds": 3.0, "eval/samples": 500, "eval/best": rp})
+    atomic_write_json(run / "best.json", {"metric": "rprecision", "value": 0.5, "step": 100})
+    _, lines = curves(load_runs([run]))
+    got = {(line.panel.title, line.series.label): (line.xs, line.ys) for line in lines}
+    assert got[("R-precision", "generated (--eval-every)")] == ([50.0, 100.0], [0.3, 0.5])
+    assert got[("eval: fid", "fid (--eval-every)")] == ([50.0, 100.0], [90.0, 70.0])
+    assert not any(title.startswith("eval: rprecision_") or title == "eval: seconds" for title, _ in got)
+    info = run_info(run)
+    assert info.last["d"] == pytest.approx(1.6)  # the last loss line, not the evaluation's
+    assert info.eval_last == {"rprecision": 0.5, "fid": 70.0} and info.eval_step == 100
+    assert info.best_rprec == pytest.approx(0.9)  # metrics.jsonl's 0.9 beats the 0.5 during training
+    assert eval_text(info) == "rprecision 0.5 fid 70 @100, best 0.5 @100"

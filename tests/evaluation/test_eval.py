@@ -243,3 +243,56 @@ def test_eval_prints_its_results_when_the_run_directory_cannot_take_them(setup, 
     assert "rprecision" in flat and "could not append the results to" in flat and "metrics.jsonl" in flat
     record = json.loads(res.stdout[res.stdout.index("{"):])
     assert 0.0 <= record["metrics"]["rprecision"]["mean"] <= 1.0
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_every_score_carries_its_manifest(setup, tmp_path, monkeypatch):
+    """The --json result and the metrics.jsonl line name the protocol, the settings, every file with its
+    sha256, the checkpoint, seed, sample count and versions; R-precision with the DAMSM that trained the
+    generator is flagged (TISE's caveat) and said in a warning line, with another DAMSM it is not."""
+    from attngan_cli import __version__
+    from attngan_cli.networks.text_encoder import TextEncoder
+
+    monkeypatch.setattr("attngan_cli.evaluation.fid.frechet_distance", _cheap_frechet)
+    run = setup["run"]
+    res = runner.invoke(app, ["eval", "-c", str(run), "--data", str(setup["data"]), "-m", "rprecision,fid", "-n", "10",
+                              "--inception-weights", str(setup["inception"]), "--json", "--device", "cpu", "--quiet"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)
+    man = rec["manifest"]
+    assert man["protocol"] == "attngan" and man["metrics"] == ["rprecision", "fid"]
+    assert man["checkpoint"] == {"path": str((run / "final.pt").resolve()), "sha256": _sha(run / "final.pt"),
+                                 "step": None, "epoch": None}
+    files = man["files"]
+    assert set(files) == {"checkpoint", "data", "inception", "damsm"}
+    for role, path in (("checkpoint", run / "final.pt"), ("data", setup["data"]), ("inception", setup["inception"]),
+                       ("damsm", setup["damsm"])):
+        assert files[role] == {"path": str(Path(path).resolve()), "sha256": _sha(path), "bytes": Path(path).stat().st_size}
+    s = man["settings"]
+    assert (s["num_samples"], s["split"], s["image_size"], s["captions_per_image"], s["rp_wrong"], s["rp_folds"]) == (
+        10, "test", 32, 1, 99, 10)
+    assert s["truncation"] is None and "TF-Inception" in s["fid_reference"]
+    assert (man["seed"], man["num_samples"]) == (0, 10)
+    assert man["versions"] == {"attngan": __version__, "torch": torch.__version__}
+    assert man["rprecision_same_damsm"] is True and "TISE" in man["warnings"][0]
+    assert "TISE" in " ".join(res.stderr.split())  # the printed warning line
+    assert read_jsonl(run / "metrics.jsonl")[-1]["manifest"] == man
+
+    # R-precision with another DAMSM (other weights): no caveat
+    from attngan_cli.storage.checkpoints import load_checkpoint
+
+    ck = load_checkpoint(setup["damsm"])
+    torch.manual_seed(7)
+    ck.state["text_encoder"] = TextEncoder(TextEncoderConfig(vocab_size=len(ck.vocab), word_dim=16, words=12)).state_dict()
+    other = save_checkpoint(ck, tmp_path / "other-damsm.pt")
+    res = runner.invoke(app, ["eval", "-c", str(run), "--data", str(setup["data"]), "-m", "rprecision", "-n", "10",
+                              "--encoders", str(other), "--json", "--device", "cpu", "--quiet"])
+    assert res.exit_code == 0, res.output
+    man = json.loads(res.stdout)["manifest"]
+    assert man["rprecision_same_damsm"] is False and man["warnings"] == [] and "TISE" not in res.stderr
+    assert man["files"]["damsm"]["sha256"] == _sha(other)

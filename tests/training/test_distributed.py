@@ -315,3 +315,22 @@ def test_dfgan_with_its_gradient_penalty_trains_on_two_ranks(shapes_h5, damsm_pa
     assert any(k.startswith("D0.blocks.") and k.endswith(".gain") for k in r0["params"])
     stats = [json.loads(line) for line in (Path(r0["run"]) / "stats.jsonl").read_text().splitlines()]
     assert stats[-1]["d0_gp"] > 0
+def test_evaluation_during_training_on_two_ranks(shapes_h5, damsm_path, tmp_path) -> None:
+    """--eval-every under torchrun: every rank generates a share, rank 0 scores, both ranks get the same
+    scores (and so take the same best.pt decision: no rank is left waiting), only rank 0 writes, and the
+    scores equal attngan eval of the same weights in one process."""
+    from attngan_cli.evaluation.evaluate import EvalOptions, evaluate
+
+    cfg = to_dict(tiny_train_config(shapes_h5, damsm_path, batch_size=8, epochs=1, snapshot_every=0, max_steps=3,
+                                    **{"evaluation.every": 3, "evaluation.samples": 20, "evaluation.batch_size": 4,
+                                       "evaluation.metrics": ["rprecision", "attributes"], "tensorboard": False}))
+    launch(train_worker, 2, cfg, str(tmp_path / "runs"), str(tmp_path))
+    r0, r1 = _ranks(tmp_path)
+    assert [s for s, _ in r0["evals"]] == [3] and r0["evals"] == r1["evals"]
+    run = Path(r0["run"])
+    evals = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines() if "eval/rprecision" in x]
+    assert len(evals) == 1 and evals[0]["step"] == 3
+    assert load_checkpoint(run / "best.pt").step == 3 and json.loads((run / "best.json").read_text())["step"] == 3
+    one = evaluate(run / "final.pt", shapes_h5, EvalOptions(metrics=["rprecision", "attributes"], num_samples=20,
+                                                            batch_size=4, device="cpu", log_to_run=False))
+    assert one.metrics == r0["evals"][0][1] and one.metrics["attributes"]["color_n"] == 20

@@ -89,6 +89,8 @@ def evaluate(
     except AttnGANError as e:
         write_error = str(e)
     _print_table(result)
+    for line in result.manifest.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     if write_error is not None:
         console.print(f"[bold yellow]warning:[/] {write_error}; the results are printed here", highlight=False,
                       soft_wrap=True)

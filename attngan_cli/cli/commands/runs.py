@@ -14,6 +14,7 @@ from rich.table import Table
 
 from attngan_cli.apps.runs_summary import (
     RunInfo,
+    eval_text,
     list_runs,
     losses_text,
     progress_text,
@@ -65,10 +66,11 @@ def _print_table(root: Path, infos: list[RunInfo]) -> None:
         return
     last = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(i.modified for i in infos)))
     table = Table(title=f"runs in {root}", title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
-                  caption=f"R-prec: the best R-precision (pretrain: per epoch; train: attngan eval); last change {last}")
+                  caption=f"R-prec: the best R-precision (pretrain: per epoch; train: attngan eval or --eval-every); eval: the last "
+                  f"evaluation during training and the best (best.pt); last change {last}")
     # on a narrow terminal the run name, status and devices stay whole; the other columns wrap
     for name, justify, min_width in (("run", "left", 0), ("status", "left", 0), ("kind", "left", 5),
-                                     ("progress", "left", 6), ("last losses", "left", 7), ("R-prec", "right", 6),
+                                     ("progress", "left", 6), ("last losses", "left", 7), ("R-prec", "right", 6), ("eval", "left", 6),
                                      ("size", "right", 5), ("data", "left", 4), ("preset", "left", 5),
                                      ("ran on", "left", 0)):
         table.add_column(name, justify=justify, no_wrap=not min_width, min_width=min_width or None)  # type: ignore[arg-type]
@@ -77,7 +79,7 @@ def _print_table(root: Path, infos: list[RunInfo]) -> None:
         style = STATUS_STYLE.get(i.status, "")
         status = f"[{style}]{i.status}[/]" if style else i.status
         kind = i.kind if i.arch in (None, "attngan") else f"{i.kind} {i.arch}"
-        table.add_row(i.name, status, kind, progress_text(i), losses_text(i), rprec, size_text(i.size_bytes),
+        table.add_row(i.name, status, kind, progress_text(i), losses_text(i), rprec, eval_text(i), size_text(i.size_bytes),
                       i.dataset, i.preset, where_text(i))
     # piped (not a terminal, where Rich assumes 80 columns): wide enough for one line per run
     out = stdout if stdout.is_terminal else Console(width=max(stdout.width, 130), highlight=False)

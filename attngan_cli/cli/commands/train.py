@@ -114,6 +114,24 @@ def train(
     sample_every: Annotated[int | None, typer.Option("--sample-every", help="Steps between grids of EMA samples.")] = None,
     snapshot_every: Annotated[int | None, typer.Option("--snapshot-every", help="Epochs between checkpoints.")] = None,
     keep_last: Annotated[int | None, typer.Option("--keep-last", help="Periodic checkpoints kept (plus final.pt).")] = None,
+    eval_every: Annotated[int | None, typer.Option("--eval-every", help="Score the EMA generator every N steps "
+                                                   "on the held-out split (0 = never); logged to stats.jsonl, "
+                                                   "TensorBoard and `attngan runs`; keeps best.pt.")] = None,
+    eval_metrics: Annotated[str | None, typer.Option("--eval-metrics", help="Metrics of --eval-every, "
+                                                     "comma-separated (as attngan eval -m; default rprecision).")] = None,
+    eval_samples: Annotated[int | None, typer.Option("--eval-samples", help="Images per evaluation (default "
+                                                     "2000).")] = None,
+    best_metric: Annotated[str | None, typer.Option("--best-metric", help="The metric best.pt is kept by (default: "
+                                                    "the first of --eval-metrics; FID: lower is better, the "
+                                                    "others higher).")] = None,
+    eval_split: Annotated[str | None, typer.Option("--eval-split", help="The split evaluated on: test (default) "
+                                                   "or train.")] = None,
+    eval_inception_weights: Annotated[Path | None, typer.Option(
+        "--eval-inception-weights", help="TF-Inception weights file for --eval-metrics is/fid (as attngan eval "
+        "--inception-weights; nothing is downloaded).")] = None,
+    eval_encoders: Annotated[Path | None, typer.Option(
+        "--eval-encoders", help="DAMSM for R-precision during training (default: the training's; TISE's caveat "
+        "then applies).")] = None,
     tensorboard: TensorBoardOption = None,
     resume: Resume = None,
     runs: RunsRoot = Path("runs"),
@@ -126,7 +144,8 @@ def train(
     Writes a run directory with config.json, stats.jsonl, samples-<step>.png (EMA samples for fixed test
     captions), checkpoint-<epoch>.pt, final.pt and TensorBoard events (with the tensorboard package; view
     them with `tensorboard --logdir runs`); prints the final checkpoint's path. Ctrl-C saves
-    interrupted.pt; --resume RUN continues exactly where it stopped.
+    interrupted.pt; --resume RUN continues exactly where it stopped. --eval-every N scores the EMA
+    generator every N steps (as attngan eval) and keeps best.pt and best.json (its score and manifest).
 
     Examples:
 
@@ -147,6 +166,7 @@ def train(
       attngan train data/cub.h5 -e runs/00000-cub-pretrain --spectral-norm
 
       attngan train data/cub.h5 -e runs/00000-cub-pretrain --arch dmgan
+      attngan train data/cub.h5 -e runs/00000-cub-pretrain --eval-every 2000 --eval-metrics rprecision,fid --best-metric fid --eval-inception-weights pt_inception-2015-12-05-6726825d.pth
     """
     # settings and the loop import torch (seconds): only when the command runs, so the CLI starts fast
     from attngan_cli.core.distributed import init_from_env
@@ -176,6 +196,13 @@ def train(
         sample_every=sample_every, snapshot_every=snapshot_every, keep_last=keep_last, device=device, seed=seed,
         tensorboard=tensorboard, stream_weight=stream_weight,
     )
+    overrides.update({key: value for key, value in {
+        "evaluation.every": eval_every, "evaluation.samples": eval_samples, "evaluation.best_metric": best_metric,
+        "evaluation.split": eval_split,
+        "evaluation.metrics": eval_metrics.split(",") if eval_metrics is not None else None,
+        "evaluation.inception_weights": str(eval_inception_weights) if eval_inception_weights is not None else None,
+        "evaluation.encoders": str(eval_encoders) if eval_encoders is not None else None,
+    }.items() if value is not None})
     settings = resolve_train(data, encoders=encoders, preset=preset or None, overrides=overrides, resume=resume,
                              captioner=captioner, arch_options=options)
     init_from_env(settings.config.device)  # under torchrun: join the other processes (rank 0 makes the run)
