@@ -10,6 +10,7 @@ each batch goes through the metrics' accumulators (and optionally to PNG files) 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,9 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from attngan_cli.config.fields import bounded, seed_field, validate
+from attngan_cli.config.fields import bounded, one_of, seed_field, validate
 from attngan_cli.core.device import resolve_device, seed_everything
 from attngan_cli.core.distributed import (
     broadcast_object,
@@ -39,11 +41,23 @@ from attngan_cli.core.errors import AttnGANError, ConfigMismatchError, FieldErro
 from attngan_cli.core.fileio import append_jsonl, atomic_write_text, check_output_folder
 from attngan_cli.core.progress import NullProgress, Progress
 from attngan_cli.data.dataset import TextImageDataset, pad_caption
-from attngan_cli.data.h5 import open_h5
+from attngan_cli.data.h5 import open_h5, read_info
 from attngan_cli.data.vocab import vocab_sha256
 from attngan_cli.evaluation.features import InceptionFeatures
 from attngan_cli.evaluation.fid import GaussianStats, stats_cache_path
+from attngan_cli.evaluation.protocols import (
+    FID_EXTRACTORS,
+    FID_PREPROCESS,
+    FID_REFERENCES,
+    RP_FOLD_STYLES,
+    RP_TIES,
+    SETTING_FIELDS,
+    default_metrics,
+    get_protocol,
+    resolve_settings,
+)
 from attngan_cli.evaluation.registry import get_metric, parse_metric_names
+from attngan_cli.evaluation.tv_inception import TorchvisionInceptionFeatures
 from attngan_cli.inference.pipeline import DAMSMBundle, GeneratorBundle, generate, load_damsm, load_generator
 from attngan_cli.viz.grid import images_to_uint8
 
@@ -56,17 +70,32 @@ FID_PROTOCOL = "fid-real-v1: test split, PIL bilinear resize to the generator si
 class EvalOptions:
     """What to evaluate and how; checked by :func:`attngan_cli.config.fields.validate` in :func:`evaluate`."""
 
-    metrics: list[str]
-    num_samples: int = bounded(30000, low=1)
+    metrics: list[str]  # empty: the protocol's metrics for the dataset
+    # None: the protocol's value (protocols.SETTING_FIELDS); any value given overrides the protocol
+    num_samples: int | None = bounded(None, low=1)
     batch_size: int = bounded(50, low=1)
-    inception_weights: Path | None = None
+    inception_weights: Path | None = None  # TF-FID Inception (IS, and FID with fid_extractor tf-inception)
+    torchvision_inception: Path | None = None  # inception_v3_google-*.pth (FID with torchvision-inception)
+    clip_model: Path | None = None  # Hugging Face CLIP folder or OpenAI's ViT-B-32.pt (clipscore, clip-rprecision)
+    protocol: str = "attngan"
+    fid_extractor: str | None = one_of(None, (None, *FID_EXTRACTORS))
+    fid_preprocess: str | None = one_of(None, (None, *FID_PREPROCESS))
+    fid_reference: str | None = one_of(None, (None, *FID_REFERENCES))
+    reference_passes: int | None = bounded(None, low=1)
+    truncation: float | None = bounded(None, low=0)  # 0: no truncation
+    image_size: int | None = bounded(None, low=0)  # 0: the generator's size
+    is_temperature: float | None = bounded(None, low=0, low_inclusive=False)  # IS* when != 1
+    rp_ties: str | None = one_of(None, (None, *RP_TIES))
+    rp_fold_style: str | None = one_of(None, (None, *RP_FOLD_STYLES))
+    clip_rp_wrong: int | None = bounded(None, low=1)
+    clip_rp_folds: int | None = bounded(None, low=1)
     encoders: Path | None = None  # DAMSM checkpoint or pretrain run dir (default: the one the generator names)
     save_images: Path | None = None
     seed: int = seed_field()
     device: str = "auto"
-    is_splits: int = bounded(10, low=1)
-    rp_folds: int = bounded(10, low=1)
-    rp_wrong: int = bounded(99, low=1)  # mismatched captions per image
+    is_splits: int | None = bounded(None, low=1)
+    rp_folds: int | None = bounded(None, low=1)
+    rp_wrong: int | None = bounded(None, low=1)  # mismatched captions per image
     workers: int = bounded(0, low=0)
     ema: bool = True
     log_to_run: bool = True  # append to the generator run's metrics.jsonl
@@ -86,6 +115,9 @@ class EvalResult:
     metrics_file: Path | None = None
     images_dir: Path | None = None
     fid_cache: Path | None = None
+    protocol: str = "attngan"
+    settings: dict[str, Any] = field(default_factory=dict)  # every setting that moves a number, resolved
+    overridden: list[str] = field(default_factory=list)  # the settings given as options, not by the protocol
 
     def record(self) -> dict[str, Any]:
         return {
@@ -99,6 +131,9 @@ class EvalResult:
             "image_size": self.image_size,
             "seed": self.seed,
             "seconds": round(self.seconds, 2),
+            "protocol": self.protocol,
+            "settings": self.settings,
+            "overridden": self.overridden,
             "metrics": self.metrics,
         }
 
@@ -110,6 +145,7 @@ class SamplePlan:
     captions: np.ndarray  # (N,) caption index of each
     captions_per_image: int
     wrong_rows: np.ndarray | None = None  # (N, K) rows (item * C + caption) of other classes
+    clip_wrong_rows: np.ndarray | None = None  # (N, K) rows of captions of other images (CLIP R-precision)
 
     @property
     def caption_rows(self) -> np.ndarray:
@@ -154,6 +190,49 @@ def make_plan(class_ids: np.ndarray, caption_lengths: np.ndarray, num_samples: i
     return plan
 
 
+def draw_other_captions(caption_lengths: np.ndarray, num_samples: int, seed: int, n_wrong: int,
+                        items: np.ndarray) -> np.ndarray:
+    """(N, K) caption rows ``item * C + caption`` of non-empty captions of images other than ``items[i]``
+    (TISE's CLIP R-precision: 1 true + 99 mismatched captions)."""
+    n, c = caption_lengths.shape
+    rows = np.flatnonzero((caption_lengths > 0).reshape(-1))
+    if len(np.unique(rows // c)) < 2:
+        raise InputError("CLIP R-precision needs captions of at least two test images")
+    rng = np.random.default_rng([seed, 20221])
+    cand = rng.integers(0, len(rows), size=(num_samples, n_wrong))
+    bad = rows[cand] // c == items[:, None]
+    while bad.any():
+        cand[bad] = rng.integers(0, len(rows), size=int(bad.sum()))
+        bad = rows[cand] // c == items[:, None]
+    return rows[cand]
+
+
+def draw_noise(n: int, z_dim: int, seed: int, truncation: float) -> torch.Tensor:
+    """(n, z_dim) generator noise: N(0, 1), or with ``truncation`` t > 0 DF-GAN's ``truncnorm(-2, 2) * t``."""
+    if truncation and truncation > 0:
+        from scipy.stats import truncnorm
+
+        values = truncnorm.rvs(-2, 2, size=(n, z_dim), random_state=np.random.RandomState(seed))
+        return torch.from_numpy(values.astype(np.float32) * np.float32(truncation))
+    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+_SETTINGS_OF = {  # which settings move which metric
+    "fid": ("fid_extractor", "fid_preprocess", "fid_reference", "reference_passes"),
+    "is": ("is_splits", "is_temperature"),
+    "rprecision": ("rp_wrong", "rp_folds", "rp_ties", "rp_fold_style"),
+    "clip-rprecision": ("clip_rp_wrong", "clip_rp_folds"),
+}
+
+
+def result_settings(settings: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The resolved settings that move the numbers of ``names`` (sampling ones always)."""
+    keep = {"num_samples", "truncation", "image_size"}
+    for n in names:
+        keep.update(_SETTINGS_OF.get(n, ()))
+    return {k: v for k, v in settings.items() if k in keep}
+
+
 # -------------------------------------------------------------------------------------------- context
 class GeneratedBatch:
     """One batch of generated images with lazily computed, shared features."""
@@ -165,6 +244,7 @@ class GeneratedBatch:
         self.captions = ctx.plan.captions[sl]
         self.caption_rows = ctx.plan.caption_rows[sl]
         self.wrong_rows = None if ctx.plan.wrong_rows is None else ctx.plan.wrong_rows[sl]
+        self.clip_wrong_rows = None if ctx.plan.clip_wrong_rows is None else ctx.plan.clip_wrong_rows[sl]
         self._memo: dict[str, Any] = {}
 
     def features(self, pixels: bool) -> dict[str, Any]:
@@ -192,6 +272,20 @@ class GeneratedBatch:
             self._memo["inception"] = self.ctx.inception_features()(self.uint8())
         return self._memo["inception"]
 
+    def fid_pool(self) -> torch.Tensor:
+        """(B, 2048) FID features by the resolved extractor and preprocessing."""
+        if self.ctx.settings.get("fid_extractor", "tf-inception") == "tf-inception":
+            return self.inception()["pool"]
+        if "tv_pool" not in self._memo:
+            self._memo["tv_pool"] = self.ctx.torchvision_features()(self.images, quantize="floor")["pool"]
+        return self._memo["tv_pool"]
+
+    def clip_image(self) -> torch.Tensor:
+        """(B, D) CLIP image embeddings (not normalised) of the uint8 images."""
+        if "clip" not in self._memo:
+            self._memo["clip"] = self.ctx.clip_bundle().image_embeddings(self.uint8())
+        return self._memo["clip"]
+
     @torch.no_grad()
     def damsm_global(self) -> torch.Tensor:
         if "damsm" not in self._memo:
@@ -215,12 +309,65 @@ class EvalContext:
     attribute_truth: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_test,) value index
     attribute_values: dict[str, list[str]] = field(default_factory=dict)
     fid_cache: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # resolved protocol settings
+    torchvision: TorchvisionInceptionFeatures | None = None
+    clip: Any = None  # evaluation.clip.ClipBundle
     _memo: dict[str, Any] = field(default_factory=dict)
 
     def inception_features(self) -> InceptionFeatures:
         if self.inception is None:
             self.inception = InceptionFeatures(self.options.inception_weights, self.device)
         return self.inception
+
+    def torchvision_features(self) -> TorchvisionInceptionFeatures:
+        if self.torchvision is None:
+            self.torchvision = TorchvisionInceptionFeatures(self.options.torchvision_inception,
+                                                            self.settings["fid_preprocess"], self.device)
+        return self.torchvision
+
+    def clip_bundle(self) -> Any:
+        if self.clip is None:
+            from attngan_cli.evaluation.clip import load_clip
+
+            self.clip = load_clip(self.options.clip_model, self.device)
+        return self.clip
+
+    def caption_texts(self) -> list[str]:
+        """Every test caption as text, rows ``item * C + caption`` (empty strings where none)."""
+        if "texts" not in self._memo:
+            words = list(self.dataset.info.vocab.words)
+            c = self.plan.captions_per_image
+            out = []
+            for i in range(len(self.dataset)):
+                caps = self.dataset.captions(i)
+                for k in range(c):
+                    ids = caps[k][0] if k < len(caps) else torch.zeros(0, dtype=torch.long)
+                    out.append(" ".join(words[int(t)] for t in ids.tolist()))
+            self._memo["texts"] = out
+        return self._memo["texts"]
+
+    def clip_caption_embeddings(self) -> torch.Tensor:
+        """CLIP text embeddings of every test caption, rows ``item * C + caption`` (M, D), on the CPU."""
+        if "clip_captions" not in self._memo:
+            texts = self.caption_texts()
+            with self.progress.task("CLIP: encoding test captions", total=len(texts), unit="cap") as task:
+                out = []
+                for s in range(0, len(texts), 256):
+                    chunk = [t or "." for t in texts[s : s + 256]]  # empty rows are never sampled
+                    out.append(self.clip_bundle().text_embeddings(chunk))
+                    task.advance(len(chunk))
+            self._memo["clip_captions"] = torch.cat(out)
+        return self._memo["clip_captions"]
+
+    def _fid_extract_real(self, images: torch.Tensor) -> torch.Tensor:
+        if self.settings.get("fid_extractor", "tf-inception") == "tf-inception":
+            return self.inception_features()(images_to_uint8(images))["pool"]
+        return self.torchvision_features()(images, quantize="round")["pool"]
+
+    def _fid_extractor_key(self) -> str:
+        if self.settings.get("fid_extractor", "tf-inception") == "tf-inception":
+            return self.inception_features().key
+        return self.torchvision_features().key
 
     def damsm_bundle(self) -> DAMSMBundle:
         if self.damsm is None:
@@ -263,8 +410,7 @@ class EvalContext:
         """Statistics of the real test images, from the cache beside the dataset when it is valid."""
         if "fid_real" in self._memo:
             return self._memo["fid_real"]
-        ext = self.inception_features()
-        key = self._fid_key(ext.key)
+        key = self._fid_key(self._fid_extractor_key())
         path = stats_cache_path(self.data, hashlib.sha256(key.encode()).hexdigest())
         stats = None
         if path.is_file():
@@ -275,13 +421,22 @@ class EvalContext:
                 log.warning("FID: ignoring the cache %s (%s)", path, e)
         if stats is None:
             stats = GaussianStats()
-            loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.options.batch_size, shuffle=False,
-                                                 num_workers=self.options.workers)
-            with self.progress.task("FID: real test images", total=len(self.dataset), unit="img") as task:
-                for batch in loader:
-                    imgs = batch["images"][0]  # (B, 3, S, S) in [-1, 1]
-                    stats.update(ext(images_to_uint8(imgs))["pool"])
-                    task.advance(imgs.shape[0])
+            augmented = self.settings.get("fid_reference", "test") == "test-augmented"
+            passes = int(self.settings.get("reference_passes", 1)) if augmented else 1
+            dataset = self.dataset
+            if augmented:  # DF-GAN's transform: resize to 76/64 of the size, random crop, random flip
+                dataset = TextImageDataset(self.data, split="test", image_sizes=(self.image_size,),
+                                           words=self.dataset.words, augment=True, caption_index=0)
+            with torch.random.fork_rng(devices=[]), \
+                    self.progress.task("FID: real test images", total=passes * len(dataset), unit="img") as task:
+                torch.manual_seed(self.options.seed + 3)  # the crops and flips of the augmented copies
+                for _ in range(passes):
+                    loader = torch.utils.data.DataLoader(dataset, batch_size=self.options.batch_size, shuffle=False,
+                                                         num_workers=0 if augmented else self.options.workers)
+                    for batch in loader:
+                        imgs = batch["images"][0]  # (B, 3, S, S) in [-1, 1]
+                        stats.update(self._fid_extract_real(imgs))
+                        task.advance(imgs.shape[0])
             try:
                 stats.save(path, key=key)
                 log.info("FID: real statistics cached in %s", path)
@@ -299,8 +454,12 @@ class EvalContext:
             images = f["images"]
             for s in range(0, len(rows), 256):
                 h.update(np.ascontiguousarray(images[rows[s : s + 256]]).tobytes())
-        return json.dumps({"data": h.hexdigest(), "n": int(len(rows)), "size": self.image_size,
-                           "extractor": extractor_key, "protocol": FID_PROTOCOL}, sort_keys=True)
+        key = {"data": h.hexdigest(), "n": int(len(rows)), "size": self.image_size, "extractor": extractor_key,
+               "protocol": FID_PROTOCOL}
+        if self.settings.get("fid_reference", "test") != "test":
+            key.update(reference=self.settings["fid_reference"], passes=int(self.settings["reference_passes"]),
+                       seed=self.options.seed)
+        return json.dumps(key, sort_keys=True)
 
 
 # -------------------------------------------------------------------------------------------- models
@@ -347,26 +506,49 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
     t0 = time.time()
     progress = progress or NullProgress()
     checkpoint, data = Path(checkpoint), Path(data)
+    protocol = get_protocol(options.protocol)
+    info = read_info(data)
+    n_test = info.n_test
+    given = {k: getattr(options, k) for k in SETTING_FIELDS}
+    settings = resolve_settings(protocol, info.source, n_test, given)
+    overridden = [k for k in SETTING_FIELDS if given[k] is not None]
+    options = dataclasses.replace(options, **{k: v for k, v in settings.items() if hasattr(options, k)},
+                                  metrics=list(options.metrics) or default_metrics(protocol, info.source))
     names = parse_metric_names(options.metrics)
     specs = [get_metric(n) for n in names]
     validate(options)
     if "is" in names and options.num_samples < options.is_splits:
         raise FieldError("num_samples", f"must be >= {options.is_splits} for the Inception Score (is_splits "
                                         f"{options.is_splits}), got {options.num_samples}")
+    if options.fid_extractor == "tf-inception" and options.fid_preprocess != "tf-bilinear" or \
+            options.fid_extractor == "torchvision-inception" and options.fid_preprocess == "tf-bilinear":
+        raise FieldError("fid_preprocess", f"{options.fid_preprocess} does not go with the FID extractor "
+                                           f"{options.fid_extractor} (tf-inception: tf-bilinear; torchvision-inception: "
+                                           "dmgan or dfgan)")
     if options.save_images is not None:
         check_output_folder(options.save_images, "--save-images")
     device = resolve_device(options.device)
     seed_everything(options.seed)
 
-    # Inception first: a missing weights file should fail before anything slow happens.
-    inception = InceptionFeatures(options.inception_weights, device) if any(s.needs_inception for s in specs) else None
+    # weights first: a missing file should fail before anything slow happens
+    need_fid = "fid" in names
+    inception = InceptionFeatures(options.inception_weights, device) if (
+        any(s.needs_inception and s.name != "fid" for s in specs)
+        or need_fid and options.fid_extractor == "tf-inception") else None
+    torchvision = TorchvisionInceptionFeatures(options.torchvision_inception, options.fid_preprocess, device) if (
+        need_fid and options.fid_extractor == "torchvision-inception") else None
+    clip = None
+    if any(s.needs_clip for s in specs):
+        from attngan_cli.evaluation.clip import load_clip
+
+        clip = load_clip(options.clip_model, device)
 
     bundle = load_generator(checkpoint, device=device, ema=options.ema)
     gcfg = bundle.config.generator
-    image_size = bundle.image_sizes[-1]
+    gen_size = bundle.image_sizes[-1]
+    image_size = options.image_size or gen_size
     dataset = TextImageDataset(data, split="test", image_sizes=(image_size,), words=bundle.config.words,
                                augment=False, caption_index=0)
-    info = dataset.info
     _check_vocab(list(bundle.vocab.words) if bundle.vocab is not None else None, list(info.vocab.words),
                  f"generator {checkpoint}", data)
 
@@ -389,19 +571,24 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
         lengths = np.asarray(f["caption_lengths"][()])[dataset.indices]  # (n_test, C)
     n_wrong = options.rp_wrong if damsm is not None else 0
     plan = make_plan(dataset.class_ids, lengths, options.num_samples, options.seed, n_wrong)
+    if clip is not None:
+        plan.clip_wrong_rows = draw_other_captions(lengths, options.num_samples, options.seed,
+                                                   options.clip_rp_wrong, plan.items)
 
     ctx = EvalContext(options=options, device=device, data=data, dataset=dataset, image_size=image_size,
                       num_samples=options.num_samples, plan=plan, progress=progress, inception=inception,
-                      damsm=damsm, attribute_truth=attribute_truth, attribute_values=dict(info.attributes))
+                      damsm=damsm, attribute_truth=attribute_truth, attribute_values=dict(info.attributes),
+                      settings=settings, torchvision=torchvision, clip=clip)
     metrics = {n: s.factory(ctx) for n, s in zip(names, specs, strict=True)}
     if "fid" in names:
         ctx.real_fid_stats()  # cached or computed now, before the long generation
     if damsm is not None:
         ctx.caption_embeddings()
+    if clip is not None:
+        ctx.clip_caption_embeddings()
 
     # ---- generation
-    zgen = torch.Generator().manual_seed(options.seed)
-    z_all = torch.randn(options.num_samples, gcfg.z_dim, generator=zgen)  # (N, z_dim): 400 bytes per sample
+    z_all = draw_noise(options.num_samples, gcfg.z_dim, options.seed, options.truncation)  # (N, z_dim)
     # the conditioning-augmentation noise too, so that no image depends on the batch size
     eps_all = torch.randn(options.num_samples, gcfg.condition_dim, generator=torch.Generator().manual_seed(options.seed + 2))
     tgen = torch.Generator().manual_seed(options.seed + 1)
@@ -433,6 +620,9 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
             tmax = int(lens.max())
             captions = torch.stack([t[0][:tmax] for t in toks])  # (B, T)
             images = generate(bundle, captions, lens, z_all[sl], eps_all[sl]).images[-1]  # (B, 3, S, S) in [-1, 1]
+            if image_size != gen_size:
+                images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False,
+                                       antialias=image_size < gen_size).clamp(-1, 1)
             batch = GeneratedBatch(ctx, images, sl)
             for m in own_metrics.values():
                 m.update(batch)
@@ -456,7 +646,11 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
                                if is_main_process() else None)
     result = EvalResult(metrics=results, checkpoint=Path(bundle.path or checkpoint), data=data,
                         num_samples=n, image_size=image_size, seed=options.seed, seconds=time.time() - t0,
-                        step=bundle.step, epoch=bundle.epoch, images_dir=save_dir, fid_cache=ctx.fid_cache)
+                        step=bundle.step, epoch=bundle.epoch, images_dir=save_dir, fid_cache=ctx.fid_cache,
+                        protocol=protocol.name, overridden=overridden,
+                        settings={**result_settings(settings, names), **(clip.settings() if clip else {}),
+                                  **({"clipscore_scale": 100.0, "clipscore_clamp": "max(mean, 0)"}
+                                     if "clipscore" in names else {})})
     if options.log_to_run:
         append_to_run(result, checkpoint)
     return result
