@@ -175,3 +175,45 @@ class CLIPRPrecisionMetric:
         hits = torch.cat(self.hits) if self.hits else torch.zeros(0, dtype=torch.bool)
         mean, std = clip_rprecision_bins(hits, self.ctx.options.clip_rp_folds, self.ctx.options.seed)
         return {"mean": mean, "std": std}
+
+
+def _byte_chars() -> list[str]:
+    """The 256 printable stand-ins of byte-level BPE (GPT-2 / CLIP), in byte order."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for _, c in sorted(zip(bs, cs, strict=True))]
+
+
+def write_random_clip(folder: str | os.PathLike[str], seed: int = 0, width: int = 16, image_size: int = 32) -> Path:
+    """A tiny randomly initialised Hugging Face CLIP folder (model, byte-level tokenizer without merges,
+    image processor), for tests and dry runs only: the numbers it gives mean nothing."""
+    import json
+
+    tf = _transformers()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = _byte_chars()
+    vocab = [*chars, *(c + "</w>" for c in chars), "</w>", "<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    tok = tf.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    ip = tf.CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    eos = len(vocab) - 1
+    cfg = tf.CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=eos - 1, eos_token_id=eos,
+                         pad_token_id=eos),
+        vision_config=dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=image_size, patch_size=8),
+        projection_dim=8)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = tf.CLIPModel(cfg)
+    model.save_pretrained(str(folder))
+    tf.CLIPProcessor(image_processor=ip, tokenizer=tok).save_pretrained(str(folder))
+    return folder
