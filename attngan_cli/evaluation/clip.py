@@ -37,7 +37,7 @@ CLIPSCORE_SCALE = 100.0
 CLIPSCORE_CLAMP = "max(mean, 0)"
 _NEEDED = ("CLIP metrics need a local CLIP checkpoint: a Hugging Face CLIP folder (e.g. openai/clip-vit-base-patch32 "
            "saved with save_pretrained or downloaded with `huggingface-cli download` on a machine with internet "
-           "access); pass it with --clip PATH")
+           "access), or OpenAI's ViT-B-32.pt with its tokenizer file beside it; pass it with --clip PATH")
 
 
 def _transformers() -> Any:
@@ -113,12 +113,14 @@ def load_clip(path: str | os.PathLike[str] | None, device: torch.device | str = 
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"--clip {path} does not exist. {_NEEDED}")
-    if path.is_file():
-        raise InputError(f"--clip {path} is a file; OpenAI's TorchScript CLIP archives (ViT-B-32.pt) are not read "
-                         f"yet: convert it to a Hugging Face folder. {_NEEDED}")
+    tf = _transformers()
+    if path.is_file():  # OpenAI's TorchScript archive (ViT-B-32.pt), read without running it
+        from attngan_cli.evaluation.clip_openai import load_openai_clip
+
+        model, processor = load_openai_clip(path, tf)
+        return ClipBundle(model, processor, path, torch.device(device))
     if not (path / "config.json").is_file():
         raise InputError(f"--clip {path} has no config.json: not a Hugging Face CLIP folder. {_NEEDED}")
-    tf = _transformers()
     try:
         model = tf.CLIPModel.from_pretrained(str(path), local_files_only=True)
         processor = tf.CLIPProcessor.from_pretrained(str(path), local_files_only=True)
@@ -191,7 +193,8 @@ def _byte_chars() -> list[str]:
 
 def write_random_clip(folder: str | os.PathLike[str], seed: int = 0, width: int = 16, image_size: int = 32) -> Path:
     """A tiny randomly initialised Hugging Face CLIP folder (model, byte-level tokenizer without merges,
-    image processor), for tests and dry runs only: the numbers it gives mean nothing."""
+    image processor), for tests and dry runs only: the numbers it gives mean nothing. Sizes follow OpenAI's
+    rules (heads = width // 64, MLP 4 x width) so the model has an OpenAI-archive equivalent."""
     import json
 
     tf = _transformers()
@@ -205,10 +208,11 @@ def write_random_clip(folder: str | os.PathLike[str], seed: int = 0, width: int 
     ip = tf.CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
     eos = len(vocab) - 1
     cfg = tf.CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=eos - 1, eos_token_id=eos,
+        text_config=dict(vocab_size=len(vocab), hidden_size=width, intermediate_size=4 * width, num_hidden_layers=1,
+                         num_attention_heads=max(1, width // 64), max_position_embeddings=77, bos_token_id=eos - 1, eos_token_id=eos,
                          pad_token_id=eos),
-        vision_config=dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=2,
+        vision_config=dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=1,
+                           num_attention_heads=max(1, width // 64),
                            image_size=image_size, patch_size=8),
         projection_dim=8)
     with torch.random.fork_rng(devices=[]):

@@ -340,3 +340,83 @@ def test_eval_protocol_errors_name_the_flag(env):
     assert res.exit_code == 1 and "--fid-preprocess" in res.output
     res = runner.invoke(app, [*base, "-m", "fid", "--truncation", "-1"])
     assert res.exit_code == 1 and "--truncation" in res.output
+
+
+def _hf_to_openai(hf: dict[str, torch.Tensor], n_text: int, n_vision: int) -> dict[str, torch.Tensor]:
+    """The inverse of clip_openai.openai_to_hf, written out here: OpenAI's names, packed in_proj, proj transposed."""
+    o = {"logit_scale": hf["logit_scale"], "text_projection": hf["text_projection.weight"].t(),
+         "visual.proj": hf["visual_projection.weight"].t(),
+         "token_embedding.weight": hf["text_model.embeddings.token_embedding.weight"],
+         "positional_embedding": hf["text_model.embeddings.position_embedding.weight"],
+         "ln_final.weight": hf["text_model.final_layer_norm.weight"], "ln_final.bias": hf["text_model.final_layer_norm.bias"],
+         "visual.class_embedding": hf["vision_model.embeddings.class_embedding"],
+         "visual.conv1.weight": hf["vision_model.embeddings.patch_embedding.weight"],
+         "visual.positional_embedding": hf["vision_model.embeddings.position_embedding.weight"]}
+    for a, b in (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm")):
+        for w in ("weight", "bias"):
+            o[f"visual.{a}.{w}"] = hf[f"vision_model.{b}.{w}"]
+    names = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2",
+             "attn.out_proj": "self_attn.out_proj"}
+    for src, dst, n in (("transformer.resblocks.", "text_model.encoder.layers.", n_text),
+                        ("visual.transformer.resblocks.", "vision_model.encoder.layers.", n_vision)):
+        for i in range(n):
+            for w in ("weight", "bias"):
+                o[f"{src}{i}.attn.in_proj_{w}"] = torch.cat([hf[f"{dst}{i}.self_attn.{p}_proj.{w}"] for p in "qkv"])
+                for a, b in names.items():
+                    o[f"{src}{i}.{a}.{w}"] = hf[f"{dst}{i}.{b}.{w}"]
+    return {k: v.detach().clone().half() for k, v in o.items()}  # OpenAI ships fp16 weights
+
+
+def test_openai_clip_archive_is_read_without_running_it_and_maps_to_the_same_model(env, tmp_path):
+    """A TorchScript archive with OpenAI's parameter names (fp16, as ViT-B-32.pt), made from the tiny HF
+    CLIP, gives the same embeddings as the HF folder (to fp16 precision); a pickle that names any other
+    global is refused."""
+    import shutil
+
+    from transformers import CLIPModel
+
+    from attngan_cli.evaluation.clip import load_clip
+    from attngan_cli.evaluation.clip_openai import read_torchscript_state
+
+    hf = CLIPModel.from_pretrained(str(env["clip"]))
+    openai = _hf_to_openai(hf.state_dict(), hf.config.text_config.num_hidden_layers,
+                           hf.config.vision_config.num_hidden_layers)
+
+    class Node(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    root = Node()
+    for name, t in openai.items():
+        *path, leaf = name.split(".")
+        mod = root
+        for p in path:
+            if not hasattr(mod, p):
+                mod.add_module(p, Node())
+            mod = getattr(mod, p)
+        mod.register_parameter(leaf, torch.nn.Parameter(t, requires_grad=False))
+    archive = tmp_path / "ViT-tiny.pt"
+    torch.jit.save(torch.jit.script(root), str(archive))
+    got = read_torchscript_state(archive)
+    assert set(got) == set(openai) and all(torch.equal(got[k], openai[k]) for k in openai)
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copy(env["clip"] / f, tmp_path / f)
+    a, b = load_clip(env["clip"]), load_clip(archive)
+    images = torch.randint(0, 256, (3, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    texts = ["a red square", "the blue circle at the top", "green"]
+    torch.testing.assert_close(b.image_embeddings(images), a.image_embeddings(images), rtol=2e-2, atol=2e-3)
+    torch.testing.assert_close(b.text_embeddings(texts), a.text_embeddings(texts), rtol=2e-2, atol=2e-3)
+    assert b.settings()["clip_sha256"] == __import__("hashlib").sha256(archive.read_bytes()).hexdigest()
+
+    import pickle
+    import zipfile
+
+    evil = tmp_path / "evil.pt"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("evil/data.pkl", pickle.dumps(__import__("os").getcwd.__self__.getcwd, protocol=2))
+    with pytest.raises(InputError, match="not allowed"):
+        read_torchscript_state(evil)
+    with pytest.raises(InputError, match="bpe_simple_vocab_16e6.txt.gz"):
+        shutil.copy(archive, tmp_path / "alone.pt")
+        (tmp_path / "vocab.json").unlink()
+        load_clip(tmp_path / "alone.pt")
