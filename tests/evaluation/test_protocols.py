@@ -205,36 +205,51 @@ def test_is_star_divides_the_logits_by_the_temperature():
 
 
 # ------------------------------------------------------------------------------------------ CLIP
-def test_clipscore_equals_torchmetrics_on_the_same_weights_and_images(env):
+def test_clipscore_equals_torchmetrics_on_the_same_weights_and_images(env, tmp_path):
+    """Two folders: the tiny CLIP and the same with its image projection negated, so the mean cosine is
+    positive in one and negative in the other (torchmetrics clamps the mean at 0): both must agree."""
     pytest.importorskip("torchmetrics")
+    import shutil
+
     from torchmetrics.multimodal.clip_score import CLIPScore
     from transformers import CLIPModel, CLIPProcessor
 
     from attngan_cli.evaluation.clip import CLIPScoreMetric, load_clip
 
-    bundle = load_clip(env["clip"])
+    flipped = tmp_path / "flipped"
+    shutil.copytree(env["clip"], flipped)
+    m = CLIPModel.from_pretrained(str(env["clip"]))
+    with torch.no_grad():
+        m.visual_projection.weight.neg_()
+    m.save_pretrained(str(flipped))
     images = torch.randint(0, 256, (5, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     texts = ["a red square", "the blue circle at the top", "a small green triangle", "big", "yellow star on the left"]
-    tm = CLIPScore(model_name_or_path=lambda: (CLIPModel.from_pretrained(str(env["clip"])),
-                                               CLIPProcessor.from_pretrained(str(env["clip"]))))
-    tm.update(images, texts)
-    expected = float(tm.compute())
+    scores = []
+    for folder in (env["clip"], flipped):
+        bundle = load_clip(folder)
+        tm = CLIPScore(model_name_or_path=lambda f=folder: (CLIPModel.from_pretrained(str(f)),
+                                                             CLIPProcessor.from_pretrained(str(f))))
+        tm.update(images, texts)
+        expected = float(tm.compute())
 
-    class Ctx:
-        def clip_caption_embeddings(self):
-            return bundle.text_embeddings(texts)
+        class Ctx:
+            def clip_caption_embeddings(self, b=bundle):
+                return b.text_embeddings(texts)
 
-    class Batch:
-        caption_rows = np.arange(5)
+        class Batch:
+            caption_rows = np.arange(5)
 
-        def clip_image(self):
-            return bundle.image_embeddings(images)
+            def clip_image(self, b=bundle):
+                return b.image_embeddings(images)
 
-    metric = CLIPScoreMetric(Ctx())
-    metric.update(Batch())
-    out = metric.compute()
-    assert out["score"] == pytest.approx(expected, rel=1e-5, abs=1e-4)
-    assert out["scale"] == 100.0 and out["score"] == pytest.approx(max(100 * out["cosine"], 0.0))
+        metric = CLIPScoreMetric(Ctx())
+        metric.update(Batch())
+        out = metric.compute()
+        assert out["score"] == pytest.approx(expected, rel=1e-5, abs=1e-4)
+        assert out["scale"] == 100.0 and out["score"] == pytest.approx(max(100 * out["cosine"], 0.0))
+        scores.append(out)
+    assert scores[0]["cosine"] == pytest.approx(-scores[1]["cosine"], rel=1e-4)
+    assert max(s["score"] for s in scores) > 0.1  # one of the two is not clamped
 
 
 def test_clip_rprecision_is_tises_argmax_over_true_and_mismatched_captions(env):
@@ -310,6 +325,10 @@ def test_eval_protocols_dmgan_and_tise_end_to_end(env, cheap_fid):
     dm = _eval(env, "--protocol", "dmgan", "-n", "10", "--torchvision-inception", str(env["tv"]))
     assert set(dm["metrics"]) == {"rprecision", "fid"} and dm["settings"]["rp_ties"] == "hit"
     assert dm["settings"]["fid_preprocess"] == "dmgan" and dm["metrics"]["fid"]["real_images"] == 10
+    small = _eval(env, "--protocol", "dmgan", "-n", "10", "-m", "fid", "--image-size", "24",
+                  "--torchvision-inception", str(env["tv"]))
+    assert small["image_size"] == 24 and small["settings"]["image_size"] == 24
+    assert small["metrics"]["fid"]["fid"] != dm["metrics"]["fid"]["fid"]
     ti = _eval(env, "--protocol", "tise", "-n", "10", "--torchvision-inception", str(env["tv"]),
                "--inception-weights", str(env["inception"]), "-m", "is,fid,rprecision,clip-rprecision,clipscore",
                "--clip", str(env["clip"]))
