@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from attngan_cli.config.fields import bounded, one_of, seed_field, validate
+from attngan_cli.config.fields import bounded, one_of, or_none, seed_field, validate
 from attngan_cli.core.device import resolve_device, seed_everything
 from attngan_cli.core.distributed import (
     broadcast_object,
@@ -72,30 +72,30 @@ class EvalOptions:
 
     metrics: list[str]  # empty: the protocol's metrics for the dataset
     # None: the protocol's value (protocols.SETTING_FIELDS); any value given overrides the protocol
-    num_samples: int | None = bounded(None, low=1)
+    num_samples: int | None = or_none(bounded(None, low=1))
     batch_size: int = bounded(50, low=1)
     inception_weights: Path | None = None  # TF-FID Inception (IS, and FID with fid_extractor tf-inception)
     torchvision_inception: Path | None = None  # inception_v3_google-*.pth (FID with torchvision-inception)
     clip_model: Path | None = None  # Hugging Face CLIP folder or OpenAI's ViT-B-32.pt (clipscore, clip-rprecision)
     protocol: str = "attngan"
-    fid_extractor: str | None = one_of(None, (None, *FID_EXTRACTORS))
-    fid_preprocess: str | None = one_of(None, (None, *FID_PREPROCESS))
-    fid_reference: str | None = one_of(None, (None, *FID_REFERENCES))
-    reference_passes: int | None = bounded(None, low=1)
-    truncation: float | None = bounded(None, low=0)  # 0: no truncation
-    image_size: int | None = bounded(None, low=0)  # 0: the generator's size
-    is_temperature: float | None = bounded(None, low=0, low_inclusive=False)  # IS* when != 1
-    rp_ties: str | None = one_of(None, (None, *RP_TIES))
-    rp_fold_style: str | None = one_of(None, (None, *RP_FOLD_STYLES))
-    clip_rp_wrong: int | None = bounded(None, low=1)
-    clip_rp_folds: int | None = bounded(None, low=1)
+    fid_extractor: str | None = or_none(one_of(None, (None, *FID_EXTRACTORS)))
+    fid_preprocess: str | None = or_none(one_of(None, (None, *FID_PREPROCESS)))
+    fid_reference: str | None = or_none(one_of(None, (None, *FID_REFERENCES)))
+    reference_passes: int | None = or_none(bounded(None, low=1))
+    truncation: float | None = or_none(bounded(None, low=0))  # 0: no truncation
+    image_size: int | None = or_none(bounded(None, low=0))  # 0: the generator's size
+    is_temperature: float | None = or_none(bounded(None, low=0, low_inclusive=False))  # IS* when != 1
+    rp_ties: str | None = or_none(one_of(None, (None, *RP_TIES)))
+    rp_fold_style: str | None = or_none(one_of(None, (None, *RP_FOLD_STYLES)))
+    clip_rp_wrong: int | None = or_none(bounded(None, low=1))
+    clip_rp_folds: int | None = or_none(bounded(None, low=1))
     encoders: Path | None = None  # DAMSM checkpoint or pretrain run dir (default: the one the generator names)
     save_images: Path | None = None
     seed: int = seed_field()
     device: str = "auto"
-    is_splits: int | None = bounded(None, low=1)
-    rp_folds: int | None = bounded(None, low=1)
-    rp_wrong: int | None = bounded(None, low=1)  # mismatched captions per image
+    is_splits: int | None = or_none(bounded(None, low=1))
+    rp_folds: int | None = or_none(bounded(None, low=1))
+    rp_wrong: int | None = or_none(bounded(None, low=1))  # mismatched captions per image
     workers: int = bounded(0, low=0)
     ema: bool = True
     log_to_run: bool = True  # append to the generator run's metrics.jsonl
@@ -507,6 +507,12 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
     progress = progress or NullProgress()
     checkpoint, data = Path(checkpoint), Path(data)
     protocol = get_protocol(options.protocol)
+    validate(options)  # the options given, before any file is opened
+    if options.metrics and "is" in parse_metric_names(options.metrics) and options.num_samples is not None:
+        splits = options.is_splits or protocol.is_splits
+        if options.num_samples < splits:
+            raise FieldError("num_samples", f"must be >= {splits} for the Inception Score (is_splits {splits}), "
+                                            f"got {options.num_samples}")
     info = read_info(data)
     n_test = info.n_test
     given = {k: getattr(options, k) for k in SETTING_FIELDS}

@@ -78,7 +78,7 @@ class InceptionScoreMetric:
 
     def __init__(self, ctx: EvalContext) -> None:
         self.acc = InceptionScoreAccumulator(ctx.num_samples, ctx.options.is_splits)
-        self.temperature = float(ctx.settings.get("is_temperature", 1.0))
+        self.temperature = float((getattr(ctx, "settings", None) or {}).get("is_temperature", 1.0))
 
     def update(self, batch: GeneratedBatch) -> None:
         logits = batch.inception()["logits"]

@@ -34,12 +34,16 @@ class RPrecisionMetric:
         img = batch.damsm_global().float().cpu()  # (B, D)
         true = table[torch.as_tensor(batch.caption_rows)]  # (B, D)
         wrong = table[torch.as_tensor(batch.wrong_rows)]  # (B, K, D)
-        self.hits.append(r_precision_hits(img, true, wrong, ties=self.ctx.settings.get("rp_ties", "miss")).cpu())
+        self.hits.append(r_precision_hits(img, true, wrong, ties=_settings(self.ctx).get("rp_ties", "miss")).cpu())
 
     def compute(self) -> dict[str, float]:
         hits = torch.cat(self.hits) if self.hits else torch.zeros(0, dtype=torch.bool)
-        return fold_scores(hits, self.ctx.options.rp_folds, self.ctx.settings.get("rp_fold_style", "consecutive"),
-                           self.ctx.options.seed)
+        return fold_scores(hits, self.ctx.options.rp_folds, _settings(self.ctx).get("rp_fold_style", "consecutive"),
+                           getattr(self.ctx.options, "seed", 0))
+
+
+def _settings(ctx: EvalContext) -> dict:
+    return getattr(ctx, "settings", None) or {}  # contexts built by hand (tests, callers) may have none
 
 
 def fold_scores(hits: torch.Tensor, folds: int, style: str, seed: int) -> dict[str, float]:
