@@ -43,7 +43,8 @@ def evaluate(
         "--torchvision-inception", help="torchvision's ImageNet Inception-v3 weights (inception_v3_google-*.pth) "
         "for the FID of the dmgan, dfgan and tise protocols.")] = None,
     clip: Annotated[Path | None, typer.Option(
-        "--clip", help="Local Hugging Face CLIP folder for clipscore and clip-rprecision.")] = None,
+        "--clip", help="Local CLIP for clipscore and clip-rprecision: a Hugging Face CLIP folder, or OpenAI's "
+        "ViT-B-32.pt with bpe_simple_vocab_16e6.txt.gz beside it.")] = None,
     fid_extractor: Annotated[str | None, typer.Option(
         "--fid-extractor", help="FID network: tf-inception or torchvision-inception [protocol].")] = None,
     fid_preprocess: Annotated[str | None, typer.Option(
