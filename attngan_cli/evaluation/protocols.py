@@ -48,7 +48,7 @@ class Protocol:
     metrics: Mapping[str, tuple[str, ...]]  # the metrics run when --metric is not given
     fid_extractor: str = "tf-inception"
     fid_preprocess: str = "tf-bilinear"
-    fid_reference: str = "test"
+    fid_reference: Mapping[str, str] = field(default_factory=lambda: _frozen({"*": "test"}))
     reference_passes: int = 1  # test-augmented: augmented copies of each test image
     # samples: a fixed count, or (when sample_passes maps the source) passes over the test split, each pass
     # cut to a multiple of pass_batch (the official loaders' drop_last)
@@ -113,7 +113,7 @@ PROTOCOLS: Mapping[str, Protocol] = _frozen({p.name: p for p in (
         metrics=_frozen({"*": ("fid",)}),
         fid_extractor="torchvision-inception",
         fid_preprocess="dfgan",
-        fid_reference="test-augmented",
+        fid_reference=_frozen({"coco": "test", "*": "test-augmented"}),
         reference_passes=10,
         sample_passes=_frozen({"coco": 1, "*": 10}),
         pass_batch=32,
@@ -126,8 +126,8 @@ PROTOCOLS: Mapping[str, Protocol] = _frozen({p.name: p for p in (
                              "(sample_times: 1); code/lib/perpare.py l.118-120 (batch 32, drop_last=True)",
             "truncation": "tobran/DF-GAN: code/cfg/bird.yml (truncation: True, trunc_rate: 0.88); "
                           "code/lib/utils.py l.37-41 (truncnorm(-2, 2) * trunc_rate)",
-            "fid_reference": "tobran/DF-GAN issue #18 (author, 2022-06-15: test images augmented with horizontal "
-                             "flips and small random shifts to about 30k); the shift as the dataset's transform, "
+            "fid_reference": "tobran/DF-GAN issue #18 (author, 2022-06-15: COCO: the test images; the smaller sets: "
+                             "test images augmented with horizontal flips and small random shifts to about 30k); the shift as the dataset's transform, "
                              "code/lib/perpare.py l.77-81 (Resize(imsize * 76 / 64), RandomCrop, "
                              "RandomHorizontalFlip)",
         }),
@@ -191,7 +191,7 @@ def resolve_settings(protocol: Protocol, source: str, n_test: int, given: Mappin
         "num_samples": protocol_num_samples(protocol, source, n_test),
         "fid_extractor": protocol.fid_extractor,
         "fid_preprocess": protocol.fid_preprocess,
-        "fid_reference": protocol.fid_reference,
+        "fid_reference": _by_source(protocol.fid_reference, source),
         "reference_passes": protocol.reference_passes,
         "truncation": protocol.truncation,
         "image_size": protocol.image_size,

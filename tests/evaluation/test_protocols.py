@@ -85,7 +85,8 @@ def test_protocols_resolve_to_their_sources_values_and_options_override_them():
     assert cub["num_samples"] == 10 * 2912  # 10 passes, each cut to a multiple of 32 (drop_last)
     assert cub["truncation"] == 0.88 and cub["fid_extractor"] == "torchvision-inception"
     assert cub["fid_preprocess"] == "dfgan" and cub["fid_reference"] == "test-augmented"
-    assert P.resolve_settings(df, "coco", 40504, {})["num_samples"] == 40480
+    coco = P.resolve_settings(df, "coco", 40504, {})
+    assert coco["num_samples"] == 40480 and coco["fid_reference"] == "test"  # COCO: the plain test set (#18)
     over = P.resolve_settings(df, "cub", 2933, {"num_samples": 12, "truncation": 0.0, "rp_wrong": None})
     assert over["num_samples"] == 12 and over["truncation"] == 0.0 and over["rp_wrong"] == 99
     tise = P.get_protocol("tise")
@@ -361,6 +362,13 @@ def test_eval_protocol_errors_name_the_flag(env):
     assert res.exit_code == 1 and "--truncation" in res.output
 
 
+class _Node(torch.nn.Module):
+    """A module of the TorchScript archive in the OpenAI CLIP test: holds parameters, runs nothing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 def _hf_to_openai(hf: dict[str, torch.Tensor], n_text: int, n_vision: int) -> dict[str, torch.Tensor]:
     """The inverse of clip_openai.openai_to_hf, written out here: OpenAI's names, packed in_proj, proj transposed."""
     o = {"logit_scale": hf["logit_scale"], "text_projection": hf["text_projection.weight"].t(),
@@ -401,17 +409,13 @@ def test_openai_clip_archive_is_read_without_running_it_and_maps_to_the_same_mod
     openai = _hf_to_openai(hf.state_dict(), hf.config.text_config.num_hidden_layers,
                            hf.config.vision_config.num_hidden_layers)
 
-    class Node(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x
-
-    root = Node()
+    root = _Node()
     for name, t in openai.items():
         *path, leaf = name.split(".")
         mod = root
         for p in path:
             if not hasattr(mod, p):
-                mod.add_module(p, Node())
+                mod.add_module(p, _Node())
             mod = getattr(mod, p)
         mod.register_parameter(leaf, torch.nn.Parameter(t, requires_grad=False))
     archive = tmp_path / "ViT-tiny.pt"
