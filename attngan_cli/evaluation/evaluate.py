@@ -655,6 +655,7 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], o
                         step=bundle.step, epoch=bundle.epoch, images_dir=save_dir, fid_cache=ctx.fid_cache,
                         protocol=protocol.name, overridden=overridden,
                         settings={**result_settings(settings, names), **(clip.settings() if clip else {}),
+                                  **({"torchvision_inception_sha256": torchvision.sha256} if torchvision else {}),
                                   **({"clipscore_scale": 100.0, "clipscore_clamp": "max(mean, 0)"}
                                      if "clipscore" in names else {})})
     if options.log_to_run:

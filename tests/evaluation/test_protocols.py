@@ -315,6 +315,7 @@ def test_eval_protocol_dfgan_end_to_end(env, cheap_fid):
     s = rec["settings"]
     assert s["truncation"] == 0.88 and s["fid_reference"] == "test-augmented" and s["reference_passes"] == 2
     assert s["fid_extractor"] == "torchvision-inception" and s["fid_preprocess"] == "dfgan"
+    assert s["torchvision_inception_sha256"] == __import__("hashlib").sha256(env["tv"].read_bytes()).hexdigest()
     assert rec["num_samples"] == 6 and sorted(rec["overridden"]) == ["num_samples", "reference_passes"]
     assert rec["metrics"]["fid"]["real_images"] == 20  # 2 augmented copies of the 10 test images
     # without -n: the protocol's count, 10 passes over the 10 test images (fewer than a batch of 32: all kept)
