@@ -45,7 +45,10 @@ FLAGS: dict[str, dict[str, str]] = {
     "demo": {"seed": "--seed", "minutes": "--minutes"},  # DemoOptions
     "eval": {  # EvalOptions
         "num_samples": "--num-samples", "batch_size": "--batch-size", "workers": "--workers", "seed": "--seed",
-        "device": "--device",
+        "device": "--device", "fid_extractor": "--fid-extractor", "fid_preprocess": "--fid-preprocess",
+        "fid_reference": "--fid-reference", "reference_passes": "--reference-passes", "truncation": "--truncation",
+        "image_size": "--image-size", "is_temperature": "--is-temperature", "rp_wrong": "--rp-wrong",
+        "rp_folds": "--rp-folds",
     },
 }
 

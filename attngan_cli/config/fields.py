@@ -96,6 +96,22 @@ class Predicate:
         return None if ok else f"must be {self.expected}, got {shown!r}"
 
 
+@dataclass(frozen=True)
+class OrNone:
+    """``None`` (not set: filled in later, e.g. by an evaluation protocol) or a value that passes ``check``."""
+
+    check: Any
+
+    def problem(self, value: Any) -> str | None:
+        return None if value is None else self.check.problem(value)
+
+
+def or_none(checked_field: Any) -> Any:
+    """The field made by :func:`bounded` / :func:`one_of` / :func:`satisfying`, with ``None`` allowed too."""
+    return dataclasses.field(default=checked_field.default,
+                             metadata={CHECK: OrNone(checked_field.metadata[CHECK])})
+
+
 def bounded(default: Any, *, low: float = -math.inf, high: float = math.inf, low_inclusive: bool = True,
             high_inclusive: bool = True) -> Any:
     """A dataclass field with ``default`` whose value must lie between ``low`` and ``high``."""

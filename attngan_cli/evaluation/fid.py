@@ -152,7 +152,7 @@ class FIDMetric:
         self.fake = GaussianStats()
 
     def update(self, batch: GeneratedBatch) -> None:
-        self.fake.update(batch.inception()["pool"])
+        self.fake.update(batch.fid_pool())
 
     def compute(self) -> dict[str, float]:
         real = self.ctx.real_fid_stats()

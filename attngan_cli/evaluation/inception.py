@@ -74,12 +74,19 @@ class InceptionScoreAccumulator:
 
 
 class InceptionScoreMetric:
+    """IS, or IS* (TISE) when the temperature T is not 1: the softmax of ``logits / T``."""
+
     def __init__(self, ctx: EvalContext) -> None:
         self.acc = InceptionScoreAccumulator(ctx.num_samples, ctx.options.is_splits)
+        self.temperature = float((getattr(ctx, "settings", None) or {}).get("is_temperature", 1.0))
 
     def update(self, batch: GeneratedBatch) -> None:
-        self.acc.update(batch.inception()["logits"])
+        logits = batch.inception()["logits"]
+        self.acc.update(logits if self.temperature == 1.0 else logits.double() / self.temperature)
 
     def compute(self) -> dict[str, float]:
         mean, std = self.acc.compute()
-        return {"mean": mean, "std": std}
+        out = {"mean": mean, "std": std}
+        if self.temperature != 1.0:
+            out["temperature"] = self.temperature
+        return out

@@ -33,6 +33,7 @@ class MetricSpec:
     needs_attributes: bool = False  # only for datasets with stored attributes (shapes)
     headline: str = "mean"  # the key of compute()'s result that ranks generators (best.pt, attngan runs)
     higher_is_better: bool = True
+    needs_clip: bool = False  # needs --clip (a local CLIP checkpoint)
 
     def factory(self, ctx: Any) -> Any:
         """A new accumulator of this metric for ``ctx``."""
@@ -44,10 +45,17 @@ _BUILTIN = [
     MetricSpec("rprecision", "attngan_cli.evaluation.rprecision:RPrecisionMetric",
                "R-precision with the DAMSM encoders (1 true vs 99 other-class captions)", needs_damsm=True),
     MetricSpec("is", "attngan_cli.evaluation.inception:InceptionScoreMetric",
-               "Inception Score (10 splits, TF-Inception 2015-12-05)", needs_inception=True),
+               "Inception Score (10 splits, TF-Inception 2015-12-05); IS* with --is-temperature", needs_inception=True),
     MetricSpec("fid", "attngan_cli.evaluation.fid:FIDMetric",
-               "Fréchet Inception Distance to the real test images (2048-d pool3)", needs_inception=True,
+               "Fréchet Inception Distance to the real test images (2048-d pool3; TF or torchvision Inception "
+               "by the protocol)", needs_inception=True,
                headline="fid", higher_is_better=False),
+    MetricSpec("clipscore", "attngan_cli.evaluation.clip:CLIPScoreMetric",
+               "CLIPScore (torchmetrics: max(100 cos, 0)) and GALIP's plain mean cosine, with --clip", needs_clip=True,
+               headline="score"),
+    MetricSpec("clip-rprecision", "attngan_cli.evaluation.clip:CLIPRPrecisionMetric",
+               "CLIP R-precision (TISE: 1 true vs 99 captions of other images, 10 folds), with --clip",
+               needs_clip=True),
     MetricSpec("attributes", "attngan_cli.evaluation.attributes:AttributeAccuracyMetric",
                "shapes only: accuracy of the true attributes read off the images by pixel statistics",
                needs_attributes=True),

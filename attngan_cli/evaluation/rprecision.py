@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from attngan_cli.evaluation.retrieval import r_precision, r_precision_hits
+from attngan_cli.evaluation.retrieval import r_precision, r_precision_dmgan, r_precision_hits
 
 if TYPE_CHECKING:
     # types only: a runtime import would cycle (evaluate -> registry -> this module)
@@ -34,9 +34,22 @@ class RPrecisionMetric:
         img = batch.damsm_global().float().cpu()  # (B, D)
         true = table[torch.as_tensor(batch.caption_rows)]  # (B, D)
         wrong = table[torch.as_tensor(batch.wrong_rows)]  # (B, K, D)
-        self.hits.append(r_precision_hits(img, true, wrong).cpu())
+        self.hits.append(r_precision_hits(img, true, wrong, ties=_settings(self.ctx).get("rp_ties", "miss")).cpu())
 
     def compute(self) -> dict[str, float]:
         hits = torch.cat(self.hits) if self.hits else torch.zeros(0, dtype=torch.bool)
-        mean, std = r_precision(hits, folds=self.ctx.options.rp_folds)
-        return {"mean": mean, "std": std}
+        return fold_scores(hits, self.ctx.options.rp_folds, _settings(self.ctx).get("rp_fold_style", "consecutive"),
+                           getattr(self.ctx.options, "seed", 0))
+
+
+def _settings(ctx: EvalContext) -> dict:
+    return getattr(ctx, "settings", None) or {}  # contexts built by hand (tests, callers) may have none
+
+
+def fold_scores(hits: torch.Tensor, folds: int, style: str, seed: int) -> dict[str, float]:
+    """Mean and std of the hit rate over folds: ``consecutive`` parts, or DM-GAN's shuffled folds."""
+    if style == "dmgan":
+        mean, std = r_precision_dmgan(hits, folds=folds, seed=seed)
+    else:
+        mean, std = r_precision(hits, folds=folds)
+    return {"mean": mean, "std": std}

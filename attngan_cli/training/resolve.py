@@ -39,8 +39,9 @@ from attngan_cli.core.device import resolve_device, settle_precision
 from attngan_cli.core.distributed import check_batch, is_distributed
 from attngan_cli.core.errors import ConfigMismatchError, FieldError, InputError
 from attngan_cli.data.h5 import SPLIT_NAMES, open_h5, read_info
-from attngan_cli.evaluation.evaluate import EvalOptions
 from attngan_cli.evaluation.features import check_inception_weights
+from attngan_cli.evaluation.manifest import DEFAULT_PROTOCOL
+from attngan_cli.evaluation.protocols import get_protocol
 from attngan_cli.evaluation.registry import get_metric, parse_metric_names
 from attngan_cli.inference.pipeline import damsm_config
 from attngan_cli.networks.image_encoder import inception_weights_file
@@ -241,9 +242,10 @@ def resolve_train_eval(cfg: TrainConfig, overrides: dict[str, Any], info: Any) -
     if n_split == 0:
         raise InputError(f"{flag['every']}: dataset {cfg.dataset} has no {ev.split} images to evaluate on "
                          f"(choose another split with {flag['split']})")
-    if "is" in names and ev.samples < EvalOptions.is_splits:
+    is_splits = get_protocol(DEFAULT_PROTOCOL).is_splits
+    if "is" in names and ev.samples < is_splits:
         raise InputError(f"{flag['samples']} {ev.samples}: the Inception Score needs at least "
-                         f"{EvalOptions.is_splits} samples (its splits)")
+                         f"{is_splits} samples (its splits)")
     fixed: dict[str, Any] = {"evaluation.metrics": names, "evaluation.best_metric": best}
     if any(s.needs_inception for s in specs):
         if not ev.inception_weights:

@@ -276,7 +276,8 @@ def test_every_score_carries_its_manifest(setup, tmp_path, monkeypatch):
     s = man["settings"]
     assert (s["num_samples"], s["split"], s["image_size"], s["captions_per_image"], s["rp_wrong"], s["rp_folds"]) == (
         10, "test", 32, 1, 99, 10)
-    assert s["truncation"] is None and "TF-Inception" in s["fid_reference"]
+    assert s["truncation"] == 0.0 and s["truncation_rule"] == "arch" and s["fid_reference"] == "test"
+    assert "TF-Inception" in s["fid_reference_protocol"]
     assert (man["seed"], man["num_samples"]) == (0, 10)
     assert man["versions"] == {"attngan": __version__, "torch": torch.__version__}
     assert man["rprecision_same_damsm"] is True and "TISE" in man["warnings"][0]

@@ -26,7 +26,7 @@ def test_registry_knows_the_builtin_metrics():
 
 
 def test_registry_rejects_unknown_names_listing_the_known_ones():
-    with pytest.raises(InputError, match=r"unknown metric 'fdi'.*attributes, fid, is, rprecision"):
+    with pytest.raises(InputError, match=r"unknown metric 'fdi'.*attributes, clip-rprecision, clipscore, fid, is, rprecision"):
         parse_metric_names("is,fdi")
     with pytest.raises(InputError, match="no metric"):
         parse_metric_names(" , ")

@@ -68,8 +68,8 @@ def _print_table(root: Path, infos: list[RunInfo]) -> None:
     table = Table(title=f"runs in {root}", title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
                   caption=f"R-prec: the best R-precision (pretrain: per epoch; train: attngan eval or --eval-every); eval: the last "
                   f"evaluation during training and the best (best.pt); last change {last}")
-    # on a narrow terminal the run name, status and devices stay whole; the other columns wrap
-    for name, justify, min_width in (("run", "left", 0), ("status", "left", 0), ("kind", "left", 5),
+    # on a narrow terminal the run name, status, kind and devices stay whole; the other columns wrap
+    for name, justify, min_width in (("run", "left", 0), ("status", "left", 0), ("kind", "left", 0),
                                      ("progress", "left", 6), ("last losses", "left", 7), ("R-prec", "right", 6), ("eval", "left", 6),
                                      ("size", "right", 5), ("data", "left", 4), ("preset", "left", 5),
                                      ("ran on", "left", 0)):
