@@ -124,7 +124,8 @@ def create_app(models: Sequence[ServedModel], settings: ServeSettings) -> FastAP
     @app.get("/health", summary="Liveness and queue lengths")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "uptime_s": round(time.time() - started, 1),
-                "models": {name: {"queued": b.pending(), "batches": b.batches, "images": b.images}
+                "models": {name: {"queued": b.pending(), "running": b.running, "batches": b.batches,
+                                  "images": b.images}
                            for name, b in batchers.items()}}
 
     @app.get("/models", summary="The models served and their facts")

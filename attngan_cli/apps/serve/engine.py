@@ -256,6 +256,7 @@ class Batcher:
         self._closed = False
         self.batches = 0  # forwards run
         self.images = 0  # images generated
+        self.running = 0  # images in the forward running now
         self._thread = threading.Thread(target=self._loop, name=f"attngan-serve-{model.name}", daemon=True)
         self._thread.start()
 
@@ -324,14 +325,17 @@ class Batcher:
                 if self._closed:
                     return
                 continue
+            self.running = sum(j.n for j in batch)
             try:
                 outputs = run_batch(self.model, batch)
             except Exception as e:  # noqa: BLE001 - handed to every request of the batch
+                self.running = 0
                 if not isinstance(e, AttnGANError):
                     log.exception("generation failed for a batch of %d requests", len(batch))
                 for job in batch:
                     job.future.set_exception(e)
                 continue
+            self.running = 0
             self.batches += 1
             self.images += sum(j.n for j in batch)
             for job, out in zip(batch, outputs, strict=True):

@@ -76,3 +76,4 @@ def serve(models: Sequence[ServedModel], settings: ServeSettings, host: str = "1
         server.run(sockets=[sock])
     finally:
         sock.close()
+        log.info("stopped (the requests in flight were answered)")

@@ -88,4 +88,3 @@ def serve(
         typer.echo(f"attngan serve: {url} ({scope}; Ctrl-C to stop)")
 
     run_server(models, settings, host=host, port=port, on_ready=ready)
-    log.info("stopped")
