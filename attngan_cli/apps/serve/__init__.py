@@ -25,6 +25,6 @@ def require_stack() -> None:
     missing = missing_stack()
     if missing:
         raise AttnGANError(
-            f"attngan serve needs {' and '.join(missing)}, which are not installed: "
-            f"pip install \"attngan[{EXTRA}]\" (or pip install -e \".[{EXTRA}]\" in a checkout)"
+            f"attngan serve needs {' and '.join(missing)} (not installed), the web stack of the extra "
+            f"'{EXTRA}': pip install \"attngan[{EXTRA}]\" (or pip install -e \".[{EXTRA}]\" in a checkout)"
         )
