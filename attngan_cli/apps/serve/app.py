@@ -27,7 +27,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attngan_cli import __version__
-from attngan_cli.apps.serve.engine import Batcher, Busy, ServedModel, ServeSettings, TimedOut, check_request, tokens
+from attngan_cli.apps.serve.engine import (
+    Batcher,
+    Busy,
+    ServedModel,
+    ServeSettings,
+    TimedOut,
+    check_request,
+    tokens,
+)
 from attngan_cli.apps.serve.render import render
 from attngan_cli.core.errors import AttnGANError, InputError
 

@@ -99,6 +99,7 @@ def test_page_in_headless_chromium(ckpt) -> None:
             labels = words.evaluate_all("els => els.map(e => e.dataset.index + ':' + e.dataset.word)")
             assert sorted(labels) == sorted(["0:this", "1:bird", "2:is", "3:red"] * 2)
             first_map = page.locator("#attention .map").first.get_attribute("src")
+            assert first_map.startswith("data:image/png;base64,")
             words.nth(1).click()
             assert page.locator("#attention .map").first.get_attribute("src") != first_map
             assert page.locator("#figure").evaluate("e => e.naturalWidth > 0")
