@@ -110,11 +110,23 @@ def recorded_metrics(checkpoint: Path | None) -> list[dict[str, Any]]:
     records = read_jsonl(run / "metrics.jsonl", lenient=True)
     out = []
     for r in reversed(records[-5:]):
-        metrics = {k: v for k, v in (r.get("metrics") or {}).items()
-                   if isinstance(v, (int, float)) and math.isfinite(v)}
+        metrics = _flat_numbers(r.get("metrics") or {})
         if metrics:
             out.append({"step": r.get("step"), "num_samples": r.get("num_samples"), "time": r.get("time"),
                         "metrics": metrics})
+    return out
+
+
+def _flat_numbers(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """``{"rprecision": {"mean": 0.8}}`` -> ``{"rprecision.mean": 0.8}``: finite numbers only, without the
+    sample counts (``*_n``)."""
+    out: dict[str, float] = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat_numbers(v, key + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and not k.endswith("_n"):
+            out[key] = v
     return out
 
 

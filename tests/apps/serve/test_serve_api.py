@@ -262,11 +262,11 @@ def test_recorded_metrics_and_names(tmp_path, ckpt) -> None:
     run.mkdir()
     (run / "config.json").write_text("{}")
     (run / "final.pt").write_bytes(Path(ckpt).read_bytes())
-    (run / "metrics.jsonl").write_text(json.dumps({"step": 40, "metrics": {"r_precision": 0.5, "bad": "x"}}) + "\n")
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 40, "metrics": {"r_precision": 0.5, "bad": "x", "attributes": {"color": 0.75, "color_n": 9.0}}}) + "\n")
     assert engine.model_name(run / "final.pt", set()) == "00003-shapes-train"
     assert engine.model_name(run, {"00003-shapes-train"}) == "00003-shapes-train-2"
     m = serve_model("x", load_generator(run, "cpu", need_vocab=True), "fp32")
-    assert m.facts["metrics"] == [{"step": 40, "num_samples": None, "time": None, "metrics": {"r_precision": 0.5}}]
+    assert m.facts["metrics"] == [{"step": 40, "num_samples": None, "time": None, "metrics": {"r_precision": 0.5, "attributes.color": 0.75}}]
 
 
 def test_bf16_precision_runs_on_cpu(ckpt) -> None:

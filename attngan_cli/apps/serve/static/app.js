@@ -128,7 +128,7 @@ function showResult() {
       row.append(el("figure", {}, link, el("figcaption", { text: `${st.size} px` })));
     }
     if (r.samples.length > 1 && s.attention) {
-      row.append(el("button", { class: "pick", type: "button", text: "attention",
+      row.append(el("button", { class: "pick", type: "button", text: i === state.sample ? "shown below" : "its attention",
                                 onclick: () => { state.sample = i; showResult(); } }));
     }
     images.append(row);
@@ -146,7 +146,7 @@ function showAttention() {
   const other = s.other || [];
   $("attention-title").hidden = !(words.length || sent.length || other.length);
   if (r.samples.length > 1 && (words.length || sent.length)) {
-    box.append(el("div", { class: "label", text: `sample ${state.sample}` }));
+    box.append(el("div", { class: "label", text: `of sample ${state.sample + 1} (framed above)` }));
   }
   for (const a of words) {
     const map = el("img", { class: "map", alt: "attention map", width: Math.max(128, r.last_size) });
