@@ -160,12 +160,10 @@ def create_app(models: Sequence[ServedModel], settings: ServeSettings) -> FastAP
         future = batcher.submit(job)
         try:
             output = await asyncio.wait_for(asyncio.wrap_future(future), timeout=settings.timeout_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            future.cancel()
-            if future.cancelled() or not future.done():
-                raise TimedOut(f"no answer within {settings.timeout_s:g} s (attngan serve --timeout): the server "
-                               "is busy; try again, or ask for fewer images") from None
-            raise
+        except asyncio.TimeoutError:
+            future.cancel()  # still queued: dropped; running: its result is discarded
+            raise TimedOut(f"no answer within {settings.timeout_s:g} s (attngan serve --timeout): the server "
+                           "is busy; try again, or ask for fewer images") from None
         return await run_in_threadpool(render, m, job, output, settings.top, body.attention, body.figure)
 
     return app

@@ -28,8 +28,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port (0: a free one, printed).")] = 8000,
     max_n: Annotated[int, typer.Option("--max-n", help="Most images one request may ask for.")] = 8,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most images in one forward of a model; "
-                                           "requests of several clients share it (1: one request at a time "
-                                           "with n = 1).")] = 16,
+                                           "requests of several clients share it (at least --max-n; 1 with "
+                                           "--max-n 1: one request at a time).")] = 16,
     queue: Annotated[int, typer.Option("--queue", help="Requests waiting per model; more get 503 (busy).")] = 32,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds a request may wait for its images "
                                            "before it gets 504.")] = 60.0,

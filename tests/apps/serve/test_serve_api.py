@@ -257,6 +257,18 @@ def test_page_fetches_nothing_from_elsewhere() -> None:
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, f.name
 
 
+def test_several_models(model, tmp_path) -> None:
+    other = serve_model("mirror", load_generator(make_arch_checkpoint(tmp_path / "M.pt", "mirrorgan"), "cpu",
+                                                 need_vocab=True), "fp32")
+    with client([model, other]) as c:
+        assert [m["name"] for m in c.get("/models").json()["models"]] == ["tiny", "mirror"]
+        first = c.post("/generate", json={"caption": "bird", "attention": False}).json()
+        second = c.post("/generate", json={"caption": "bird", "model": "mirror", "attention": False}).json()
+        assert first["model"] == "tiny" and first["image_sizes"] == [8, 16, 32]
+        assert second["model"] == "mirror" and second["image_sizes"] == [8, 16]
+        assert set(c.get("/health").json()["models"]) == {"tiny", "mirror"}
+
+
 def test_recorded_metrics_and_names(tmp_path, ckpt) -> None:
     run = tmp_path / "00003-shapes-train"
     run.mkdir()

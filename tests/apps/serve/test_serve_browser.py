@@ -137,3 +137,22 @@ def test_missing_stack_names_the_extra(monkeypatch, ckpt) -> None:
     assert result.exit_code == 1
     assert 'needs fastapi (not installed), the web stack of the extra \'serve\': pip install "attngan[serve]"' in \
         " ".join(result.output.split())
+
+
+def test_command_checks_its_options_first(ckpt) -> None:
+    pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "-c", str(ckpt), "--max-batch", "2"])
+    assert result.exit_code == 1 and "--max-batch (max_batch) must be >= max_n (8)" in " ".join(result.output.split())
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 1 and "no checkpoint given: attngan serve -c CHECKPOINT" in result.output
+    result = runner.invoke(app, ["serve", "-c", str(ckpt), "--port", "70000"])
+    assert result.exit_code == 1 and "--port must be between 0 and 65535, got 70000" in result.output
+
+
+def test_loopback_hosts() -> None:
+    pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install -e '.[serve]'")
+    from attngan_cli.apps.serve.server import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
