@@ -4,17 +4,20 @@ uvicorn, which finishes the requests in flight, and the batchers stop with the a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
+import signal
 import socket
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 
 from attngan_cli.apps.serve.app import create_app
 from attngan_cli.apps.serve.engine import ServedModel, ServeSettings
-from attngan_cli.core.errors import InputError
+from attngan_cli.core.errors import InputError, Terminated
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,32 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{shown}:{port}/"
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a Ctrl-C or SIGTERM it shut down for is raised after the event loop
+    has ended (as :class:`KeyboardInterrupt` / :class:`Terminated`), not re-sent to the process inside the
+    loop, where asyncio turns it into a traceback of the tasks still being cancelled."""
+
+    signals: list[int]
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        self.signals = []
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, sig: int, frame: object) -> None:
+        self.signals.append(sig)
+        self.handle_exit(sig, frame)  # type: ignore[arg-type]
+
+
 def serve(models: Sequence[ServedModel], settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve ``models`` until Ctrl-C / SIGTERM. ``on_ready(url)`` is called once the socket listens (before
@@ -71,9 +100,13 @@ def serve(models: Sequence[ServedModel], settings: ServeSettings, host: str = "1
     if on_ready is not None:
         on_ready(url)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
         log.info("stopped (the requests in flight were answered)")
+    if signal.SIGTERM in server.signals:
+        raise Terminated()
+    if signal.SIGINT in server.signals:
+        raise KeyboardInterrupt

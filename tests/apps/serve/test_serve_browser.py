@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,10 @@ class Server:
         self.first_line = line[0]
         self.url = line[0].split()[2]
 
-    def stop(self) -> tuple[int, str]:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, signal_it: bool = True) -> tuple[int, str]:
+        """Ctrl-C (unless sent already: a second one forces uvicorn out) and wait for the end."""
+        if signal_it:
+            self.proc.send_signal(signal.SIGINT)
         try:
             _, err = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
@@ -156,3 +159,27 @@ def test_loopback_hosts() -> None:
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+
+
+@pytest.mark.slow  # about 20 s each: a server process starts (torch)
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_the_server_cleanly(ckpt, sig, code) -> None:
+    """A request in flight is answered, then the process ends with 130 (Ctrl-C) or 143 (SIGTERM), as every
+    attngan command, and no traceback."""
+    httpx = pytest.importorskip("httpx")
+    server = Server(ckpt, "--batch-wait-ms", "300")
+    try:
+        assert httpx.get(server.url + "health", timeout=10).json()["status"] == "ok"
+        answer: list = []
+        t = threading.Thread(target=lambda: answer.append(httpx.post(
+            server.url + "generate", json={"caption": "this bird is red", "n": 4}, timeout=30)))
+        t.start()
+        deadline = time.monotonic() + 10
+        while not httpx.get(server.url + "health", timeout=10).json()["models"]["G"]["queued"]:
+            assert time.monotonic() < deadline
+        server.proc.send_signal(sig)  # while the request waits for its batch
+        t.join(30)
+    finally:
+        returncode, err = server.stop(signal_it=False)
+    assert answer and answer[0].status_code == 200 and len(answer[0].json()["samples"]) == 4
+    assert returncode == code and "Traceback" not in err and "stopped" in err, err
