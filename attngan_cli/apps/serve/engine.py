@@ -30,7 +30,7 @@ from attngan_cli.apps.sample import Caption, caption_batch, encode_caption, item
 from attngan_cli.archs.registry import get_arch
 from attngan_cli.config.fields import bounded, one_of, seed_field, validate
 from attngan_cli.config.schema import PRECISIONS
-from attngan_cli.core.device import resolve_precision
+from attngan_cli.core.device import autocast, resolve_precision
 from attngan_cli.core.errors import AttnGANError, FieldError, InputError
 from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.data.tokenizer import tokenize
@@ -136,6 +136,7 @@ def serve_model(name: str, bundle: GeneratorBundle, precision: str = "auto") -> 
         raise InputError(f"checkpoint {bundle.path} holds no vocabulary; captions cannot be encoded")
     device = module_device(bundle.generator)
     resolved = resolve_precision(precision, device)
+    autocast(device, resolved)  # a precision this device cannot run (fp16 on a CPU) fails now, not per request
     cfg = bundle.config
     arch = get_arch(cfg.generator.arch)
     facts = {

@@ -288,6 +288,28 @@ def test_bf16_precision_runs_on_cpu(ckpt) -> None:
     assert r.status_code == 200 and r.json()["precision"] == "bf16"
 
 
+def test_a_bug_is_a_500_without_traceback_and_the_server_goes_on(model, monkeypatch) -> None:
+    real = engine.run_batch
+
+    def broken(m, jobs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(engine, "run_batch", broken)
+    with TestClient(create_app([model], ServeSettings()), raise_server_exceptions=False) as c:
+        r = c.post("/generate", json={"caption": "bird"})
+        assert r.status_code == 500 and r.json() == {
+            "error": "internal error (RuntimeError); the server log has the details"}
+        monkeypatch.setattr(engine, "run_batch", real)
+        assert c.post("/generate", json={"caption": "bird", "attention": False}).status_code == 200
+
+
+def test_a_precision_the_device_cannot_run_fails_at_start(ckpt) -> None:
+    from attngan_cli.core.errors import AttnGANError
+
+    with pytest.raises(AttnGANError, match="fp16 needs a CUDA device"):
+        serve_model("x", load_generator(ckpt, "cpu", need_vocab=True), "fp16")
+
+
 def test_settings_checked() -> None:
     with pytest.raises(FieldError, match="max_batch must be >= max_n"):
         check_settings(ServeSettings(max_n=8, max_batch=4))
