@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from attngan_cli.apps.sample import Caption, caption_batch, encode_caption, item_noise
@@ -36,6 +37,7 @@ from attngan_cli.core.fileio import read_jsonl
 from attngan_cli.data.tokenizer import tokenize
 from attngan_cli.evaluation.evaluate import find_run_dir
 from attngan_cli.inference.pipeline import Generated, GeneratorBundle, generate, module_device
+from attngan_cli.viz.grid import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,7 @@ class Output:
     extras: dict[str, list[torch.Tensor]]  # Generated field -> per module (n, ...)
     seconds: float = 0.0  # the forward this request was part of
     batch_images: int = 0  # images in that forward
+    pixels: list[np.ndarray] = field(default_factory=list)  # per stage (n, s, s, 3) uint8: the PNGs' pixels
 
 
 def check_request(model: ServedModel, caption: Any, seed: Any, n: Any, settings: ServeSettings) -> Job:
@@ -237,6 +240,7 @@ def run_batch(model: ServedModel, jobs: list[Job]) -> list[Output]:
     t0 = time.perf_counter()
     gen = generate(model.bundle, ids, lengths, z, eps, model.precision)
     images = [im.cpu() for im in gen.images]
+    pixels = [to_uint8(im) for im in images]  # once per batch, in this thread (as attngan sample converts)
     extras = {f.name: [t.cpu() for t in getattr(gen, f.name)] for f in dataclasses.fields(Generated)
               if f.name != "images" and getattr(gen, f.name, None)}
     seconds = time.perf_counter() - t0
@@ -247,7 +251,7 @@ def run_batch(model: ServedModel, jobs: list[Job]) -> list[Output]:
         start += job.n
         words = len(job.caption.ids)
         own = {name: [_cut(t[rows], padded, words) for t in ts] for name, ts in extras.items()}
-        outputs.append(Output([im[rows] for im in images], own, seconds, len(items)))
+        outputs.append(Output([im[rows] for im in images], own, seconds, len(items), [p[rows] for p in pixels]))
     return outputs
 
 

@@ -56,7 +56,8 @@ def render(model: ServedModel, job: Job, out: Output, top: int, attention: bool 
         sample: dict[str, Any] = {
             "sample": s,
             "stages": [{"size": int(sizes[i]), "name": image_name(job.seed, s, sizes[i]),
-                        "png": png_data_url(to_uint8(stage_images[i]))} for i in range(len(sizes))],
+                        "png": png_data_url(out.pixels[i][s] if out.pixels else to_uint8(stage_images[i]))}
+                       for i in range(len(sizes))],
         }
         if attention:
             sample.update(_attention(model, out, s, stage_images, words, top, figure))
