@@ -44,6 +44,10 @@ FLAGS: dict[str, dict[str, str]] = {
         "num_samples": "--num-samples", "batch_size": "--batch-size", "workers": "--workers", "seed": "--seed",
         "device": "--device",
     },
+    "serve": {  # ServeSettings (apps/serve/engine.py)
+        "max_n": "--max-n", "max_batch": "--max-batch", "queue": "--queue", "timeout_s": "--timeout",
+        "batch_wait_ms": "--batch-wait-ms", "max_chars": "--max-chars", "top": "--top", "precision": "--precision",
+    },
 }
 
 

@@ -10,15 +10,12 @@ import typer
 
 from attngan_cli.cli.commands.common import command
 from attngan_cli.cli.commands.options import Device, Precision, Quiet
+from attngan_cli.cli.flags import FLAGS
 from attngan_cli.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
-FLAGS = {"max_n": "--max-n", "max_batch": "--max-batch", "queue": "--queue", "timeout_s": "--timeout",
-         "batch_wait_ms": "--batch-wait-ms", "max_chars": "--max-chars", "top": "--top", "precision": "--precision"}
-
-
-@command(flags=FLAGS)
+@command(flags=FLAGS["serve"])
 def serve(
     checkpoints: Annotated[list[Path] | None, typer.Option(
         "--checkpoint", "-c", help="A generator checkpoint file or a train run directory; repeat for several "
