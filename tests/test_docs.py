@@ -39,7 +39,7 @@ def test_command_reference_covers_every_command(rendered):
     for command in ["attngan", "attngan prep cub", "attngan prep coco", "attngan prep folder",
                     "attngan prep shapes", "attngan pretrain", "attngan train", "attngan sample",
                     "attngan attend", "attngan eval", "attngan demo", "attngan import official",
-                    "attngan runs", "attngan plot"]:
+                    "attngan runs", "attngan plot", "attngan serve"]:
         assert command in titles
     assert "\x1b" not in rendered and "│" not in rendered and "╭" not in rendered  # no ANSI, no Rich boxes
 

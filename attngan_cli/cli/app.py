@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from attngan_cli import __version__
-from attngan_cli.cli.commands import attend, demo, prep, pretrain, sample, train
+from attngan_cli.cli.commands import attend, demo, prep, pretrain, sample, serve, train
 from attngan_cli.cli.commands import eval as eval_cmd
 from attngan_cli.cli.commands import import_ as import_cmd
 from attngan_cli.cli.commands import plot as plot_cmd
@@ -48,6 +48,7 @@ app.command("pretrain")(pretrain.pretrain)
 app.command("train")(train.train)
 app.command("sample")(sample.sample)
 app.command("attend")(attend.attend)
+app.command("serve")(serve.serve)
 app.command("eval")(eval_cmd.evaluate)
 app.command("demo")(demo.demo)
 app.add_typer(import_cmd.app, name="import")

@@ -50,6 +50,10 @@ FLAGS: dict[str, dict[str, str]] = {
         "image_size": "--image-size", "is_temperature": "--is-temperature", "rp_wrong": "--rp-wrong",
         "rp_folds": "--rp-folds",
     },
+    "serve": {  # ServeSettings (apps/serve/engine.py)
+        "max_n": "--max-n", "max_batch": "--max-batch", "queue": "--queue", "timeout_s": "--timeout",
+        "batch_wait_ms": "--batch-wait-ms", "max_chars": "--max-chars", "top": "--top", "precision": "--precision",
+    },
 }
 
 

@@ -48,6 +48,7 @@ def test_demo_runs_every_phase_and_writes_every_output(demo_out: tuple[Path, str
     flat = " ".join(output.split())
     assert "training for" in flat and "minutes (at most" in flat, flat[:2000]
     assert f"attention figure: {out / 'attend.png'}" in output.replace("\n", "")
+    assert f"attngan serve -c {state['phases']['train']['run']}" in output.replace("\n", "")
 
 
 def test_demo_continues_instead_of_redoing(demo_out: tuple[Path, str]) -> None:

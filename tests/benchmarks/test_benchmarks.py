@@ -234,3 +234,19 @@ def test_bench_dfgan_against_the_official_modules() -> None:
     assert (official["impl"], ours["impl"]) == ("official", "ours") and official["g_params"] == ours["g_params"]
     check_numbers(ours, ["img_per_s", "achieved_gflops", "pct_of_peak"])
     assert result["x_official"] == pytest.approx(official["step_s"] / ours["step_s"])
+@pytest.mark.slow  # two server processes
+def test_bench_serve_smoke():
+    pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "ATTNGAN_AUTO_PRECISION": "fp32"}
+    out = subprocess.run([sys.executable, str(BENCH / "bench_serve.py"), "--clients", "2", "--seconds", "1",
+                          "--device", "cpu", "--threads", "1", "--json"], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["max_batch"] for r in rows] == [16, 1]
+    for r in rows:
+        assert r["bench"] == "serve" and r["errors"] == 0 and r["precision"] == "fp32"
+        check_numbers(r, ["req_per_s", "img_per_s", "p50_ms", "p90_ms", "p99_ms", "mean_batch", "gain"])
+        assert r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"]
+    assert rows[1]["mean_batch"] == 1.0
+    assert "batching gain" in out.stdout and "p99 ms" in out.stdout

@@ -13,7 +13,7 @@ from attngan_cli.cli import app
 
 runner = CliRunner()
 
-COMMANDS = ["prep", "pretrain", "train", "sample", "attend", "eval", "demo", "import"]
+COMMANDS = ["prep", "pretrain", "train", "sample", "attend", "serve", "eval", "demo", "import"]
 
 
 def test_top_level_help_lists_every_command() -> None:

@@ -10,6 +10,7 @@ import typer
 
 from attngan_cli.apps.demo import DemoOptions
 from attngan_cli.apps.sample import SampleSettings
+from attngan_cli.apps.serve.engine import ServeSettings
 from attngan_cli.cli import app
 from attngan_cli.cli.flags import FLAGS
 from attngan_cli.config.captioner import CaptionPretrainConfig
@@ -17,7 +18,7 @@ from attngan_cli.config.schema import PretrainConfig, TrainConfig
 from attngan_cli.evaluation.evaluate import EvalOptions
 
 CONFIGS = {"train": (TrainConfig,), "pretrain": (PretrainConfig, CaptionPretrainConfig), "sample": (SampleSettings,),
-           "eval": (EvalOptions,), "demo": (DemoOptions,)}
+           "eval": (EvalOptions,), "demo": (DemoOptions,), "serve": (ServeSettings,)}
 
 
 def _has_field(cls: type, dotted: str) -> bool:

@@ -71,3 +71,6 @@ def demo(
     else:
         for label, path in result.figures.items():
             stdout.print(f"{label}: {path}", highlight=False)
+    train_run = result.phases.get("train", {}).get("run")
+    if train_run:
+        console.print(f"your own captions in a browser: attngan serve -c {train_run}", highlight=False)
