@@ -107,6 +107,8 @@ def _attention(model: ServedModel, out: Output, s: int, stage_images: list[torch
                 for w in ranked[:top]}
         result["attention"].append({
             "model": k + 1, "stage": k + 2, "regions": [int(m.shape[-2]), int(m.shape[-1])],
+            # DM-GAN's (B, T, s, s) maps are its memory's key-addressing weights, drawn as word attention is
+            "kind": "memory addressing" if model.facts.get("memory") else "word attention",
             "ranked": [w.to_dict() for w in ranked], "top": [w.to_dict() for w in ranked[:top]], "maps": maps,
         })
     for k, m in enumerate(sent_maps):

@@ -129,18 +129,23 @@ def test_attention_data_and_figure(model) -> None:
         assert s["sentence_attention"] == [] and s["other"] == []
 
 
-@pytest.mark.parametrize("arch", ["mirrorgan", "stackgan++"])
+@pytest.mark.parametrize("arch", ["mirrorgan", "stackgan++", "dmgan", "dfgan"])
 def test_other_architectures(tmp_path, arch) -> None:
-    m = serve_model(arch, load_generator(make_arch_checkpoint(tmp_path / "G.pt", arch), "cpu", need_vocab=True),
-                    "fp32")
+    stages = 1 if arch == "dfgan" else 2
+    m = serve_model(arch, load_generator(make_arch_checkpoint(tmp_path / "G.pt", arch, stages=stages), "cpu",
+                                         need_vocab=True), "fp32")
     with client([m]) as c:
         facts = c.get("/models").json()["models"][0]
         r = c.post("/generate", json={"caption": "this bird is red", "n": 1})
     assert r.status_code == 200, r.text
     s = r.json()["samples"][0]
     assert facts["arch"] == arch
-    if arch == "mirrorgan":
+    if arch == "dmgan":  # the memory's addressing weights per word, drawn as word attention
+        assert facts["memory"] and [a["kind"] for a in s["attention"]] == ["memory addressing"]
+        assert s["attention"][0]["top"] and "figure" in s
+    elif arch == "mirrorgan":
         assert facts["word_attention"] and facts["sentence_attention"]
+        assert s["attention"][0]["kind"] == "word attention"
         assert len(s["attention"]) == 1 and len(s["sentence_attention"]) == 1
         assert 0 < s["sentence_attention"][0]["peak_share"] <= 1 and "figure" in s
     else:

@@ -160,7 +160,7 @@ function showAttention() {
       },
     }, `${w.index}:${w.word}`, el("span", { class: "score", text: w.score.toFixed(2) })));
     const block = el("div", { class: "attn-model" },
-      el("div", { class: "label", text: `attention ${a.model} (stage ${a.stage}, ${a.regions.join("x")} regions)` }),
+      el("div", { class: "label", text: `${a.kind || "attention"} ${a.model} (stage ${a.stage}, ${a.regions.join("x")} regions)` }),
       el("div", { class: "words" }, ...buttons), map);
     box.append(block);
     if (buttons.length) buttons[0].click();
