@@ -539,33 +539,12 @@ def import_official(
         "generator.embedding_dim": gcfg.embedding_dim, "discriminator.ndf": dcfg.ndf,
         "discriminator.embedding_dim": dcfg.embedding_dim, "encoders": str(d_out.resolve()),
     })
-    pre_over: dict[str, Any] = {"text.vocab_size": tcfg.vocab_size, "text.word_dim": tcfg.word_dim,
-                                "text.embedding_dim": tcfg.embedding_dim}
-    if icfg is not None:
-        pre_over.update({"image.backbone": icfg.backbone, "image.embedding_dim": icfg.embedding_dim,
-                         "image.image_size": icfg.image_size,
-                         "image.resize_align_corners": icfg.resize_align_corners})
-    pre_cfg = make_pretrain_config(preset, pre_over)
-
     sources = {"generator": gpath, "text_encoder": tpath, "captions": Path(captions)}
-    if image_encoder is not None:
-        sources["image_encoder"] = Path(image_encoder)
-    for k, (p, _, _) in enumerate(d_states):
-        sources[f"discriminator{k}"] = p
-    provenance = {name: {"path": str(p.resolve()), "sha256": _sha256(p)} for name, p in sources.items()}
-
-    g_state_out: dict[str, Any] = {"generator": generator_net.state_dict(), "text_encoder": text_net.state_dict()}
-    if d_out_states:
-        g_state_out["discriminators"] = d_out_states
-    extra = {"damsm_config": to_dict(tcfg), "damsm_path": str(d_out.resolve()), "source": "official",
-             "official_files": provenance, "notes": notes}
-    save_checkpoint(Checkpoint(kind="generator", config=to_dict(train_cfg), state=g_state_out, vocab=words,
-                               extra=extra), g_out)
-    d_state_out: dict[str, Any] = {"text_encoder": text_net.state_dict()}
-    if i_state is not None:
-        d_state_out["image_encoder"] = i_state
-    save_checkpoint(Checkpoint(kind="damsm", config=to_dict(pre_cfg), state=d_state_out, vocab=words,
-                               extra={"source": "official", "official_files": provenance, "notes": notes}), d_out)
+    pre_cfg = write_imported(
+        g_out, d_out, preset=preset, train_cfg=train_cfg, tcfg=tcfg, icfg=icfg, words=words,
+        generator_state=generator_net.state_dict(), text_state=text_net.state_dict(), i_state=i_state,
+        d_out_states=d_out_states, sources=sources, image_encoder=image_encoder,
+        d_paths=[p for p, _, _ in d_states], source="official", notes=notes)
     log.info("imported %d-stage generator (ngf %d, %d residual blocks) and text encoder (%s words)%s%s",
              gcfg.stages, gcfg.ngf, gcfg.r_num, f"{len(words):,}",
              f", {len(d_out_states)} discriminators" if d_out_states else "",
@@ -575,6 +554,41 @@ def import_official(
     return ImportResult(generator_path=g_out, damsm_path=d_out, train_config=train_cfg, pretrain_config=pre_cfg,
                         vocab_size=len(words), discriminators=len(d_out_states), image_encoder=i_state is not None,
                         notes=notes)
+
+
+def write_imported(g_out: Path, d_out: Path, *, preset: str, train_cfg: TrainConfig, tcfg: TextEncoderConfig,
+                   icfg: ImageEncoderConfig | None, words: list[str], generator_state: dict[str, Any],
+                   text_state: dict[str, Any], i_state: dict[str, torch.Tensor] | None,
+                   d_out_states: list[dict[str, Any]], sources: dict[str, Path], image_encoder: str | Path | None,
+                   d_paths: Sequence[Path], source: str, notes: list[str]) -> PretrainConfig:
+    """Write an imported generator (``g_out``: generator + text encoder + vocabulary + config, with the
+    official files' paths and sha256 as provenance) and its DAMSM (``d_out``); return the DAMSM's config."""
+    pre_over: dict[str, Any] = {"text.vocab_size": tcfg.vocab_size, "text.word_dim": tcfg.word_dim,
+                                "text.embedding_dim": tcfg.embedding_dim}
+    if icfg is not None:
+        pre_over.update({"image.backbone": icfg.backbone, "image.embedding_dim": icfg.embedding_dim,
+                         "image.image_size": icfg.image_size,
+                         "image.resize_align_corners": icfg.resize_align_corners})
+    pre_cfg = make_pretrain_config(preset, pre_over)
+    sources = dict(sources)
+    if image_encoder is not None:
+        sources["image_encoder"] = Path(image_encoder)
+    for k, p in enumerate(d_paths):
+        sources[f"discriminator{k}"] = p
+    provenance = {name: {"path": str(p.resolve()), "sha256": _sha256(p)} for name, p in sources.items()}
+    g_state_out: dict[str, Any] = {"generator": generator_state, "text_encoder": text_state}
+    if d_out_states:
+        g_state_out["discriminators"] = d_out_states
+    extra = {"damsm_config": to_dict(tcfg), "damsm_path": str(d_out.resolve()), "source": source,
+             "official_files": provenance, "notes": notes}
+    save_checkpoint(Checkpoint(kind="generator", config=to_dict(train_cfg), state=g_state_out, vocab=words,
+                               extra=extra), g_out)
+    d_state_out: dict[str, Any] = {"text_encoder": text_state}
+    if i_state is not None:
+        d_state_out["image_encoder"] = i_state
+    save_checkpoint(Checkpoint(kind="damsm", config=to_dict(pre_cfg), state=d_state_out, vocab=words,
+                               extra={"source": source, "official_files": provenance, "notes": notes}), d_out)
+    return pre_cfg
 
 
 def _check_image_encoder(state: dict[str, torch.Tensor], icfg: ImageEncoderConfig, path: Path) -> dict[str, torch.Tensor]:

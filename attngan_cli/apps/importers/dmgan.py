@@ -17,7 +17,6 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -30,7 +29,6 @@ from attngan_cli.apps.importers.attngan import (
     _expect_kind,
     _load_strict,
     _preset_for_vocab,
-    _sha256,
     _shape,
     _vocab_label,
     infer_generator_config,
@@ -38,17 +36,16 @@ from attngan_cli.apps.importers.attngan import (
     infer_text_encoder_config,
     load_state_file,
     read_captions_pickle,
+    write_imported,
 )
 from attngan_cli.archs.dmgan import PRESETS as DMGAN_PRESETS
 from attngan_cli.archs.dmgan.discriminators import DMGANDiscriminator
 from attngan_cli.archs.dmgan.generator import DMGANGenerator
 from attngan_cli.archs.registry import image_sizes, new_train_config
-from attngan_cli.config.presets import make_pretrain_config, preset_names
+from attngan_cli.config.presets import preset_names
 from attngan_cli.config.schema import DiscriminatorConfig, GeneratorConfig
-from attngan_cli.config.serialize import to_dict
 from attngan_cli.core.errors import CheckpointError, ConfigMismatchError, InputError
 from attngan_cli.networks.text_encoder import TextEncoder
-from attngan_cli.storage.checkpoints import Checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -237,31 +234,12 @@ def import_dmgan(
         "discriminator.spectral_norm": True, "encoders": str(d_out.resolve()),
     })
     tcfg.words = train_cfg.words
-    pre_over: dict[str, Any] = {"text.vocab_size": tcfg.vocab_size, "text.word_dim": tcfg.word_dim,
-                                "text.embedding_dim": tcfg.embedding_dim}
-    if icfg is not None:
-        pre_over.update({"image.backbone": icfg.backbone, "image.embedding_dim": icfg.embedding_dim,
-                         "image.image_size": icfg.image_size, "image.resize_align_corners": icfg.resize_align_corners})
-    pre_cfg = make_pretrain_config(preset, pre_over)
-
     sources = {"generator": gpath, "text_encoder": tpath, "captions": cpath}
-    if image_encoder is not None:
-        sources["image_encoder"] = Path(image_encoder)
-    for k, (p, _, _) in enumerate(d_states):
-        sources[f"discriminator{k}"] = p
-    provenance = {name: {"path": str(p.resolve()), "sha256": _sha256(p)} for name, p in sources.items()}
-    g_state_out: dict[str, Any] = {"generator": generator_net.state_dict(), "text_encoder": text_net.state_dict()}
-    if d_out_states:
-        g_state_out["discriminators"] = d_out_states
-    extra = {"damsm_config": to_dict(tcfg), "damsm_path": str(d_out.resolve()), "source": "official-dmgan",
-             "official_files": provenance, "notes": notes}
-    save_checkpoint(Checkpoint(kind="generator", config=to_dict(train_cfg), state=g_state_out, vocab=words,
-                               extra=extra), g_out)
-    d_state_out: dict[str, Any] = {"text_encoder": text_net.state_dict()}
-    if i_state is not None:
-        d_state_out["image_encoder"] = i_state
-    save_checkpoint(Checkpoint(kind="damsm", config=to_dict(pre_cfg), state=d_state_out, vocab=words,
-                               extra={"source": "official-dmgan", "official_files": provenance, "notes": notes}), d_out)
+    pre_cfg = write_imported(
+        g_out, d_out, preset=preset, train_cfg=train_cfg, tcfg=tcfg, icfg=icfg, words=words,
+        generator_state=generator_net.state_dict(), text_state=text_net.state_dict(), i_state=i_state,
+        d_out_states=d_out_states, sources=sources, image_encoder=image_encoder,
+        d_paths=[p for p, _, _ in d_states], source="official-dmgan", notes=notes)
     log.info("imported a %d-stage DM-GAN generator (ngf %d, %d residual blocks) and text encoder (%s words)%s",
              gcfg.stages, gcfg.ngf, gcfg.r_num, f"{len(words):,}",
              f", {len(d_out_states)} discriminators" if d_out_states else "")
