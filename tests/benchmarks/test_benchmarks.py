@@ -250,3 +250,20 @@ def test_bench_serve_smoke():
         assert r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"]
     assert rows[1]["mean_batch"] == 1.0
     assert "batching gain" in out.stdout and "p99 ms" in out.stdout
+
+
+def test_compare_shapes_table_averages_the_seeds_of_each_arm(bench_modules, tmp_path) -> None:
+    """compare_shapes.py's table: per arm the mean ± std over its seeds, in %, the counts left out."""
+    import compare_shapes
+
+    def line(arm: str, seed: int, rp: float, color: float) -> str:
+        metrics = {"rprecision": {"mean": rp, "std": 0.01}, "attributes": {"color": color, "color_n": 500.0}}
+        return json.dumps({"arm": arm, "seed": seed, "eval": {"metrics": metrics}})
+
+    results = tmp_path / "results.jsonl"
+    results.write_text("\n".join([line("a", 0, 0.5, 0.2), line("a", 1, 0.7, 0.4), line("b", 0, 0.1, 0.9)]) + "\n")
+    compare_shapes.write_table(results, tmp_path / "table.md")
+    rows = (tmp_path / "table.md").read_text().splitlines()
+    assert "color_n" not in rows[0]
+    assert rows[2] == "| a | 0,1 | 30.0 ± 14.1 | 60.0 ± 14.1 | 1.0 ± 0.0 |"
+    assert rows[3] == "| b | 0 | 90.0 | 10.0 | 1.0 |"
