@@ -21,6 +21,7 @@ import hashlib
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,14 +156,24 @@ def write_random_inception_weights(path: str | os.PathLike[str], seed: int = 0) 
         empty = Path(d) / "empty.pth"
         torch.save({}, empty)
         model = _Unloaded("random", ["2048"], feature_extractor_weights_path=str(empty))
+    return save_random_inception(model, path, seed,
+                                 lambda name, p: (lambda x: x * 4.0 / POOL_DIM**0.5) if name == "fc.weight" else None)
+
+
+def save_random_inception(model: torch.nn.Module, path: str | os.PathLike[str], seed: int,
+                          linear: Callable[[str, torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]) -> Path:
+    """Randomise an Inception network for tests (convs variance-preserving through the ReLUs, the linear
+    weights for which ``linear(name, p)`` gives a scaling drawn from N(0, 1) and scaled by it, identity batch norms, every other
+    parameter 0), deterministically in ``seed``, and save its state dict atomically to ``path``."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.dim() == 4:  # conv: variance-preserving through the ReLUs
+            scale = linear(name, p) if p.dim() == 2 else None
+            if p.dim() == 4:
                 fan_in = p.shape[1] * p.shape[2] * p.shape[3]
                 p.copy_(torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-            elif name == "fc.weight":
-                p.copy_(torch.randn(p.shape, generator=g) * 4.0 / POOL_DIM**0.5)
+            elif scale is not None:
+                p.copy_(scale(torch.randn(p.shape, generator=g)))
             elif name.endswith("bn.weight"):
                 p.fill_(1.0)
             else:

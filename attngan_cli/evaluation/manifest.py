@@ -18,12 +18,13 @@ caller measured (the file hashes come from :func:`file_sha256`):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from attngan_cli.evaluation.features import file_sha256 as read_sha256
 
 MANIFEST_VERSION = 1
 DEFAULT_PROTOCOL = "attngan"
@@ -32,7 +33,6 @@ SAME_DAMSM_WARNING = (
     "ECCV 2022) shows such a score rewards overfitting to the evaluator; compare it only with generators "
     "scored the same way, or score with another DAMSM (--encoders) or CLIP")
 
-_CHUNK = 1 << 22
 _cache: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256: a file is hashed once
 _cache_lock = threading.Lock()
 
@@ -46,11 +46,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     with _cache_lock:
         if key in _cache:
             return _cache[key]
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = read_sha256(p)
     with _cache_lock:
         _cache[key] = digest
     return digest

@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from attngan_cli.core.errors import InputError
-from attngan_cli.core.fileio import atomic_path
-from attngan_cli.evaluation.features import _load_state, file_sha256
+from attngan_cli.evaluation.features import _load_state, file_sha256, save_random_inception
 
 EXTRACTOR_NAME = "torchvision-inception-v3-pool3"
 POOL_DIM = 2048
@@ -164,25 +163,4 @@ class TorchvisionInceptionFeatures:
 def write_random_torchvision_inception(path: str | os.PathLike[str], seed: int = 0) -> Path:
     """A randomly initialised torchvision Inception-v3 state dict (variance-preserving convs, identity batch
     norms), for tests and dry runs only: the numbers it gives mean nothing. Deterministic in ``seed``."""
-    net = build_inception3()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if p.dim() == 4:
-                fan_in = p.shape[1] * p.shape[2] * p.shape[3]
-                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-            elif p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
-            elif name.endswith("bn.weight"):
-                p.fill_(1.0)
-            else:
-                p.zero_()
-        for name, b in net.named_buffers():
-            if name.endswith("running_mean"):
-                b.zero_()
-            elif name.endswith("running_var"):
-                b.fill_(1.0)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(net.state_dict(), tmp)
-    return path
+    return save_random_inception(build_inception3(), path, seed, lambda name, p: lambda x: x / p.shape[1] ** 0.5)
